@@ -1,0 +1,1 @@
+"""Staff accounts, roles (agent / supervisor / pr / admin) scoped to communities, sessions and tokens."""

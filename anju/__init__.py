@@ -1,0 +1,1 @@
+"""The web assembly (FastAPI app factory, pages) and the `anju` command line."""

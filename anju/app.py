@@ -1,0 +1,126 @@
+"""The FastAPI application factory: routers, middleware, one error shape, lifespan resources."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.db import get_database
+from core.errors import AnjuError
+from core.logging import configure_logging, request_id_var
+from core.redis import get_redis
+from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+
+_HTTP_MESSAGES = {404: "找不到该页面或接口", 405: "不支持该请求方法", 401: "请先登录", 403: "没有权限"}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id_var.get()}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def _validation_details(exc: RequestValidationError) -> tuple[int, str, list[dict[str, Any]]]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return (
+            400,
+            "请求体不是合法的 JSON",
+            [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors],
+        )
+    details = [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg"), "type": e.get("type")}
+        for e in errors
+    ]
+    return 422, "提交的数据有误，请检查字段", details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AnjuError)
+    async def _anju_error(request: Request, exc: AnjuError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.error("%s: %s", exc.code, exc.message)
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, message, details = _validation_details(exc)
+        code = "malformed_body" if status == 400 else "invalid_input"
+        return JSONResponse(error_body(code, message, details), status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = (
+            exc.detail
+            if isinstance(exc.detail, str) and exc.status_code not in _HTTP_MESSAGES
+            else (_HTTP_MESSAGES.get(exc.status_code, str(exc.detail)))
+        )
+        return JSONResponse(
+            error_body(f"http_{exc.status_code}", message),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", "服务器内部错误，请稍后重试"), status_code=500)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(level=settings.log_level, json_lines=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.database = get_database(settings)
+        app.state.redis = get_redis(settings)
+        settings.signing_key()  # demo mode: generate the key before the first login needs it
+        log.info("anju API ready on %s", settings.base_url)
+        yield
+
+    app = FastAPI(
+        title="安居 anju",
+        description="物业 AI 客服与舆情监测服务 (AI customer service and opinion monitoring)",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+
+    from accounts.views import router as accounts_router
+    from anju import health, pages
+    from org.views import router as org_router
+
+    app.include_router(health.router)
+    app.include_router(accounts_router)
+    app.include_router(org_router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    from anju.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        upload_max_bytes=settings.max_upload_bytes,
+        upload_paths=[r"/imports$", r"/upload"],
+    )
+    app.add_middleware(RequestContextMiddleware)  # outermost: every response carries the request id
+    return app

@@ -1,0 +1,232 @@
+"""The ``anju`` command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.settings import Settings, get_settings
+
+app = typer.Typer(help="安居 anju: 物业 AI 客服与舆情监测服务", no_args_is_help=True, add_completion=False)
+user_app = typer.Typer(help="员工账号", no_args_is_help=True)
+residents_app = typer.Typer(help="住户档案", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(residents_app, name="residents")
+
+
+def _settings() -> Settings:
+    from core.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(level=settings.log_level, json_lines=settings.log_json)
+    return settings
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (创建/升级数据库表)."""
+    from anju.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings)
+    typer.echo("数据库已是最新结构")
+
+
+@app.command("seed-demo")
+def seed_demo_cmd(force: bool = typer.Option(False, help="seed even when the database is not empty")) -> None:
+    """Load the demo company, communities, residents and accounts (if the database is empty)."""
+    from anju.demo import is_seeded, seed_demo
+    from core.db import get_database
+
+    settings = _settings()
+    with get_database(settings).session() as session:
+        if is_seeded(session) and not force:
+            typer.echo("数据库已有数据，跳过演示数据")
+            return
+        company = seed_demo(session)
+        typer.echo(f"已创建演示数据：{company.name}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int, typer.Option(help="API processes")] = 1,
+) -> None:
+    """Run the API server alone."""
+    import uvicorn
+
+    from core.redis import ensure_embedded_redis
+
+    settings = _settings()
+    ensure_embedded_redis(settings)
+    uvicorn.run(
+        "anju.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def worker(burst: bool = typer.Option(False, help="exit when the queues are empty")) -> None:
+    """Run one rq worker (with rq's scheduler for retries and delayed jobs)."""
+    from core.queue import run_worker
+    from core.redis import ensure_embedded_redis
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    settings = _settings()
+    ensure_embedded_redis(settings)
+    run_worker(settings, burst=burst)
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the periodic scheduler (sweeps abandoned jobs; later: SLA timers, crawls)."""
+    from core.queue import run_scheduler
+    from core.redis import ensure_embedded_redis
+
+    settings = _settings()
+    ensure_embedded_redis(settings)
+    run_scheduler(settings)
+
+
+@app.command()
+def up(
+    seed: bool = typer.Option(True, help="seed demo data when the database is empty"),
+) -> None:
+    """Migrate, seed demo data, and run the API, a worker and the scheduler until Ctrl-C."""
+    from anju.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, is_seeded, seed_demo
+    from anju.migrate import upgrade
+    from anju.supervisor import Supervisor
+    from core.db import get_database
+
+    settings = _settings()
+    upgrade(settings)
+    if seed:
+        with get_database(settings).session() as session:
+            if not is_seeded(session):
+                seed_demo(session)
+    supervisor = Supervisor(settings)
+    supervisor.start()
+    if not supervisor.wait_ready():
+        typer.echo("服务未能在规定时间内就绪，请查看上面的日志", err=True)
+        supervisor.stop()
+        raise typer.Exit(1)
+    base = settings.base_url
+    redis_where = f"内嵌 {settings.redis_socket}" if settings.embedded_redis else settings.redis_url
+    lines = [
+        "",
+        "安居已启动 (anju is up)",
+        f"  工作台 / login:  {base}/login",
+        f"  API 文档:        {base}/api/docs",
+        f"  就绪检查:        {base}/readyz",
+        f"  数据目录:        {settings.data_dir.resolve()}",
+        f"  Redis:           {redis_where}",
+        "  演示账号 (demo logins), 密码均为 / password: " + DEMO_PASSWORD,
+    ]
+    lines += [f"    {a.username:<11} {a.display_name}" for a in DEMO_ACCOUNTS]
+    lines.append("按 Ctrl-C 停止 (Ctrl-C stops everything)")
+    typer.echo("\n".join(lines), err=False)
+    sys.stdout.flush()
+    supervisor.run_until_stopped()
+
+
+@user_app.command("create")
+def user_create(
+    username: Annotated[str, typer.Option(prompt="用户名")],
+    role: Annotated[str, typer.Option(prompt="角色 agent/supervisor/pr/admin")],
+    password: Annotated[str, typer.Option(prompt="密码", hide_input=True, confirmation_prompt=True)],
+    display_name: Annotated[str | None, typer.Option()] = None,
+    community: Annotated[list[str] | None, typer.Option(help="小区编码，可多次给出")] = None,
+    all_communities: Annotated[bool, typer.Option(help="公司全部小区")] = False,
+    company: Annotated[str | None, typer.Option(help="公司编码（只有一家公司时可省略）")] = None,
+) -> None:
+    """Create a staff account."""
+    from sqlalchemy import select
+
+    from accounts import service
+    from accounts.models import Role
+    from core.db import get_database
+    from core.errors import AnjuError
+    from org import service as org_service
+    from org.models import Company
+
+    settings = _settings()
+    try:
+        role_ = Role(role)
+    except ValueError:
+        typer.echo(f"未知角色 {role}；可选 agent, supervisor, pr, admin", err=True)
+        raise typer.Exit(2) from None
+    with get_database(settings).session() as session:
+        companies = list(session.scalars(select(Company).order_by(Company.id)))
+        chosen = [c for c in companies if company is None or c.code == company]
+        if len(chosen) != 1:
+            typer.echo("请用 --company 指定公司编码" if chosen else "找不到公司", err=True)
+            raise typer.Exit(2)
+        try:
+            ids = [org_service.get_community_by_code(session=session, code=c).id for c in community or []]
+            user = service.create_user(
+                session=session,
+                company_id=chosen[0].id,
+                username=username,
+                password=password,
+                role=role_,
+                display_name=display_name,
+                community_ids=ids,
+                all_communities=all_communities,
+            )
+        except AnjuError as exc:
+            typer.echo(exc.message, err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"已创建账号 {user.username}（{role_.value}）")
+
+
+@residents_app.command("import")
+def residents_import(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    community: Annotated[str, typer.Option(help="小区编码")],
+) -> None:
+    """Import residents from CSV/XLSX now and print the report."""
+    from core.db import get_database
+    from core.errors import AnjuError
+    from org import service as org_service
+
+    settings = _settings()
+    with get_database(settings).session() as session:
+        try:
+            target = org_service.get_community_by_code(session=session, code=community)
+            record = org_service.start_import(
+                session=session,
+                community_id=target.id,
+                filename=path.name,
+                content=path.read_bytes(),
+                created_by=None,
+            )
+            report = org_service.run_import(session=session, import_id=record.id).report or {}
+        except AnjuError as exc:
+            typer.echo(exc.message, err=True)
+            raise typer.Exit(1) from None
+    typer.echo(
+        f"共 {report['total']} 行：新增 {report['created']}，更新 {report['updated']}，"
+        f"未变 {report['unchanged']}，错误 {len(report['errors'])}"
+    )
+    for error in report["errors"]:
+        typer.echo(f"  第 {error['row']} 行 {error['column']}：{error['message']}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

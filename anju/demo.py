@@ -1,0 +1,119 @@
+"""Demo data: one company, three communities with buildings and residents, one account per role.
+
+All names, addresses and numbers are invented; mobile numbers use the 1380000xxxx range.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from accounts import service as accounts_service
+from accounts.models import Role
+from org import service as org_service
+from org.models import Community, Company, IdentityKind, ResidentRole
+
+DEMO_PASSWORD = "anju-demo-2026"  # documented in the README; demo mode only
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    username: str
+    display_name: str
+    role: Role
+    communities: tuple[str, ...]  # community codes; empty with all_communities
+
+
+DEMO_ACCOUNTS = (
+    DemoAccount("agent", "客服小林", Role.agent, ("cuihu", "jinjiang")),
+    DemoAccount("supervisor", "客服主管王敏", Role.supervisor, ("cuihu", "jinjiang", "binjiang")),
+    DemoAccount("pr", "品牌专员陈晨", Role.pr, ("cuihu", "jinjiang", "binjiang")),
+    DemoAccount("admin", "系统管理员", Role.admin, ()),
+)
+
+DEMO_COMMUNITIES = (
+    # code, name, city, address, duty phone, buildings, units per building, floors, rooms per floor
+    ("cuihu", "翠湖花园", "杭州", "西湖区翠湖路 88 号", "0571-8800-1234", 6, 2, 18, 2),
+    ("jinjiang", "锦江苑", "成都", "锦江区滨河东路 16 号", "028-6600-5678", 4, 3, 11, 3),
+    ("binjiang", "滨江壹号", "武汉", "江岸区沿江大道 199 号", "027-8500-9012", 3, 2, 32, 4),
+)
+
+_FAMILY = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高郑梁谢宋唐许韩冯邓曹彭曾萧田董潘袁蔡蒋余"
+    "于杜叶程魏苏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯"
+    "龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
+_GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉萍红玲建国志海燕晨欣怡浩宇子涵梓轩雨桐思远嘉怡"
+
+
+def is_seeded(session: Session) -> bool:
+    return (session.scalar(select(func.count()).select_from(Company)) or 0) > 0
+
+
+def seed_demo(session: Session, *, residents_per_community: int = 40, seed: int = 20261121) -> Company:
+    """Create the demo company; idempotent (returns the existing one when already seeded)."""
+    existing = session.scalar(select(Company).where(Company.code == "anju-demo"))
+    if existing is not None:
+        return existing
+    rng = random.Random(seed)
+    company = org_service.create_company(
+        session=session, code="anju-demo", name="安居示范物业服务有限公司", service_phone="400-800-1234"
+    )
+    codes: dict[str, Community] = {}
+    mobile_serial = 0
+    for code, name, city, address, duty, buildings, units, floors, per_floor in DEMO_COMMUNITIES:
+        community = org_service.create_community(
+            session=session,
+            company_id=company.id,
+            code=code,
+            name=name,
+            city=city,
+            address=address,
+            duty_phone=duty,
+        )
+        codes[code] = community
+        rooms = []
+        for b in range(1, buildings + 1):
+            for u in range(1, units + 1):
+                for floor in range(1, floors + 1):
+                    for r in range(1, per_floor + 1):
+                        rooms.append((f"{b}栋", f"{u}单元", f"{floor}{r:02d}"))
+        for room_spec in rng.sample(rooms, residents_per_community):
+            mobile_serial += 1
+            room = org_service.ensure_room(
+                session=session,
+                community_id=community.id,
+                building=room_spec[0],
+                unit=room_spec[1],
+                number=room_spec[2],
+            )
+            name_ = rng.choice(_FAMILY) + "".join(rng.choice(_GIVEN) for _ in range(rng.choice((1, 2))))
+            role = rng.choices(list(ResidentRole), weights=(7, 2, 1))[0]
+            identities = [(IdentityKind.mobile, f"1380000{mobile_serial:04d}")]
+            if rng.random() < 0.6:
+                identities.append((IdentityKind.wechat_openid, f"oDemo{rng.getrandbits(64):016x}"))
+            if rng.random() < 0.3:
+                identities.append((IdentityKind.app_user_id, f"app-{mobile_serial:05d}"))
+            org_service.create_resident(
+                session=session,
+                community_id=community.id,
+                name=name_,
+                role=role,
+                room=room,
+                identities=identities,
+            )
+    for account in DEMO_ACCOUNTS:
+        accounts_service.create_user(
+            session=session,
+            company_id=company.id,
+            username=account.username,
+            password=DEMO_PASSWORD,
+            role=account.role,
+            display_name=account.display_name,
+            community_ids=[codes[c].id for c in account.communities],
+        )
+    session.flush()
+    return company

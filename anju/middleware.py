@@ -1,0 +1,127 @@
+"""ASGI middleware: request ids and access logs, and the request-body size limit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Sequence
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.errors import PayloadTooLarge
+from core.logging import request_id_var
+
+log = logging.getLogger("anju.access")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (kept from X-Request-ID when sane), logs one line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex[:16]
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            path = scope.get("path", "")
+            if path not in ("/healthz", "/readyz") or status >= 400:
+                log.info(
+                    "%s %s %s %.1fms",
+                    scope.get("method"),
+                    path,
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                )
+            request_id_var.reset(token)
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over the limit with 413: at once when Content-Length says so, otherwise as
+    soon as the streamed body passes it (chunked uploads cannot slip past)."""
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, upload_max_bytes: int, upload_paths: Sequence[str] = ()
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.upload_max_bytes = upload_max_bytes
+        self.upload_paths = [re.compile(p) for p in upload_paths]
+
+    def limit_for(self, path: str) -> int:
+        if any(p.search(path) for p in self.upload_paths):
+            return self.upload_max_bytes
+        return self.max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope.get("path", ""))
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > limit
+            except ValueError:
+                too_big = False
+            if too_big:
+                await _send_413(send, limit)
+                return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(_too_large_message(limit))
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _too_large_message(limit: int) -> str:
+    return f"请求内容过大（上限 {limit // 1024} KB）"
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    body = json.dumps(
+        {
+            "error": {
+                "code": "payload_too_large",
+                "message": _too_large_message(limit),
+                "request_id": request_id_var.get(),
+            }
+        },
+        ensure_ascii=False,
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

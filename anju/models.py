@@ -1,0 +1,8 @@
+"""Every domain's tables, imported in one place for Alembic and for ``Base.metadata``."""
+
+from accounts import models as accounts_models
+from core import models as core_models
+from core.db import Base
+from org import models as org_models
+
+__all__ = ["Base", "accounts_models", "core_models", "org_models"]

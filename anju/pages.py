@@ -1,0 +1,121 @@
+"""Server-rendered pages for staff: login, logout and the workspace (工作台)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from accounts import service as accounts_service
+from accounts.deps import SESSION_COOKIE
+from accounts.models import ROLE_LABELS, Role, StaffUser, TokenKind
+from accounts.views import client_address
+from core.deps import RedisDep, SessionDep, SettingsDep
+from core.errors import TooManyRequests, Unauthorized
+from org import service as org_service
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths: a login link must not send staff to another site."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _page_user(request: Request, session: SessionDep) -> StaffUser | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    try:
+        return accounts_service.user_for_token(session=session, token=token, kind=TokenKind.session)
+    except Unauthorized:
+        return None
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str | None = None) -> Response:
+    return templates.TemplateResponse(request, "login.html", {"next": _safe_next(next), "error": None})
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    redis: RedisDep,
+    username: Annotated[str, Form(max_length=64)] = "",
+    password: Annotated[str, Form(max_length=256)] = "",
+    next: Annotated[str, Form(max_length=500)] = "/",
+) -> Response:
+    try:
+        user = accounts_service.authenticate(
+            session=session,
+            username=username,
+            password=password,
+            client=client_address(request),
+            throttle=redis,
+            max_failures=settings.login_max_failures,
+            lockout_minutes=settings.login_lockout_minutes,
+        )
+    except (Unauthorized, TooManyRequests) as exc:
+        session.commit()  # keep nothing half-done, but the failure count lives in Redis
+        return templates.TemplateResponse(
+            request,
+            "login.html",
+            {"next": _safe_next(next), "error": exc.message, "username": username},
+            status_code=exc.status_code,
+        )
+    token, _ = accounts_service.issue_token(
+        session=session, user=user, kind=TokenKind.session, ttl=timedelta(hours=settings.session_hours)
+    )
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=settings.session_hours * 3600,
+        httponly=True,
+        secure=settings.secure_cookies,
+        samesite="lax",
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, session: SessionDep) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        accounts_service.revoke_token(session=session, token=token)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+def workspace(request: Request, session: SessionDep) -> Response:
+    user = _page_user(request, session)
+    if user is None:
+        return RedirectResponse("/login?next=/", status_code=303)
+    ids = accounts_service.accessible_community_ids(session=session, user=user)
+    communities = org_service.list_communities(session=session, ids=ids)
+    counts = {
+        c.id: org_service.list_residents(session=session, community_id=c.id, limit=1)[1] for c in communities
+    }
+    return templates.TemplateResponse(
+        request,
+        "workspace.html",
+        {
+            "user": user,
+            "role_label": ROLE_LABELS[user.role],
+            "communities": communities,
+            "counts": counts,
+            "is_admin": user.role is Role.admin,
+        },
+    )

@@ -1,0 +1,129 @@
+"""``anju up``: the API, a worker and the scheduler (and the embedded Redis) as one supervised group.
+
+A child that dies is restarted (with a pause that grows if it keeps dying); Ctrl-C or SIGTERM
+stops the API and scheduler first, lets the worker finish its job, and stops Redis last.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from core.redis import spawn_embedded_redis
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 30  # a worker gets this long to finish the job it holds
+MAX_RESTART_DELAY = 30.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    next_start: float = 0.0
+    history: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, start_new_session=True, env=os.environ.copy())
+        self.started_at = time.monotonic()
+        log.info("started %s (pid %s)", self.name, self.proc.pid)
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis_proc: subprocess.Popen[bytes] | None = None
+        python = sys.executable
+        self.children = [
+            Child("api", [python, "-m", "anju.cli", "serve"]),
+            Child("worker", [python, "-m", "anju.cli", "worker"]),
+            Child("scheduler", [python, "-m", "anju.cli", "scheduler"]),
+        ]
+        self.stopping = False
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def start(self) -> None:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        if self.settings.embedded_redis:
+            self.redis_proc = spawn_embedded_redis(self.settings)
+            log.info("embedded Redis on %s (pid %s)", self.settings.redis_socket, self.redis_proc.pid)
+        for child in self.children:
+            child.start()
+
+    def wait_ready(self, timeout: float = 90.0) -> bool:
+        deadline = time.monotonic() + timeout
+        url = f"http://{self.settings.host}:{self.settings.port}/readyz"
+        while time.monotonic() < deadline and not self.stopping:
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            self.check_children()
+            time.sleep(0.2)
+        return False
+
+    def check_children(self) -> None:
+        now = time.monotonic()
+        if self.redis_proc is not None and self.redis_proc.poll() is not None and not self.stopping:
+            log.error("embedded Redis exited with %s; restarting it", self.redis_proc.returncode)
+            self.redis_proc = spawn_embedded_redis(self.settings)
+        for child in self.children:
+            if child.proc is None:
+                if now >= child.next_start:
+                    child.start()
+                continue
+            code = child.proc.poll()
+            if code is None or self.stopping:
+                continue
+            child.history = [t for t in child.history if now - t < 60] + [now]
+            delay = min(MAX_RESTART_DELAY, 0.5 * 2 ** (len(child.history) - 1))
+            log.error("%s exited with %s; restarting in %.1f s", child.name, code, delay)
+            child.proc = None
+            child.restarts += 1
+            child.next_start = now + delay
+
+    def run_until_stopped(self) -> None:
+        while not self.stopping:
+            self.check_children()
+            time.sleep(0.5)
+        self.stop()
+
+    def stop(self) -> None:
+        self.stopping = True
+        order = ["api", "scheduler", "worker"]
+        procs = [(c.name, c.proc) for name in order for c in self.children if c.name == name and c.proc]
+        for name, proc in procs:
+            if proc.poll() is None:
+                log.info("stopping %s", name)
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for name, proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", name)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if self.redis_proc is not None and self.redis_proc.poll() is None:
+            self.redis_proc.send_signal(signal.SIGTERM)  # redis-server saves and exits on SIGTERM
+            try:
+                self.redis_proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.redis_proc.kill()
+        log.info("all stopped")

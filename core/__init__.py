@@ -1,0 +1,1 @@
+"""Shared rooms every domain uses: settings, database, queue, auth primitives, errors, logging, masking."""

@@ -1,0 +1,33 @@
+"""FastAPI dependencies shared by every domain's views."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+import redis
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from core.db import Database
+from core.settings import Settings
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request: committed when the view returns, rolled back when it raises."""
+    database: Database = request.app.state.database
+    with database.session() as session:
+        yield session
+
+
+def get_redis_dep(request: Request) -> redis.Redis:
+    return request.app.state.redis  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+RedisDep = Annotated[redis.Redis, Depends(get_redis_dep)]

@@ -1,0 +1,181 @@
+"""Background work on rq: queues with JSON serialisation, explicit retries and timeouts, the
+worker, the sweeper that recovers work whose worker died, and the periodic scheduler.
+
+Jobs are plain functions in a domain's ``tasks.py`` that take ids (JSON-serialisable keyword
+arguments only) and open their own database session.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from rq import Queue, Retry, Worker
+from rq.executions import Execution
+from rq.job import Job
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+from sqlalchemy.orm import Session
+
+from core.db import get_database
+from core.redis import get_redis
+from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+QUEUE_NAMES = ("high", "default", "low")  # a worker takes from them in this order
+DEFAULT_RETRY = Retry(max=3, interval=[10, 30, 60])  # a failed job runs again after 10 s, 30 s, 60 s
+STALE_AFTER_HEARTBEATS = 3  # an execution silent for 3 heartbeats belongs to a dead worker
+
+
+def get_queue(name: str = "default", *, settings: Settings | None = None) -> Queue:
+    settings = settings or get_settings()
+    if name not in QUEUE_NAMES:
+        raise ValueError(f"unknown queue {name!r}; queues are {QUEUE_NAMES}")
+    return Queue(
+        name,
+        connection=get_redis(settings),
+        serializer=JSONSerializer,
+        default_timeout=settings.job_timeout_seconds,
+    )
+
+
+def enqueue(
+    func: Callable[..., Any],
+    *,
+    queue: str = "default",
+    job_id: str | None = None,
+    retry: Retry | None = DEFAULT_RETRY,
+    job_timeout: int | None = None,
+    settings: Settings | None = None,
+    **kwargs: Any,
+) -> Job:
+    """Enqueue ``func(**kwargs)`` with an explicit retry policy and timeout.
+
+    ``job_id`` makes enqueueing idempotent: the same id is not queued twice while it is pending.
+    """
+    q = get_queue(queue, settings=settings)
+    if job_id is not None:
+        existing = q.fetch_job(job_id)
+        if existing is not None and existing.get_status(refresh=False) in {
+            "queued",
+            "started",
+            "scheduled",
+            "deferred",
+        }:
+            return existing
+    return q.enqueue(
+        func,
+        kwargs=kwargs,
+        job_id=job_id,
+        retry=retry,
+        job_timeout=job_timeout or (settings or get_settings()).job_timeout_seconds,
+        failure_ttl=7 * 24 * 3600,  # failed jobs stay a week for an operator to look at
+    )
+
+
+@contextmanager
+def job_session() -> Iterator[Session]:
+    """The session a job opens for itself: commit on success, roll back on error."""
+    with get_database(get_settings()).session() as session:
+        yield session
+
+
+def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
+    """Run one rq worker over all queues, with rq's scheduler for retries and delayed jobs."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one intra-op thread for any model a job loads
+    connection = get_redis(settings)
+    queues = [get_queue(n, settings=settings) for n in settings.worker_queues]
+    worker = Worker(
+        queues,
+        connection=connection,
+        serializer=JSONSerializer,
+        name=name,
+        worker_ttl=settings.worker_heartbeat_seconds + 15,  # rq heartbeats an idle worker every ttl-15 s
+        job_monitoring_interval=settings.worker_heartbeat_seconds,
+    )
+    return bool(worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level))
+
+
+@dataclass
+class SweepReport:
+    recovered: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.recovered)
+
+
+def sweep_abandoned_jobs(
+    connection: redis.Redis, *, heartbeat_seconds: int, now: datetime | None = None
+) -> SweepReport:
+    """Hand work whose worker died back to rq's own retry path.
+
+    rq notices an abandoned execution only a minute after its last heartbeat and cleans its
+    registries every ten minutes. Here an execution silent for three heartbeats is marked
+    expired in its StartedJobRegistry and rq's cleanup retries it (or fails it when no retries
+    are left), so the job is neither lost nor left hanging.
+    """
+    now = now or datetime.now(UTC)
+    stale_before = now - timedelta(seconds=heartbeat_seconds * STALE_AFTER_HEARTBEATS)
+    recovered: list[str] = []
+    for name in QUEUE_NAMES:
+        registry = StartedJobRegistry(name, connection=connection, serializer=JSONSerializer)
+        stale: list[str] = []
+        for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+            execution = Execution(id=execution_id, job_id=job_id, connection=connection)
+            try:
+                execution.refresh()
+                silent = execution.last_heartbeat < stale_before
+            except ValueError:  # the execution's record expired with its worker
+                silent = True
+            if silent:
+                stale.append(f"{job_id}:{execution_id}")
+        if stale:
+            connection.zadd(registry.key, dict.fromkeys(stale, 0), xx=True)
+            registry.cleanup(timestamp=1)  # only the entries just marked have a score this low
+            recovered.extend(s.split(":", 1)[0] for s in stale)
+            log.warning("recovered %d job(s) abandoned by dead workers on queue %s", len(stale), name)
+    return SweepReport(recovered)
+
+
+# Periodic jobs the scheduler enqueues: (dotted function path, interval seconds).
+# Domains add theirs here (SLA timers, crawls, index builds) as they arrive.
+def periodic_jobs(settings: Settings) -> list[tuple[str, int]]:
+    return [("core.tasks.sweep", settings.sweep_interval_seconds)]
+
+
+def run_scheduler(settings: Settings, *, stop_after: float | None = None) -> None:
+    """Enqueue each periodic job once per interval, cluster-wide.
+
+    Several schedulers may run (one per machine); a Redis key per job and time slot makes sure
+    only one of them enqueues each run.
+    """
+    connection = get_redis(settings)
+    queue = get_queue("high", settings=settings)
+    stopping = False
+
+    def _stop(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    started = time.monotonic()
+    log.info("scheduler started with %s", periodic_jobs(settings))
+    while not stopping:
+        for func_path, interval in periodic_jobs(settings):
+            slot = int(time.time() // interval)
+            if connection.set(f"anju:periodic:{func_path}:{slot}", 1, nx=True, ex=interval * 2):
+                queue.enqueue(func_path, job_timeout=max(interval, 30), result_ttl=interval * 4)
+        if stop_after is not None and time.monotonic() - started > stop_after:
+            break
+        time.sleep(1)
+    log.info("scheduler stopped")

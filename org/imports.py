@@ -1,0 +1,232 @@
+"""Importing the residents directory from CSV or XLSX, with an error for each bad row.
+
+Valid rows are imported; each bad row is reported with its row number, column and reason, and
+nothing of it is stored. A resident already in the directory (same mobile number in the same
+community) is updated, so importing the same file twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core.errors import AnjuError, InvalidInput
+from core.masking import mask_text
+from org import service
+from org.models import IdentityKind, Resident, ResidentRole
+
+# Header → field. Chinese headers are what property staff export from their systems.
+COLUMNS: dict[str, str] = {
+    "姓名": "name",
+    "name": "name",
+    "住户姓名": "name",
+    "手机号": "mobile",
+    "手机": "mobile",
+    "电话": "mobile",
+    "联系电话": "mobile",
+    "mobile": "mobile",
+    "楼栋": "building",
+    "楼号": "building",
+    "building": "building",
+    "单元": "unit",
+    "unit": "unit",
+    "房号": "room",
+    "房间号": "room",
+    "门牌号": "room",
+    "room": "room",
+    "身份": "role",
+    "住户类型": "role",
+    "role": "role",
+    "微信openid": "wechat_openid",
+    "openid": "wechat_openid",
+    "wechat_openid": "wechat_openid",
+    "app用户id": "app_user_id",
+    "app_user_id": "app_user_id",
+    "备注": "note",
+    "note": "note",
+}
+ROLE_ALIASES = {
+    "业主": ResidentRole.owner,
+    "租户": ResidentRole.tenant,
+    "家属": ResidentRole.family,
+    "owner": ResidentRole.owner,
+    "tenant": ResidentRole.tenant,
+    "family": ResidentRole.family,
+}
+MAX_ROWS = 50_000
+
+
+@dataclass
+class RowError:
+    row: int  # as a spreadsheet shows it: the header is row 1
+    column: str
+    message: str
+
+
+@dataclass
+class ImportReport:
+    total: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_table(filename: str, content: bytes) -> list[dict[str, str]]:
+    """Rows of a CSV (UTF-8, UTF-8 with BOM, or GBK as Excel saves it) or XLSX file, keyed by field."""
+    name = filename.lower()
+    if name.endswith((".xlsx", ".xlsm")):
+        raw_rows = _xlsx_rows(content)
+    elif name.endswith((".csv", ".txt")):
+        raw_rows = _csv_rows(content)
+    else:
+        raise InvalidInput("只支持 CSV 或 XLSX 文件")
+    if not raw_rows:
+        raise InvalidInput("文件是空的")
+    header = [str(h or "").strip().lower() for h in raw_rows[0]]
+    fields = [COLUMNS.get(h) for h in header]
+    if "name" not in fields:
+        raise InvalidInput("缺少“姓名”列；表头应包含：姓名、手机号、楼栋、单元、房号、身份")
+    if len(raw_rows) - 1 > MAX_ROWS:
+        raise InvalidInput(f"单个文件最多 {MAX_ROWS} 行，请拆分后导入")
+    rows = []
+    for raw in raw_rows[1:]:
+        row = {f: ("" if v is None else str(v).strip()) for f, v in zip(fields, raw, strict=False) if f}
+        rows.append(row)
+    return rows
+
+
+def _csv_rows(content: bytes) -> list[list[Any]]:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = content.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:  # pragma: no cover - gb18030 decodes any byte string
+        raise InvalidInput("无法识别文件编码，请另存为 UTF-8 CSV")
+    return [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+
+
+def _xlsx_rows(content: bytes) -> list[list[Any]]:
+    from openpyxl import load_workbook  # deferred: only imports need it
+
+    try:
+        workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds for a broken file
+        raise InvalidInput("无法读取 XLSX 文件，文件可能已损坏") from exc
+    sheet = workbook.worksheets[0]
+    rows = [list(r) for r in sheet.iter_rows(values_only=True) if any(c not in (None, "") for c in r)]
+    workbook.close()
+    for r in rows:  # Excel stores phone numbers as numbers: 13812345678.0
+        for i, v in enumerate(r):
+            if isinstance(v, float) and v.is_integer():
+                r[i] = int(v)
+    return rows
+
+
+def import_rows(*, session: Session, community_id: int, rows: list[dict[str, str]]) -> ImportReport:
+    report = ImportReport(total=len(rows))
+    seen_mobiles: dict[str, int] = {}
+    for index, row in enumerate(rows, start=2):
+        errors = _check_row(row, index, seen_mobiles)
+        if errors:
+            report.errors.extend(errors)
+            continue
+        try:
+            with session.begin_nested():
+                outcome = _apply_row(session=session, community_id=community_id, row=row)
+        except AnjuError as exc:
+            report.errors.append(RowError(index, "", exc.message))
+            continue
+        setattr(report, outcome, getattr(report, outcome) + 1)
+    return report
+
+
+def _check_row(row: dict[str, str], index: int, seen_mobiles: dict[str, int]) -> list[RowError]:
+    errors = []
+    if not row.get("name"):
+        errors.append(RowError(index, "姓名", "姓名不能为空"))
+    mobile = row.get("mobile", "")
+    if mobile:
+        try:
+            normalised = service.normalise_mobile(mobile)
+        except InvalidInput as exc:
+            errors.append(RowError(index, "手机号", f"{exc.message}: {mask_text(mobile)}"))
+        else:
+            if normalised in seen_mobiles:
+                errors.append(RowError(index, "手机号", f"与第 {seen_mobiles[normalised]} 行手机号重复"))
+            else:
+                seen_mobiles[normalised] = index
+    place = [row.get("building", ""), row.get("unit", ""), row.get("room", "")]
+    if any(place) and not all(place):
+        errors.append(RowError(index, "房号", "楼栋、单元、房号需同时填写"))
+    if row.get("role") and row["role"].lower() not in ROLE_ALIASES:
+        errors.append(RowError(index, "身份", f"身份应为 业主/租户/家属，而不是“{row['role']}”"))
+    return errors
+
+
+def _apply_row(*, session: Session, community_id: int, row: dict[str, str]) -> str:
+    room = None
+    if row.get("building"):
+        room = service.ensure_room(
+            session=session,
+            community_id=community_id,
+            building=row["building"],
+            unit=row["unit"],
+            number=row["room"],
+        )
+    role = ROLE_ALIASES[row["role"].lower()] if row.get("role") else ResidentRole.owner
+    identities = [
+        (kind, row[key])
+        for key, kind in (
+            ("mobile", IdentityKind.mobile),
+            ("wechat_openid", IdentityKind.wechat_openid),
+            ("app_user_id", IdentityKind.app_user_id),
+        )
+        if row.get(key)
+    ]
+    existing: Resident | None = None
+    if row.get("mobile"):
+        existing = service.find_resident(
+            session=session, community_id=community_id, kind=IdentityKind.mobile, value=row["mobile"]
+        )
+    if existing is None:
+        service.create_resident(
+            session=session,
+            community_id=community_id,
+            name=row["name"],
+            role=role,
+            room=room,
+            identities=identities,
+            note=row.get("note") or None,
+        )
+        return "created"
+    before = (
+        existing.name,
+        existing.role,
+        existing.room_id,
+        existing.note,
+        sorted((i.kind, i.value) for i in existing.identities),
+    )
+    existing.name, existing.role = row["name"], role
+    existing.room_id = room.id if room else existing.room_id
+    existing.note = row.get("note") or existing.note
+    for kind, value in identities:
+        service.set_identity(session=session, resident=existing, kind=kind, value=value)
+    session.flush()
+    after = (
+        existing.name,
+        existing.role,
+        existing.room_id,
+        existing.note,
+        sorted((i.kind, i.value) for i in existing.identities),
+    )
+    return "unchanged" if before == after else "updated"
