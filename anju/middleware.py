@@ -89,17 +89,31 @@ class BodySizeLimitMiddleware:
                 await _send_413(send, limit)
                 return
         received = 0
+        exceeded = False
+        replaced = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    exceeded = True
                     raise PayloadTooLarge(_too_large_message(limit))
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Message) -> None:
+            # Whatever the app answers to a body it could not finish reading (FastAPI turns the
+            # error into a 400), the client is told the truth: 413.
+            nonlocal replaced
+            if exceeded:
+                if not replaced:
+                    replaced = True
+                    await _send_413(send, limit)
+                return
+            await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
 
 
 def _too_large_message(limit: int) -> str:

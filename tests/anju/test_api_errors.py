@@ -1,0 +1,79 @@
+"""Bad requests get one clear error shape, with the request id, and change nothing."""
+
+import socket
+
+from tests.conftest import LiveServer
+
+
+def test_malformed_json_is_400(server: LiveServer) -> None:
+    with server.client() as c:
+        r = c.post("/api/auth/token", content=b'{"username": "agent", ', headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    body = r.json()["error"]
+    assert body["code"] == "malformed_body"
+    assert body["message"] == "请求体不是合法的 JSON"
+    assert body["request_id"] == r.headers["x-request-id"]
+
+
+def test_missing_fields_are_422_with_details(server: LiveServer) -> None:
+    with server.client() as c:
+        r = c.post("/api/auth/token", json={"username": "agent"})
+    assert r.status_code == 422
+    assert r.json()["error"]["details"][0]["loc"] == ["body", "password"]
+
+
+def test_oversized_body_is_413_before_it_is_read(server: LiveServer) -> None:
+    limit = server.settings.max_body_bytes
+    with server.client() as c:
+        r = c.post("/api/auth/token", content=b"x" * (limit + 1), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_oversized_chunked_body_is_413(server: LiveServer) -> None:
+    """No Content-Length: the limit is enforced while the body streams in."""
+    limit = server.settings.max_body_bytes
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(limit // 65536 + 2):
+            yield b"x" * 65536
+
+    with server.client() as c:
+        r = c.post("/api/auth/token", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_unknown_ids_and_paths_are_404(server: LiveServer) -> None:
+    with server.login("admin") as admin:
+        resident = admin.get("/api/residents/99999")
+        import_ = admin.get("/api/resident-imports/99999")
+        path = admin.get("/api/no-such-thing")
+    assert resident.status_code == 404
+    assert resident.json()["error"]["message"] == "住户不存在"
+    assert import_.status_code == 404
+    assert path.status_code == 404
+    assert path.json()["error"]["code"] == "http_404"
+
+
+def test_a_sane_incoming_request_id_is_kept(server: LiveServer) -> None:
+    with server.client() as c:
+        kept = c.get("/healthz", headers={"X-Request-ID": "abcdef123456"})
+        replaced = c.get("/healthz", headers={"X-Request-ID": "<script>"})
+    assert kept.headers["x-request-id"] == "abcdef123456"
+    assert replaced.headers["x-request-id"] != "<script>"
+
+
+def test_garbage_on_the_socket_does_not_hurt_the_server(server: LiveServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(b"NOT-HTTP \x00\xff\r\n\r\n")
+        s.recv(1024)
+    with server.client() as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+
+
+def test_openapi_docs_are_served(server: LiveServer) -> None:
+    with server.client() as c:
+        spec = c.get("/api/openapi.json").json()
+        docs = c.get("/api/docs")
+    assert "/api/auth/token" in spec["paths"]
+    assert docs.status_code == 200

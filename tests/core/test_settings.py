@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from core.settings import Mode, Settings
+
+
+def test_production_requires_a_secret_key(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="ANJU_SECRET_KEY is required"):
+        Settings(mode=Mode.production, data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("key", ["changeme", "secret", "short-key"])
+def test_production_rejects_placeholder_secrets(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(mode=Mode.production, data_dir=tmp_path, secret_key=key)
+
+
+def test_production_uses_secure_cookies(tmp_path: Path) -> None:
+    settings = Settings(mode=Mode.production, data_dir=tmp_path, secret_key="k" * 40)
+    assert settings.secure_cookies
+    assert settings.signing_key() == "k" * 40
+
+
+def test_demo_mode_generates_one_key_and_keeps_it(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    key = settings.signing_key()
+    assert len(key) >= 48
+    assert Settings(data_dir=tmp_path).signing_key() == key
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_environment_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANJU_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("ANJU_DATABASE_URL", raising=False)
+    monkeypatch.delenv("ANJU_REDIS_URL", raising=False)
+    settings = Settings()
+    assert settings.sqlalchemy_url == f"sqlite:///{tmp_path.resolve() / 'anju.db'}"
+    assert settings.embedded_redis
+    assert settings.effective_redis_url == f"unix://{tmp_path.resolve() / 'redis' / 'redis.sock'}"
