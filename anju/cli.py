@@ -80,6 +80,7 @@ def serve(
 @app.command()
 def worker(burst: bool = typer.Option(False, help="exit when the queues are empty")) -> None:
     """Run one rq worker (with rq's scheduler for retries and delayed jobs)."""
+    import anju.models  # noqa: F401  every table mapped before a job touches one
     from core.queue import run_worker
     from core.redis import ensure_embedded_redis
 
@@ -202,8 +203,9 @@ def residents_import(
     from org import service as org_service
 
     settings = _settings()
-    with get_database(settings).session() as session:
-        try:
+    database = get_database(settings)
+    try:
+        with database.session() as session:
             target = org_service.get_community_by_code(session=session, code=community)
             record = org_service.start_import(
                 session=session,
@@ -212,10 +214,10 @@ def residents_import(
                 content=path.read_bytes(),
                 created_by=None,
             )
-            report = org_service.run_import(session=session, import_id=record.id).report or {}
-        except AnjuError as exc:
-            typer.echo(exc.message, err=True)
-            raise typer.Exit(1) from None
+        report = org_service.run_import(database=database, import_id=record.id).report or {}
+    except AnjuError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from None
     typer.echo(
         f"共 {report['total']} 行：新增 {report['created']}，更新 {report['updated']}，"
         f"未变 {report['unchanged']}，错误 {len(report['errors'])}"

@@ -1,9 +1,10 @@
 """Database engine, sessions and the declarative base.
 
-SQLite (the embedded default) runs in WAL mode with a busy timeout, and every transaction
-starts with ``BEGIN IMMEDIATE``: a writer takes the write lock when its transaction opens and
-waits for it (up to the busy timeout) instead of failing with "database is locked" when it
-later tries to upgrade a read lock. Readers are never blocked in WAL mode.
+SQLite (the embedded default) runs in WAL mode with a busy timeout. A session that may write
+starts its transaction with ``BEGIN IMMEDIATE``: it takes the write lock when the transaction
+opens and waits for it (up to the busy timeout) instead of failing with "database is locked"
+when it later tries to upgrade a read lock. Read-only sessions (``Database.session(readonly=True)``,
+used for GET requests) start a deferred transaction and, in WAL mode, never wait for a writer.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+BEGIN_OPTION = "anju_sqlite_begin"
 
 
 def utcnow() -> datetime:
@@ -86,7 +90,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(BEGIN_OPTION, 'IMMEDIATE')}")
 
 
 class Database:
@@ -99,11 +103,18 @@ class Database:
             settings.sqlalchemy_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
         )
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessionmaker = sessionmaker(
+            self.engine.execution_options(**{BEGIN_OPTION: "DEFERRED"}), expire_on_commit=False
+        )
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session that commits on success and rolls back on error (for jobs and the CLI)."""
-        with self.sessionmaker() as session:
+    def session(self, *, readonly: bool = False) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error.
+
+        ``readonly`` sessions must not write: on SQLite they do not queue for the write lock.
+        """
+        factory = self.read_sessionmaker if readonly else self.sessionmaker
+        with factory() as session:
             try:
                 yield session
                 session.commit()

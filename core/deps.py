@@ -18,9 +18,13 @@ def get_settings_dep(request: Request) -> Settings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request: committed when the view returns, rolled back when it raises."""
+    """One session per request: committed when the view returns, rolled back when it raises.
+
+    GET and HEAD requests read only (HTTP says they must not change anything), so they get a
+    read-only session that never waits behind a writer on SQLite.
+    """
     database: Database = request.app.state.database
-    with database.session() as session:
+    with database.session(readonly=request.method in ("GET", "HEAD")) as session:
         yield session
 
 

@@ -101,6 +101,9 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         name=name,
         worker_ttl=settings.worker_heartbeat_seconds + 15,  # rq heartbeats an idle worker every ttl-15 s
         job_monitoring_interval=settings.worker_heartbeat_seconds,
+        # rq hands scheduler duty (delayed jobs, retries with back-off) to a live worker only during
+        # maintenance, every 10 minutes by default: too long after the worker holding it died.
+        maintenance_interval=max(10, settings.worker_heartbeat_seconds * 3),
     )
     return bool(worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level))
 

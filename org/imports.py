@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.errors import AnjuError, InvalidInput
-from core.masking import mask_text
+from core.masking import mask_mobile
 from org import service
 from org.models import IdentityKind, Resident, ResidentRole
 
@@ -78,6 +78,16 @@ class ImportReport:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImportReport:
+        return cls(
+            total=data.get("total", 0),
+            created=data.get("created", 0),
+            updated=data.get("updated", 0),
+            unchanged=data.get("unchanged", 0),
+            errors=[RowError(**e) for e in data.get("errors", [])],
+        )
+
 
 def read_table(filename: str, content: bytes) -> list[dict[str, str]]:
     """Rows of a CSV (UTF-8, UTF-8 with BOM, or GBK as Excel saves it) or XLSX file, keyed by field."""
@@ -132,14 +142,28 @@ def _xlsx_rows(content: bytes) -> list[list[Any]]:
     return rows
 
 
-def import_rows(*, session: Session, community_id: int, rows: list[dict[str, str]]) -> ImportReport:
-    report = ImportReport(total=len(rows))
+def check_rows(rows: list[dict[str, str]]) -> tuple[list[tuple[int, dict[str, str]]], list[RowError]]:
+    """Split rows into (row number, row) that can be applied and the errors of the others.
+
+    Pure: a retried import computes the same split again.
+    """
+    valid: list[tuple[int, dict[str, str]]] = []
+    errors: list[RowError] = []
     seen_mobiles: dict[str, int] = {}
     for index, row in enumerate(rows, start=2):
-        errors = _check_row(row, index, seen_mobiles)
-        if errors:
-            report.errors.extend(errors)
-            continue
+        row_errors = _check_row(row, index, seen_mobiles)
+        if row_errors:
+            errors.extend(row_errors)
+        else:
+            valid.append((index, row))
+    return valid, errors
+
+
+def apply_rows(
+    *, session: Session, community_id: int, rows: list[tuple[int, dict[str, str]]], report: ImportReport
+) -> None:
+    """Apply checked rows in the current transaction, counting into ``report``."""
+    for index, row in rows:
         try:
             with session.begin_nested():
                 outcome = _apply_row(session=session, community_id=community_id, row=row)
@@ -147,6 +171,14 @@ def import_rows(*, session: Session, community_id: int, rows: list[dict[str, str
             report.errors.append(RowError(index, "", exc.message))
             continue
         setattr(report, outcome, getattr(report, outcome) + 1)
+
+
+def import_rows(*, session: Session, community_id: int, rows: list[dict[str, str]]) -> ImportReport:
+    """Import all rows in the current transaction (small files, tests)."""
+    valid, errors = check_rows(rows)
+    report = ImportReport(total=len(rows), errors=errors)
+    apply_rows(session=session, community_id=community_id, rows=valid, report=report)
+    report.errors.sort(key=lambda e: e.row)
     return report
 
 
@@ -159,7 +191,7 @@ def _check_row(row: dict[str, str], index: int, seen_mobiles: dict[str, int]) ->
         try:
             normalised = service.normalise_mobile(mobile)
         except InvalidInput as exc:
-            errors.append(RowError(index, "手机号", f"{exc.message}: {mask_text(mobile)}"))
+            errors.append(RowError(index, "手机号", f"{exc.message}: {mask_mobile(mobile)}"))
         else:
             if normalised in seen_mobiles:
                 errors.append(RowError(index, "手机号", f"与第 {seen_mobiles[normalised]} 行手机号重复"))

@@ -151,5 +151,8 @@ class ResidentImport(TimestampMixin, Base):
     status: Mapped[ImportStatus] = mapped_column(Enum(ImportStatus, native_enum=False, length=16))
     created_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id", ondelete="SET NULL"))
     attempts: Mapped[int] = mapped_column(default=0)
+    total_rows: Mapped[int] = mapped_column(default=0)
+    # Rows already applied and committed; a retried job resumes after them.
+    processed_rows: Mapped[int] = mapped_column(default=0)
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

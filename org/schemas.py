@@ -82,6 +82,8 @@ class ImportRead(BaseModel):
     filename: str
     status: ImportStatus
     attempts: int
+    total_rows: int
+    processed_rows: int
     report: dict[str, Any] | None
     created_at: datetime
     finished_at: datetime | None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, UploadFile
+from rq import Retry
 
 from accounts import service as accounts_service
 from accounts.deps import AdminUser, CurrentUser, roles
@@ -56,6 +57,8 @@ def import_read(record: ResidentImport) -> ImportRead:
         filename=record.filename,
         status=record.status,
         attempts=record.attempts,
+        total_rows=record.total_rows,
+        processed_rows=record.processed_rows,
         report=record.report,
         created_at=record.created_at,
         finished_at=record.finished_at,
@@ -166,7 +169,15 @@ def upload_residents(
         created_by=admin.id,
     )
     session.commit()  # the worker must see the row before it runs
-    enqueue(tasks.import_residents, queue="low", import_id=record.id, job_timeout=600, settings=settings)
+    # No back-off: a failed import is a dead worker far more often than a bad file (checked above).
+    enqueue(
+        tasks.import_residents,
+        queue="low",
+        import_id=record.id,
+        job_timeout=600,
+        retry=Retry(max=3),
+        settings=settings,
+    )
     return import_read(record)
 
 

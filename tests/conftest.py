@@ -6,6 +6,7 @@ empty, migrated database and an empty Redis database.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import psycopg
 import pytest
 import redis
@@ -79,7 +81,10 @@ def _truncate_all(settings: Settings) -> None:
 def settings(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Iterator[Settings]:
     """Settings for one test: an empty migrated database (SQLite or PostgreSQL), an empty Redis db."""
     base = dict(
-        data_dir=tmp_path / "data", redis_url=redis_url, log_json=False, worker_heartbeat_seconds=1,
+        data_dir=tmp_path / "data",
+        redis_url=redis_url,
+        log_json=False,
+        worker_heartbeat_seconds=1,
         sweep_interval_seconds=1,
     )
     if request.param == "sqlite":
@@ -102,8 +107,13 @@ def sqlite_settings(tmp_path: Path, redis_url: str, sqlite_template: Path) -> Se
     (tmp_path / "data").mkdir()
     shutil.copy(sqlite_template, tmp_path / "data" / "anju.db")
     redis.Redis.from_url(redis_url).flushdb()
-    return Settings(data_dir=tmp_path / "data", redis_url=redis_url, log_json=False,
-                    worker_heartbeat_seconds=1, sweep_interval_seconds=1)
+    return Settings(
+        data_dir=tmp_path / "data",
+        redis_url=redis_url,
+        log_json=False,
+        worker_heartbeat_seconds=1,
+        sweep_interval_seconds=1,
+    )
 
 
 @pytest.fixture
@@ -123,8 +133,14 @@ class LiveServer:
         self.settings = settings
         self.port = services.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_config=None,
-                                access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -163,7 +179,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment a child process (worker, CLI) needs to share this test's settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANJU_")}
     env.update(
-        ANJU_DATA_DIR=str(settings.data_dir), ANJU_LOG_JSON="false", OMP_NUM_THREADS="1",
+        ANJU_DATA_DIR=str(settings.data_dir),
+        ANJU_LOG_JSON="false",
+        OMP_NUM_THREADS="1",
         ANJU_WORKER_HEARTBEAT_SECONDS=str(settings.worker_heartbeat_seconds),
         ANJU_SWEEP_INTERVAL_SECONDS=str(settings.sweep_interval_seconds),
         PYTHONPATH=str(ROOT),
@@ -186,20 +204,28 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         self.log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "anju.cli", "worker"], env=settings_env(self.settings), cwd=ROOT,
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "anju.cli", "worker"],
+            env=settings_env(self.settings),
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 
     def kill(self) -> None:
-        """SIGKILL the worker and the work-horse it forked: a machine that lost power."""
+        """SIGKILL the worker and the work-horse it forked (rq puts it in its own session):
+        a machine that lost power."""
         if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            family = [self.proc.pid, *(c.pid for c in psutil.Process(self.proc.pid).children(recursive=True))]
+            for pid in family:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             self.proc.wait()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.send_signal(signal.SIGTERM)  # rq's warm shutdown: finish the job, then exit
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:

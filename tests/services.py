@@ -43,8 +43,21 @@ def ensure_redis() -> str:
     if not port_open(REDIS_HOST, REDIS_PORT):
         Path("/var/lib/redis").mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [redis_binary(), "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(REDIS_PORT),
-             "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis"],
+            [
+                redis_binary(),
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(REDIS_PORT),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                "/var/lib/redis",
+            ],
             check=True,
         )
         deadline = time.monotonic() + 10
@@ -56,6 +69,7 @@ def ensure_redis() -> str:
 
 def ensure_postgres() -> str | None:
     """The admin URL of a reachable PostgreSQL, starting the machine's cluster if it is down."""
+
     def reachable() -> bool:
         try:
             psycopg.connect(PG_ADMIN_URL, connect_timeout=2).close()
@@ -91,8 +105,19 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--dir", str(self.folder)],
+            [
+                redis_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--dir",
+                str(self.folder),
+            ],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10

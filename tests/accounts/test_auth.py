@@ -78,7 +78,9 @@ def test_admin_sees_every_community_and_creates_scoped_accounts(server: LiveServ
         duplicate = admin.post(
             "/api/users", json={"username": "agent2", "password": "a-long-password", "role": "agent"}
         )
-        bad_role = admin.post("/api/users", json={"username": "x1", "password": "a-long-password", "role": "boss"})
+        bad_role = admin.post(
+            "/api/users", json={"username": "x1", "password": "a-long-password", "role": "boss"}
+        )
     assert created.status_code == 201, created.text
     assert created.json()["community_ids"] == [3]
     assert duplicate.status_code == 409
@@ -111,7 +113,8 @@ def test_login_page_sets_a_session_cookie_and_logout_ends_it(server: LiveServer)
 def test_login_redirect_never_leaves_the_site(server: LiveServer) -> None:
     with server.client() as browser:
         r = browser.post(
-            "/login", data={"username": "agent", "password": PASSWORD, "next": "//evil.example/x"},
+            "/login",
+            data={"username": "agent", "password": PASSWORD, "next": "//evil.example/x"},
             follow_redirects=False,
         )
     assert r.headers["location"] == "/"

@@ -7,7 +7,9 @@ from tests.conftest import LiveServer
 
 def test_malformed_json_is_400(server: LiveServer) -> None:
     with server.client() as c:
-        r = c.post("/api/auth/token", content=b'{"username": "agent", ', headers={"content-type": "application/json"})
+        r = c.post(
+            "/api/auth/token", content=b'{"username": "agent", ', headers={"content-type": "application/json"}
+        )
     assert r.status_code == 400
     body = r.json()["error"]
     assert body["code"] == "malformed_body"
@@ -25,7 +27,9 @@ def test_missing_fields_are_422_with_details(server: LiveServer) -> None:
 def test_oversized_body_is_413_before_it_is_read(server: LiveServer) -> None:
     limit = server.settings.max_body_bytes
     with server.client() as c:
-        r = c.post("/api/auth/token", content=b"x" * (limit + 1), headers={"content-type": "application/json"})
+        r = c.post(
+            "/api/auth/token", content=b"x" * (limit + 1), headers={"content-type": "application/json"}
+        )
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "payload_too_large"
 
