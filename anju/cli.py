@@ -9,9 +9,14 @@ from typing import Annotated
 
 import typer
 
-from core.settings import Settings, get_settings
+from core.settings import Mode, Settings, get_settings
 
-app = typer.Typer(help="安居 anju: 物业 AI 客服与舆情监测服务", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="安居 anju: 物业 AI 客服与舆情监测服务",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals may hold passwords and residents' data
+)
 user_app = typer.Typer(help="员工账号", no_args_is_help=True)
 residents_app = typer.Typer(help="住户档案", no_args_is_help=True)
 app.add_typer(user_app, name="user")
@@ -19,6 +24,7 @@ app.add_typer(residents_app, name="residents")
 
 
 def _settings() -> Settings:
+    import anju.models  # noqa: F401  every table mapped before any command touches one
     from core.logging import configure_logging
 
     settings = get_settings()
@@ -43,6 +49,9 @@ def seed_demo_cmd(force: bool = typer.Option(False, help="seed even when the dat
     from core.db import get_database
 
     settings = _settings()
+    if settings.mode is not Mode.demo:
+        typer.echo("生产模式下不加载演示数据（演示账号的密码是公开的）", err=True)
+        raise typer.Exit(2)
     with get_database(settings).session() as session:
         if is_seeded(session) and not force:
             typer.echo("数据库已有数据，跳过演示数据")
@@ -80,7 +89,6 @@ def serve(
 @app.command()
 def worker(burst: bool = typer.Option(False, help="exit when the queues are empty")) -> None:
     """Run one rq worker (with rq's scheduler for retries and delayed jobs)."""
-    import anju.models  # noqa: F401  every table mapped before a job touches one
     from core.queue import run_worker
     from core.redis import ensure_embedded_redis
 
@@ -103,7 +111,7 @@ def scheduler() -> None:
 
 @app.command()
 def up(
-    seed: bool = typer.Option(True, help="seed demo data when the database is empty"),
+    seed: bool = typer.Option(True, help="seed demo data when the database is empty (demo mode only)"),
 ) -> None:
     """Migrate, seed demo data, and run the API, a worker and the scheduler until Ctrl-C."""
     from anju.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, is_seeded, seed_demo
@@ -113,7 +121,7 @@ def up(
 
     settings = _settings()
     upgrade(settings)
-    if seed:
+    if seed and settings.mode is Mode.demo:
         with get_database(settings).session() as session:
             if not is_seeded(session):
                 seed_demo(session)
@@ -133,9 +141,10 @@ def up(
         f"  就绪检查:        {base}/readyz",
         f"  数据目录:        {settings.data_dir.resolve()}",
         f"  Redis:           {redis_where}",
-        "  演示账号 (demo logins), 密码均为 / password: " + DEMO_PASSWORD,
     ]
-    lines += [f"    {a.username:<11} {a.display_name}" for a in DEMO_ACCOUNTS]
+    if settings.mode is Mode.demo:
+        lines.append("  演示账号 (demo logins), 密码均为 / password: " + DEMO_PASSWORD)
+        lines += [f"    {a.username:<11} {a.display_name}" for a in DEMO_ACCOUNTS]
     lines.append("按 Ctrl-C 停止 (Ctrl-C stops everything)")
     typer.echo("\n".join(lines), err=False)
     sys.stdout.flush()

@@ -6,6 +6,7 @@ stops the API and scheduler first, lets the worker finish its job, and stops Red
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -91,6 +92,10 @@ class Supervisor:
             code = child.proc.poll()
             if code is None or self.stopping:
                 continue
+            # Whatever the dead child forked (rq's scheduler process, a work-horse) shares its
+            # process group; left alone it would hold rq's scheduler lock and run on unsupervised.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.proc.pid, signal.SIGKILL)
             child.history = [t for t in child.history if now - t < 60] + [now]
             delay = min(MAX_RESTART_DELAY, 0.5 * 2 ** (len(child.history) - 1))
             log.error("%s exited with %s; restarting in %.1f s", child.name, code, delay)
