@@ -1,0 +1,89 @@
+"""The embedded default under write load: the API and two worker processes writing to one SQLite
+file at the same moment, and nobody gets "database is locked"."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from rq.registry import FailedJobRegistry
+from sqlalchemy import func, select
+
+from anju.demo import seed_demo
+from core.db import get_database
+from core.queue import get_queue
+from core.redis import get_redis
+from core.settings import Settings
+from org.models import Resident
+from tests.conftest import LiveServer, wait_for
+
+ROWS_PER_IMPORT = 1000  # five batches of 200, each its own write transaction
+API_WRITERS, WRITES_EACH = 4, 40
+
+
+def _csv(prefix: str) -> bytes:
+    lines = ["姓名,手机号,楼栋,单元,房号"]
+    lines += [f"住户{i},{prefix}{i:04d},{i % 9 + 1}栋,1单元,{i:04d}" for i in range(ROWS_PER_IMPORT)]
+    return "\n".join(lines).encode()
+
+
+@pytest.mark.slow
+def test_api_and_two_workers_write_at_once(sqlite_settings: Settings, start_worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings = sqlite_settings
+    with get_database(settings).session() as session:
+        seed_demo(session, residents_per_community=2)
+    workers = [start_worker(settings), start_worker(settings)]
+    with LiveServer(settings) as live, live.login("admin") as admin:
+        wait_for(lambda: admin.get("/readyz").json()["checks"]["workers"] == 2, message="two workers")
+        imports = []
+        for community_id, prefix in ((1, "1370000"), (2, "1370001"), (3, "1370002"), (1, "1370003")):
+            r = admin.post(
+                f"/api/communities/{community_id}/residents/imports",
+                files={"file": (f"{prefix}.csv", _csv(prefix), "text/csv")},
+            )
+            assert r.status_code == 202, r.text
+            imports.append(r.json()["id"])
+
+        statuses: list[int] = []
+        failures: list[str] = []
+
+        def write(writer: int) -> None:
+            with live.login("admin") as client:
+                for i in range(WRITES_EACH):
+                    r = client.post(
+                        f"/api/communities/{writer % 3 + 1}/residents",
+                        json={"name": f"接待{writer}-{i}", "mobile": f"1360{writer:03d}{i:04d}"},
+                    )
+                    statuses.append(r.status_code)
+                    if r.status_code != 201:
+                        failures.append(r.text)
+                    client.get(f"/api/communities/{writer % 3 + 1}/residents", params={"limit": 5})
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(API_WRITERS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        reports = [
+            wait_for(
+                lambda i=i: (
+                    (j := admin.get(f"/api/resident-imports/{i}").json())["status"] in {"done", "failed"}
+                    and j
+                ),
+                timeout=120,
+                message=f"import {i}",
+            )
+            for i in imports
+        ]
+    assert failures == [] and statuses.count(201) == API_WRITERS * WRITES_EACH
+    assert [r["status"] for r in reports] == ["done"] * 4
+    assert [r["report"]["created"] for r in reports] == [ROWS_PER_IMPORT] * 4
+    for name in ("high", "default", "low"):
+        assert FailedJobRegistry(queue=get_queue(name, settings=settings)).count == 0
+    with get_database(settings).session() as session:
+        total = session.scalar(select(func.count()).select_from(Resident))
+    assert total == 3 * 2 + 4 * ROWS_PER_IMPORT + API_WRITERS * WRITES_EACH
+    logs = "".join(w.log_path.read_text(errors="replace") for w in workers)
+    assert "database is locked" not in logs
+    assert get_redis(settings).ping()
