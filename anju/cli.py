@@ -109,6 +109,18 @@ def scheduler() -> None:
     run_scheduler(settings)
 
 
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 @app.command()
 def up(
     seed: bool = typer.Option(True, help="seed demo data when the database is empty (demo mode only)"),
@@ -118,15 +130,27 @@ def up(
     from anju.migrate import upgrade
     from anju.supervisor import Supervisor
     from core.db import get_database
+    from core.redis import EmbeddedRedisBusy
 
     settings = _settings()
+    if not _port_free(settings.host, settings.port):
+        typer.echo(
+            f"端口 {settings.host}:{settings.port} 已被占用（是不是已经有一个 anju up 在运行？）；"
+            "可用 ANJU_PORT 换一个端口",
+            err=True,
+        )
+        raise typer.Exit(1)
     upgrade(settings)
     if seed and settings.mode is Mode.demo:
         with get_database(settings).session() as session:
             if not is_seeded(session):
                 seed_demo(session)
     supervisor = Supervisor(settings)
-    supervisor.start()
+    try:
+        supervisor.start()
+    except EmbeddedRedisBusy as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
     if not supervisor.wait_ready():
         typer.echo("服务未能在规定时间内就绪，请查看上面的日志", err=True)
         supervisor.stop()

@@ -1,7 +1,9 @@
 """``anju up``: the API, a worker and the scheduler (and the embedded Redis) as one supervised group.
 
-A child that dies is restarted (with a pause that grows if it keeps dying); Ctrl-C or SIGTERM
-stops the API and scheduler first, lets the worker finish its job, and stops Redis last.
+A child that dies is restarted (with a pause that grows if it keeps dying). Ctrl-C, SIGTERM or
+SIGHUP (a closed terminal) stops the group: the API, scheduler and worker are asked to stop at
+once (the worker finishes the job it holds first), Redis last, after they have gone. If the
+supervisor itself is killed, its children get SIGTERM from the kernel and stop too (Linux).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from core.processes import die_with_parent
 from core.redis import spawn_embedded_redis
 from core.settings import Settings
 
@@ -37,7 +40,9 @@ class Child:
     history: list[float] = field(default_factory=list)
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv, start_new_session=True, env=os.environ.copy())
+        self.proc = subprocess.Popen(
+            self.argv, start_new_session=True, env=os.environ.copy(), preexec_fn=die_with_parent()
+        )
         self.started_at = time.monotonic()
         log.info("started %s (pid %s)", self.name, self.proc.pid)
 
@@ -60,6 +65,7 @@ class Supervisor:
     def start(self) -> None:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_signal)
         if self.settings.embedded_redis:
             self.redis_proc = spawn_embedded_redis(self.settings)
             log.info("embedded Redis on %s (pid %s)", self.settings.redis_socket, self.redis_proc.pid)
@@ -71,9 +77,11 @@ class Supervisor:
         url = f"http://{self.settings.host}:{self.settings.port}/readyz"
         while time.monotonic() < deadline and not self.stopping:
             try:
-                if httpx.get(url, timeout=2).status_code == 200:
+                response = httpx.get(url, timeout=2)
+                # The API is ready on its own; the group is ready once a worker takes jobs too.
+                if response.status_code == 200 and response.json()["checks"].get("workers", 0) > 0:
                     return True
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError, KeyError):
                 pass
             self.check_children()
             time.sleep(0.2)
@@ -83,7 +91,10 @@ class Supervisor:
         now = time.monotonic()
         if self.redis_proc is not None and self.redis_proc.poll() is not None and not self.stopping:
             log.error("embedded Redis exited with %s; restarting it", self.redis_proc.returncode)
-            self.redis_proc = spawn_embedded_redis(self.settings)
+            try:
+                self.redis_proc = spawn_embedded_redis(self.settings)
+            except RuntimeError as exc:
+                log.error("%s; trying again", exc)
         for child in self.children:
             if child.proc is None:
                 if now >= child.next_start:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import redis
 
+from core.processes import die_with_parent
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,28 @@ def wait_for_redis(settings: Settings, timeout: float = 15.0) -> None:
 
 def spawn_embedded_redis(settings: Settings) -> subprocess.Popen[bytes]:
     """Start the embedded server as a child process (the supervisor of ``anju up`` owns it)."""
+    if ping(settings):
+        raise EmbeddedRedisBusy(
+            f"内嵌 Redis 已在 {settings.redis_socket} 运行（是不是另一个 anju up 正在使用这个数据目录？）"
+        )
     config = _write_config(settings, daemonize=False)
-    if settings.redis_socket.exists() and not ping(settings):
+    if settings.redis_socket.exists():
         settings.redis_socket.unlink()  # left behind by a killed server
-    proc = subprocess.Popen([redis_executable(), str(config)], start_new_session=True)
-    wait_for_redis(settings)
+    proc = subprocess.Popen(
+        [redis_executable(), str(config)], start_new_session=True, preexec_fn=die_with_parent()
+    )
+    deadline = time.monotonic() + 15
+    while not ping(settings):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log_file = settings.redis_socket.parent / "redis.log"
+            raise RuntimeError(f"embedded Redis did not start; see {log_file}")
+        time.sleep(0.05)
     return proc
+
+
+class EmbeddedRedisBusy(RuntimeError):
+    """Another server already answers on this data folder's socket."""
 
 
 def ensure_embedded_redis(settings: Settings) -> None:

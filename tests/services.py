@@ -12,6 +12,8 @@ from pathlib import Path
 import psycopg
 import redis
 
+from core.processes import die_with_parent
+
 PG_ADMIN_URL = os.environ.get("ANJU_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", int(os.environ.get("ANJU_TEST_REDIS_PORT", "6379"))
 
@@ -119,6 +121,7 @@ class RedisServer:
                 str(self.folder),
             ],
             stdout=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(),  # never outlives a test run that was killed
         )
         deadline = time.monotonic() + 10
         while not port_open("127.0.0.1", self.port):

@@ -7,6 +7,7 @@ import contextlib
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +22,13 @@ from tests import services
 from tests.conftest import ROOT, wait_for
 
 GREETING = "安居已启动"
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE  # an orphaned zombie waits for init to reap it
+    except psutil.NoSuchProcess:
+        return False
 
 
 class Up:
@@ -131,16 +139,22 @@ def test_up_from_nothing_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> No
             )
             assert done
         assert new_worker.is_running()
+
         # What the dead worker had forked (rq's scheduler process) went with it.
-        assert not any(p.is_running() for p in forked)
+        wait_for(
+            lambda: not any(_alive(p) for p in forked), timeout=10, message="the forked processes to die"
+        )
 
         # Ctrl-C: everything stops, nothing is left running, the socket is gone.
         family = up.family()
         assert len(family) >= 4  # redis-server, api, worker, scheduler
         up.proc.send_signal(signal.SIGINT)
         assert up.proc.wait(timeout=60) == 0, "".join(up.output)[-3000:]
-        _gone, alive = psutil.wait_procs(family, timeout=10)
-        assert alive == [], [p.cmdline() for p in alive]
+        wait_for(
+            lambda: not any(_alive(p) for p in family),
+            timeout=10,
+            message="every process of the group to stop: " + str([p.pid for p in family if _alive(p)]),
+        )
         assert not (data / "redis" / "redis.sock").exists()
         log = "".join(up.output)
         assert "Traceback" not in log, log[-3000:]
@@ -154,11 +168,73 @@ def test_up_from_nothing_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> No
         with httpx.Client(base_url=again.url, timeout=30) as api:
             token = api.post("/api/auth/token", json={"username": "admin", "password": "anju-demo-2026"})
             api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-            found = api.get("/api/communities/1/residents", params={"q": "13922223333"}).json()
+            response = api.get("/api/communities/1/residents", params={"q": "13922223333"})
+            assert response.status_code == 200, (token.text, response.text, "".join(again.output)[-5000:])
+            found = response.json()
             communities = api.get("/api/communities").json()
         assert found["total"] == 1
         assert len(communities) == 3
+        # A closed terminal (SIGHUP) stops the group as cleanly as Ctrl-C.
+        family = again.family()
+        again.proc.send_signal(signal.SIGHUP)
+        assert again.proc.wait(timeout=60) == 0
+        wait_for(lambda: not any(_alive(p) for p in family), timeout=10, message="the group to stop")
+    finally:
+        again.close()
+
+
+@pytest.mark.slow
+def test_a_killed_up_takes_its_children_with_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    up = Up(data)
+    try:
+        up.wait_for_line(GREETING)
+        family = up.family()
+        assert len(family) >= 4
+        up.proc.kill()  # no chance to clean up: the kernel tells the children
+        up.proc.wait()
+        wait_for(
+            lambda: not any(_alive(p) for p in family),
+            timeout=30,
+            message="the children of a killed `anju up` to stop",
+        )
+    finally:
+        up.close()
+    again = Up(data)  # and the folder is usable at once: no stale socket, no second Redis
+    try:
+        again.wait_for_line(GREETING)
+        assert httpx.get(f"{again.url}/readyz").json()["checks"]["workers"] >= 1
         again.proc.send_signal(signal.SIGINT)
         assert again.proc.wait(timeout=60) == 0
     finally:
         again.close()
+
+
+def test_a_second_embedded_redis_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    from core.redis import EmbeddedRedisBusy, spawn_embedded_redis
+    from core.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data")
+    first = spawn_embedded_redis(settings)
+    try:
+        with pytest.raises(EmbeddedRedisBusy, match="另一个 anju up"):
+            spawn_embedded_redis(settings)
+        assert first.poll() is None  # the running one is left alone
+    finally:
+        first.terminate()
+        first.wait(timeout=15)
+
+
+def test_up_refuses_a_port_already_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANJU_")}
+        env.update(ANJU_DATA_DIR=str(tmp_path / "data"), ANJU_PORT=str(port))
+        run = subprocess.run(
+            [sys.executable, "-m", "anju.cli", "up"], env=env, cwd=ROOT, capture_output=True, text=True
+        )
+    assert run.returncode == 1
+    assert f"端口 127.0.0.1:{port} 已被占用" in run.stderr
+    assert not (tmp_path / "data" / "redis").exists()  # nothing was started

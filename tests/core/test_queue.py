@@ -121,10 +121,13 @@ def test_sweeper_leaves_live_work_alone(settings: Settings, start_worker) -> Non
     assert report.recovered == []
 
 
-def test_readiness_fails_when_redis_is_down_and_recovers(sqlite_settings: Settings, tmp_path: Path) -> None:
+def test_readiness_fails_when_redis_is_down_and_recovers(
+    sqlite_settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     from tests.services import RedisServer
 
     own = RedisServer(tmp_path / "redis").start()
+    request.addfinalizer(own.stop)
     settings = Settings(**{**sqlite_settings.model_dump(), "redis_url": own.url})
     with LiveServer(settings) as live, live.client() as c:
         assert c.get("/readyz").status_code == 200
