@@ -28,7 +28,7 @@ def _settings() -> Settings:
     from core.logging import configure_logging
 
     settings = get_settings()
-    configure_logging(level=settings.log_level, json_lines=settings.log_json)
+    configure_logging(level=settings.log_level, json_lines=settings.json_logs)
     return settings
 
 

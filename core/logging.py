@@ -47,8 +47,16 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """For a person at a terminal: time, level, logger, [request id], message."""
+
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        super().__init__("%(asctime)s %(levelname)s %(name)s%(rid)s %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        request_id = getattr(record, "request_id", None)
+        record.rid = f" [{request_id}]" if request_id else ""
+        text = super().format(record)
+        return mask_text(text) if record.exc_info else text
 
 
 def configure_logging(*, level: str = "INFO", json_lines: bool = True) -> None:

@@ -105,7 +105,8 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         # maintenance, every 10 minutes by default: too long after the worker holding it died.
         maintenance_interval=max(10, settings.worker_heartbeat_seconds * 3),
     )
-    return bool(worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level))
+    worker.log_result_lifespan = False  # one line less per job, saying nothing an operator needs
+    return bool(worker.work(burst=burst, with_scheduler=True, logging_level=settings.rq_log_level))
 
 
 @dataclass

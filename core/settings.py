@@ -48,7 +48,11 @@ class Settings(BaseSettings):
     login_lockout_minutes: int = 15
 
     log_level: str = "INFO"
-    log_json: bool = True
+    # One JSON object a line (for a log collector); unset: JSON in production, plain text in demo.
+    log_json: bool | None = None
+    # rq's own per-job lines (job started / OK); unset: the log level in production, WARNING in demo
+    # so the console of `anju up` is not filled with the sweeper's runs every few seconds.
+    queue_log_level: str | None = None
 
     # Queue: a job running longer than this is stopped (rq job_timeout), per queue default.
     job_timeout_seconds: int = 120
@@ -94,6 +98,16 @@ class Settings(BaseSettings):
     @property
     def effective_redis_url(self) -> str:
         return self.redis_url or f"unix://{self.redis_socket}"
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_json if self.log_json is not None else self.mode is Mode.production
+
+    @property
+    def rq_log_level(self) -> str:
+        if self.queue_log_level:
+            return self.queue_log_level.upper()
+        return self.log_level.upper() if self.mode is Mode.production else "WARNING"
 
     @property
     def base_url(self) -> str:

@@ -39,3 +39,11 @@ def test_environment_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert settings.sqlalchemy_url == f"sqlite:///{tmp_path.resolve() / 'anju.db'}"
     assert settings.embedded_redis
     assert settings.effective_redis_url == f"unix://{tmp_path.resolve() / 'redis' / 'redis.sock'}"
+
+
+def test_logs_are_plain_text_in_demo_and_json_in_production(tmp_path: Path) -> None:
+    demo = Settings(data_dir=tmp_path)
+    production = Settings(data_dir=tmp_path, mode="production", secret_key="a1B2" * 10)
+    assert (demo.json_logs, demo.rq_log_level) == (False, "WARNING")
+    assert (production.json_logs, production.rq_log_level) == (True, "INFO")
+    assert Settings(data_dir=tmp_path, log_json=True, queue_log_level="debug").rq_log_level == "DEBUG"
