@@ -89,14 +89,13 @@ def job_session() -> Iterator[Session]:
         yield session
 
 
-def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
-    """Run one rq worker over all queues, with rq's scheduler for retries and delayed jobs."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one intra-op thread for any model a job loads
-    connection = get_redis(settings)
-    queues = [get_queue(n, settings=settings) for n in settings.worker_queues]
-    worker = Worker(
-        queues,
-        connection=connection,
+def build_worker(
+    settings: Settings, *, name: str | None = None, worker_class: type[Worker] = Worker
+) -> Worker:
+    """An rq worker over all queues, configured as anju runs it."""
+    worker = worker_class(
+        [get_queue(n, settings=settings) for n in settings.worker_queues],
+        connection=get_redis(settings),
         serializer=JSONSerializer,
         name=name,
         worker_ttl=settings.worker_heartbeat_seconds + 15,  # rq heartbeats an idle worker every ttl-15 s
@@ -106,6 +105,13 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         maintenance_interval=max(10, settings.worker_heartbeat_seconds * 3),
     )
     worker.log_result_lifespan = False  # one line less per job, saying nothing an operator needs
+    return worker
+
+
+def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
+    """Run one rq worker over all queues, with rq's scheduler for retries and delayed jobs."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one intra-op thread for any model a job loads
+    worker = build_worker(settings, name=name)
     return bool(worker.work(burst=burst, with_scheduler=True, logging_level=settings.rq_log_level))
 
 
