@@ -47,3 +47,17 @@ def test_logs_are_plain_text_in_demo_and_json_in_production(tmp_path: Path) -> N
     assert (demo.json_logs, demo.rq_log_level) == (False, "WARNING")
     assert (production.json_logs, production.rq_log_level) == (True, "INFO")
     assert Settings(data_dir=tmp_path, log_json=True, queue_log_level="debug").rq_log_level == "DEBUG"
+
+
+def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text(
+        "ANJU_PORT=9100\nANJU_REDIS_URL=redis://10.0.0.5:6379/2\nANJU_LOG_LEVEL=DEBUG\n", encoding="utf-8"
+    )
+    monkeypatch.chdir(tmp_path)
+    for name in ("ANJU_PORT", "ANJU_REDIS_URL", "ANJU_LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ANJU_LOG_LEVEL", "WARNING")
+    settings = Settings()
+    assert settings.port == 9100
+    assert settings.effective_redis_url == "redis://10.0.0.5:6379/2" and not settings.embedded_redis
+    assert settings.log_level == "WARNING"
