@@ -1,0 +1,175 @@
+"""Split a cleaned standard into passages by its own structure, each with its heading path.
+
+Chinese standards number their headings in layers: ``一、`` › ``(一)`` › ``1`` › ``1.1`` ›
+``1.1.1``; Word exports mark real headings with ``[bookmark: _Toc…]``; Markdown, HTML and docx
+headings arrive as ``#`` lines from the readers. A numbered line is a heading when it is marked
+as one, or short and not a sentence; otherwise it is a list item of the body. A heading written
+as ``3.2电梯困人应急处置标准：规范接警响应…`` is split into the heading and its first sentence.
+
+Each passage keeps the path of headings above it, so an answer can cite
+《物业品质管理工作指引》三、品质管理要求 › 3 应急处置要求 › 3.2 电梯困人应急处置标准.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from knowledge.cleaning import BOOKMARK, clean_lines, normalise_line
+
+MAX_PASSAGE_CHARS = 360  # about three sentences: enough context to answer, small enough to rank
+MAX_HEADING_CHARS = 32  # longer numbered lines are list items, not headings
+
+_CN_NUM = "一二三四五六七八九十百"
+_LEVEL_1 = re.compile(rf"^([{_CN_NUM}]+)[、.．]\s*(.+)$")
+_LEVEL_2 = re.compile(rf"^[(（]([{_CN_NUM}]+)[)）]\s*(.+)$")
+_ARABIC = re.compile(r"^(\d{1,2}(?:\.\d{1,2}){0,3})([、.．](?!\d)|\s)?\s*([^\d.、．].*)$")
+_MARKDOWN = re.compile(r"^(#{1,6})\s+(.+)$")
+_NOT_A_TITLE = re.compile(r"[。；;！!？?，,]")  # titles are not sentences or clauses
+_TRAILING_MARKS = re.compile(r"[:：\-—\s]+$")
+_SPACED_BODY = re.compile(r"^([^\s，,。：:；;]{2,12}) (\S.{8,})$")
+_PLAIN_TITLE = re.compile(r"^[^\s，,。.：:；;！!？?、()（）“”\"'《》\-—*·]{2,16}$")
+_INLINE_BODY = re.compile(r"^(.{2,30}?)[：:]\s*(.+)$")
+
+
+@dataclass(frozen=True)
+class Passage:
+    heading_path: tuple[str, ...]
+    text: str
+    ordinal: int
+
+    def section(self) -> str:
+        return " › ".join(self.heading_path)
+
+
+@dataclass
+class _Heading:
+    level: float
+    title: str
+
+
+@dataclass
+class _Section:
+    path: tuple[str, ...]
+    paragraphs: list[str] = field(default_factory=list)
+
+
+def _heading(raw: str, line: str) -> tuple[float, str, str | None] | None:
+    """(level, title, inline body) when the line is a heading, else None."""
+    marked = BOOKMARK.search(raw) is not None and "_Toc" in raw
+    if m := _MARKDOWN.match(line):
+        return float(len(m.group(1))) - 0.5, m.group(2).strip(), None  # above numbered levels
+    candidates: list[tuple[float, str, str]] = []
+    if m := _LEVEL_1.match(line):
+        candidates.append((1.0, f"{m.group(1)}、", m.group(2)))
+    elif m := _LEVEL_2.match(line):
+        candidates.append((2.0, f"({m.group(1)})", m.group(2)))
+    elif m := _ARABIC.match(line):
+        number, separator = m.group(1), m.group(2) or ""
+        if separator == "、" and not marked:
+            return None  # "1、…" numbers the items of a list in Chinese documents
+        candidates.append((3.0 + number.count("."), f"{number} ", m.group(3)))
+    if not candidates:
+        if marked and len(line) <= MAX_HEADING_CHARS:
+            return 3.0, line, None
+        return None
+    level, label, rest = candidates[0]
+    rest = rest.strip()
+    body: str | None = None
+    if marked and (inline := _INLINE_BODY.match(rest)):
+        rest, body = inline.group(1).strip(), inline.group(2).strip()
+    if not marked and level >= 3.0 and (space := _SPACED_BODY.match(rest)):
+        rest, body = space.group(1), space.group(2)  # "1 指导思想 以…为核心宗旨"
+    rest = _TRAILING_MARKS.sub("", rest)
+    if not marked and (len(rest) > MAX_HEADING_CHARS or _NOT_A_TITLE.search(rest)):
+        return None  # a numbered list item of the body
+    if level == 1.0:
+        return level, f"{label}{rest}", body
+    return level, f"{label}{rest}".replace("  ", " "), body
+
+
+def _split_long(text: str, limit: int) -> list[str]:
+    """Cut a paragraph at sentence ends (or commas when a sentence is too long) into pieces."""
+    if len(text) <= limit:
+        return [text]
+    sentences = re.findall(r"[^。；;！!？?]+[。；;！!？?]?", text)
+    pieces: list[str] = []
+    current = ""
+    for sentence in sentences:
+        while len(sentence) > limit:  # a run-on sentence: cut at a comma near the limit
+            cut = max(sentence.rfind("，", 0, limit), sentence.rfind(",", 0, limit))
+            cut = cut + 1 if cut > limit // 3 else limit
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(sentence[:cut])
+            sentence = sentence[cut:]
+        if len(current) + len(sentence) > limit and current:
+            pieces.append(current)
+            current = ""
+        current += sentence
+    if current:
+        pieces.append(current)
+    return [p.strip() for p in pieces if p.strip()]
+
+
+def _pack(paragraphs: list[str], limit: int) -> list[str]:
+    """Join paragraphs into passages of at most ``limit`` characters, never splitting mid-sentence
+    unless one sentence alone is longer."""
+    passages: list[str] = []
+    current: list[str] = []
+    size = 0
+    for paragraph in paragraphs:
+        for piece in _split_long(paragraph, limit):
+            if current and size + len(piece) + 1 > limit:
+                passages.append("\n".join(current))
+                current, size = [], 0
+            current.append(piece)
+            size += len(piece) + 1
+    if current:
+        passages.append("\n".join(current))
+    return passages
+
+
+def split_passages(
+    raw_lines: list[str], *, title: str | None = None, limit: int = MAX_PASSAGE_CHARS
+) -> tuple[str, list[Passage]]:
+    """The document's title and its passages. ``raw_lines`` are the reader's lines, uncleaned:
+    bookmark markers are read as heading signals before cleaning removes them."""
+    cleaned = clean_lines(raw_lines)
+    kept = set(cleaned)
+    if title is None:  # the first line is the title (a Markdown "# 标题" as well)
+        title = cleaned[0] if cleaned else ""
+    title_lines = {title, f"# {title}"}
+    items: list[tuple[str, str]] = []  # (raw, normalised) of the document's own lines
+    for raw in raw_lines:
+        line = normalise_line(raw)
+        if not line or line not in kept or (items and items[-1][1] == line):
+            continue
+        if line in title_lines:
+            continue  # the title, or the title repeated as a page header
+        items.append((raw, line))
+
+    stack: list[_Heading] = []
+    sections: list[_Section] = [_Section(path=())]
+    for index, (raw, line) in enumerate(items):
+        found = _heading(raw, line)
+        if found is None and _PLAIN_TITLE.match(line) and index + 1 < len(items):
+            following = items[index + 1][1]
+            if any(p.match(following) for p in (_LEVEL_1, _LEVEL_2, _ARABIC)):
+                found = (0.5, line, None)  # an unnumbered part title above numbered sections
+        if found is None:
+            sections[-1].paragraphs.append(line)
+            continue
+        level, heading_title, body = found
+        while stack and stack[-1].level >= level:
+            stack.pop()
+        stack.append(_Heading(level, heading_title))
+        sections.append(_Section(path=tuple(h.title for h in stack)))
+        if body:
+            sections[-1].paragraphs.append(body)
+    passages: list[Passage] = []
+    for section in sections:
+        for text in _pack(section.paragraphs, limit):
+            passages.append(Passage(heading_path=section.path, text=text, ordinal=len(passages)))
+    return title, passages
