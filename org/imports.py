@@ -7,8 +7,6 @@ community) is updated, so importing the same file twice changes nothing the seco
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import AnjuError, InvalidInput
 from core.masking import mask_mobile
+from core.tables import keyed_rows, read_raw_rows
 from org import service
 from org.models import IdentityKind, Resident, ResidentRole
 
@@ -57,7 +56,6 @@ ROLE_ALIASES = {
     "tenant": ResidentRole.tenant,
     "family": ResidentRole.family,
 }
-MAX_ROWS = 50_000
 
 
 @dataclass
@@ -90,56 +88,13 @@ class ImportReport:
 
 
 def read_table(filename: str, content: bytes) -> list[dict[str, str]]:
-    """Rows of a CSV (UTF-8, UTF-8 with BOM, or GBK as Excel saves it) or XLSX file, keyed by field."""
-    name = filename.lower()
-    if name.endswith((".xlsx", ".xlsm")):
-        raw_rows = _xlsx_rows(content)
-    elif name.endswith((".csv", ".txt")):
-        raw_rows = _csv_rows(content)
-    else:
-        raise InvalidInput("只支持 CSV 或 XLSX 文件")
-    if not raw_rows:
-        raise InvalidInput("文件是空的")
-    header = [str(h or "").strip().lower() for h in raw_rows[0]]
-    fields = [COLUMNS.get(h) for h in header]
-    if "name" not in fields:
-        raise InvalidInput("缺少“姓名”列；表头应包含：姓名、手机号、楼栋、单元、房号、身份")
-    if len(raw_rows) - 1 > MAX_ROWS:
-        raise InvalidInput(f"单个文件最多 {MAX_ROWS} 行，请拆分后导入")
-    rows = []
-    for raw in raw_rows[1:]:
-        row = {f: ("" if v is None else str(v).strip()) for f, v in zip(fields, raw, strict=False) if f}
-        rows.append(row)
-    return rows
-
-
-def _csv_rows(content: bytes) -> list[list[Any]]:
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            text = content.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:  # pragma: no cover - gb18030 decodes any byte string
-        raise InvalidInput("无法识别文件编码，请另存为 UTF-8 CSV")
-    return [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
-
-
-def _xlsx_rows(content: bytes) -> list[list[Any]]:
-    from openpyxl import load_workbook  # deferred: only imports need it
-
-    try:
-        workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many kinds for a broken file
-        raise InvalidInput("无法读取 XLSX 文件，文件可能已损坏") from exc
-    sheet = workbook.worksheets[0]
-    rows = [list(r) for r in sheet.iter_rows(values_only=True) if any(c not in (None, "") for c in r)]
-    workbook.close()
-    for r in rows:  # Excel stores phone numbers as numbers: 13812345678.0
-        for i, v in enumerate(r):
-            if isinstance(v, float) and v.is_integer():
-                r[i] = int(v)
-    return rows
+    """Rows of a residents CSV/XLSX file, keyed by field."""
+    return keyed_rows(
+        read_raw_rows(filename, content),
+        columns=COLUMNS,
+        required="name",
+        missing_message="缺少“姓名”列；表头应包含：姓名、手机号、楼栋、单元、房号、身份",
+    )
 
 
 def check_rows(rows: list[dict[str, str]]) -> tuple[list[tuple[int, dict[str, str]]], list[RowError]]:
