@@ -87,3 +87,20 @@ def test_xlsx_with_dates_as_excel_keeps_them() -> None:
 def test_unusable_tables_are_refused(content: bytes, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         read_faq_table("faq.csv", content, communities=COMMUNITIES)
+
+
+def test_the_demo_faq_reads_cleanly_and_covers_what_residents_ask() -> None:
+    import re
+    from importlib.resources import files
+
+    content = files("knowledge").joinpath("demo/faq.csv").read_bytes()
+    table = read_faq_table("faq.csv", content, communities=COMMUNITIES)
+    assert table.errors == []
+    assert len(table.rows) >= 30
+    categories = {r.category for r in table.rows}
+    assert {"缴费", "报修", "停车", "装修", "宠物", "门禁", "停水停电", "应急"} <= categories
+    # Answers name no phone number but the public emergency ones: the duty phone comes from the
+    # community's own record, never from text that might go stale.
+    for row in table.rows:
+        phones = re.findall(r"\d{3,4}-\d{3,4}(?:-\d{3,4})?|\d{5,}", row.answer)
+        assert phones == [], (row.question, phones)
