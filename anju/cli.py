@@ -259,6 +259,74 @@ def residents_import(
         typer.echo(f"  第 {error['row']} 行 {error['column']}：{error['message']}")
 
 
+@app.command()
+def ingest(
+    path: Annotated[
+        Path, typer.Argument(exists=True, help="文件或文件夹（txt/md/html/docx/pdf，问答表 csv/xlsx）")
+    ],
+    community: Annotated[
+        list[str] | None, typer.Option(help="只适用于这些小区（编码），可多次给出；默认全部小区")
+    ] = None,
+    company: Annotated[str | None, typer.Option(help="公司编码（只有一家公司时可省略）")] = None,
+) -> None:
+    """Add standards documents and FAQ tables to the knowledge base."""
+    from sqlalchemy import select
+
+    from core.db import get_database
+    from core.errors import AnjuError
+    from knowledge import service
+    from knowledge.readers import SUPPORTED
+    from org import service as org_service
+    from org.models import Company
+
+    settings = _settings()
+    suffixes = (*SUPPORTED, *service.FAQ_SUFFIXES)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = [f for f in files if f.suffix.lower() in suffixes and not f.name.startswith((".", "~$"))]
+    if not files:
+        typer.echo(f"{path} 里没有可导入的文件（支持 {'、'.join(suffixes)}）", err=True)
+        raise typer.Exit(1)
+    database = get_database(settings)
+    with database.session() as session:
+        companies = list(session.scalars(select(Company).order_by(Company.id)))
+        chosen = [c for c in companies if company is None or c.code == company]
+        if len(chosen) != 1:
+            typer.echo("请用 --company 指定公司编码" if chosen else "找不到公司", err=True)
+            raise typer.Exit(2)
+        company_id = chosen[0].id
+        try:
+            ids = [org_service.get_community_by_code(session=session, code=c).id for c in community or []]
+        except AnjuError as exc:
+            typer.echo(exc.message, err=True)
+            raise typer.Exit(1) from None
+    failed = 0
+    for file in files:
+        try:
+            with database.session() as session:
+                result = service.ingest(
+                    session=session,
+                    company_id=company_id,
+                    filename=file.name,
+                    content=file.read_bytes(),
+                    community_ids=ids or None,
+                )
+                source = result.source
+                what = (
+                    f"{len(source.passages)} 段"
+                    if source.kind.value == "document"
+                    else f"{len(source.faq_entries)} 条问答"
+                )
+                state = "已导入" if result.created else "已存在，未改动"
+                typer.echo(f"{state} {file.name} → 《{source.title}》 {what}（编号 {source.id}）")
+                for error in result.errors:
+                    typer.echo(f"  第 {error.row} 行 {error.column}：{error.message}")
+        except AnjuError as exc:
+            failed += 1
+            typer.echo(f"未导入 {file.name}：{exc.message}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

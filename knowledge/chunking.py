@@ -138,8 +138,10 @@ def split_passages(
     bookmark markers are read as heading signals before cleaning removes them."""
     cleaned = clean_lines(raw_lines)
     kept = set(cleaned)
-    if title is None:  # the first line is the title (a Markdown "# 标题" as well)
-        title = cleaned[0] if cleaned else ""
+    if title is None:  # the first line is the title (a Markdown "# 标题" as well), unless numbered
+        first = cleaned[0] if cleaned else ""
+        numbered = any(p.match(first) for p in (_LEVEL_1, _LEVEL_2, _ARABIC))
+        title = "" if numbered or len(first) > 60 else first
     title_lines = {title, f"# {title}"}
     items: list[tuple[str, str]] = []  # (raw, normalised) of the document's own lines
     for raw in raw_lines:

@@ -1,0 +1,108 @@
+"""The knowledge base: uploaded sources (standards documents and FAQ tables), their passages and
+FAQ entries, each scoped to the whole company or to some of its communities."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import JSON, Column, Date, Enum, ForeignKey, Index, LargeBinary, String, Table, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.db import Base, TimestampMixin, UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from org.models import Community
+
+
+class SourceKind(enum.StrEnum):
+    document = "document"  # a standard, policy or notice: searched passage by passage
+    faq = "faq"  # a question-and-answer table: matched question by question, before passages
+
+
+source_community = Table(
+    "knowledge_source_community",
+    Base.metadata,
+    Column("source_id", ForeignKey("knowledge_source.id", ondelete="CASCADE"), primary_key=True),
+    Column("community_id", ForeignKey("community.id", ondelete="CASCADE"), primary_key=True),
+)
+
+faq_entry_community = Table(
+    "faq_entry_community",
+    Base.metadata,
+    Column("entry_id", ForeignKey("faq_entry.id", ondelete="CASCADE"), primary_key=True),
+    Column("community_id", ForeignKey("community.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class KnowledgeSource(TimestampMixin, Base):
+    """One uploaded file. Replacing it keeps the id and bumps ``version``; the original bytes are
+    kept so the index can be rebuilt on any machine."""
+
+    __tablename__ = "knowledge_source"
+    __table_args__ = (Index("ix_knowledge_source_company_sha", "company_id", "content_sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[SourceKind] = mapped_column(Enum(SourceKind, native_enum=False, length=16))
+    title: Mapped[str] = mapped_column(String(300))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column()
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    # Empty communities with all_communities False never happens: the service refuses it.
+    all_communities: Mapped[bool] = mapped_column(default=True)
+    version: Mapped[int] = mapped_column(default=1)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    communities: Mapped[list[Community]] = relationship(secondary=source_community, order_by="Community.id")
+    passages: Mapped[list[Passage]] = relationship(
+        back_populates="source",
+        order_by="Passage.ordinal",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+    faq_entries: Mapped[list[FaqEntry]] = relationship(
+        back_populates="source", order_by="FaqEntry.row", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def community_ids(self) -> list[int]:
+        return [c.id for c in self.communities]
+
+
+class Passage(Base):
+    """A piece of a document, small enough to rank, with the headings above it for citation."""
+
+    __tablename__ = "passage"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("knowledge_source.id", ondelete="CASCADE"), index=True)
+    ordinal: Mapped[int] = mapped_column()
+    section: Mapped[str] = mapped_column(String(500))  # 三、品质管理要求 › 3 应急处置要求 › 3.2 …
+    text: Mapped[str] = mapped_column(Text)
+
+    source: Mapped[KnowledgeSource] = relationship(back_populates="passages")
+
+
+class FaqEntry(Base):
+    """One question of an FAQ table. Its own communities, when given, narrow its source's scope."""
+
+    __tablename__ = "faq_entry"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("knowledge_source.id", ondelete="CASCADE"), index=True)
+    row: Mapped[int] = mapped_column()  # the spreadsheet row, for staff fixing the table
+    question: Mapped[str] = mapped_column(String(200))
+    similar: Mapped[list[str]] = mapped_column(JSON, default=list)
+    answer: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(64), default="")
+    effective_from: Mapped[date | None] = mapped_column(Date)
+    effective_until: Mapped[date | None] = mapped_column(Date)
+
+    source: Mapped[KnowledgeSource] = relationship(back_populates="faq_entries")
+    communities: Mapped[list[Community]] = relationship(
+        secondary=faq_entry_community, order_by="Community.id"
+    )

@@ -1,0 +1,200 @@
+"""Knowledge base operations: ingest, replace, list and delete sources, scoped to communities."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from core.errors import InvalidInput, NotFound
+from knowledge.faq import read_faq_table
+from knowledge.ingest import parse_document
+from knowledge.models import FaqEntry, KnowledgeSource, Passage, SourceKind
+from org.imports import RowError
+from org.models import Community
+
+log = logging.getLogger(__name__)
+
+FAQ_SUFFIXES = (".csv", ".xlsx", ".xlsm")
+
+
+@dataclass
+class IngestResult:
+    source: KnowledgeSource
+    created: bool  # False when the same file with the same scope was already there
+    errors: list[RowError] = field(default_factory=list)  # FAQ rows left out, with reasons
+
+
+def source_kind(filename: str) -> SourceKind:
+    return SourceKind.faq if PurePath(filename).suffix.lower() in FAQ_SUFFIXES else SourceKind.document
+
+
+def _company_communities(session: Session, company_id: int) -> list[Community]:
+    return list(session.scalars(select(Community).where(Community.company_id == company_id)))
+
+
+def ingest(
+    *,
+    session: Session,
+    company_id: int,
+    filename: str,
+    content: bytes,
+    community_ids: list[int] | None = None,
+    created_by: int | None = None,
+    replace_source_id: int | None = None,
+) -> IngestResult:
+    """Store a document or FAQ table with its passages or entries.
+
+    ``community_ids`` None: every community of the company; otherwise only those. Uploading the
+    same bytes with the same scope again returns the stored source unchanged.
+    """
+    communities = _company_communities(session, company_id)
+    by_id = {c.id: c for c in communities}
+    scope: list[Community] = []
+    if community_ids is not None:
+        if not community_ids:
+            raise InvalidInput("请选择适用的小区，或设为全部小区")
+        unknown = [i for i in community_ids if i not in by_id]
+        if unknown:
+            raise NotFound(f"找不到小区 {unknown[0]}")
+        scope = [by_id[i] for i in dict.fromkeys(community_ids)]
+    digest = hashlib.sha256(content).hexdigest()
+    kind = source_kind(filename)
+
+    if replace_source_id is None:
+        for existing in session.scalars(
+            select(KnowledgeSource)
+            .where(KnowledgeSource.company_id == company_id, KnowledgeSource.content_sha256 == digest)
+            .options(selectinload(KnowledgeSource.communities))
+        ):
+            if existing.all_communities == (community_ids is None) and set(existing.community_ids) == {
+                c.id for c in scope
+            }:
+                return IngestResult(source=existing, created=False)
+
+    passages: list[Passage] = []
+    entries: list[FaqEntry] = []
+    errors: list[RowError] = []
+    if kind is SourceKind.document:
+        parsed = parse_document(filename, content)
+        title = parsed.title
+        passages = [
+            Passage(ordinal=p.ordinal, section=p.section()[:500], text=p.text) for p in parsed.passages
+        ]
+    else:
+        allowed = scope or communities
+        names = {key: c.id for c in allowed for key in (c.code, c.name)}
+        table = read_faq_table(filename, content, communities=names)
+        outside = {c.code for c in communities} | {c.name for c in communities}
+        errors = [
+            RowError(e.row, e.column, e.message.replace("找不到小区", "不在本文件的适用范围内：小区"))
+            if e.column == "适用小区" and any(e.message.endswith(f"“{n}”") for n in outside)
+            else e
+            for e in table.errors
+        ]
+        if not table.rows:
+            raise InvalidInput(
+                "表格里没有可用的问答：" + "；".join(f"第 {e.row} 行 {e.message}" for e in errors[:3])
+            )
+        title = PurePath(filename).stem
+        for row in table.rows:
+            entry = FaqEntry(
+                row=row.row,
+                question=row.question,
+                similar=list(row.similar),
+                answer=row.answer,
+                category=row.category,
+                effective_from=row.effective_from,
+                effective_until=row.effective_until,
+            )
+            entry.communities = [by_id[i] for i in row.community_ids]
+            entries.append(entry)
+
+    if replace_source_id is not None:
+        source = get_source(session=session, source_id=replace_source_id, company_id=company_id)
+        if source.kind is not kind:
+            raise InvalidInput("替换的文件类型需与原文件一致（文档换文档，问答表换问答表）")
+        source.passages.clear()
+        source.faq_entries.clear()
+        session.flush()
+        source.version += 1
+    else:
+        source = KnowledgeSource(company_id=company_id, kind=kind, created_by=created_by)
+        session.add(source)
+    source.title = title[:300]
+    source.filename = PurePath(filename).name[:255]
+    source.content = content
+    source.content_sha256 = digest
+    source.size_bytes = len(content)
+    source.all_communities = community_ids is None
+    source.communities = scope
+    source.passages.extend(passages)
+    source.faq_entries.extend(entries)
+    session.flush()
+    log.info(
+        "knowledge source %s v%s (%s): %d passages, %d FAQ entries, %d rows left out",
+        source.id, source.version, kind.value, len(passages), len(entries), len(errors),
+    )  # fmt: skip
+    return IngestResult(source=source, created=True, errors=errors)
+
+
+def get_source(*, session: Session, source_id: int, company_id: int | None = None) -> KnowledgeSource:
+    source = session.get(KnowledgeSource, source_id)
+    if source is None or (company_id is not None and source.company_id != company_id):
+        raise NotFound("找不到该知识文件")
+    return source
+
+
+def list_sources(
+    *, session: Session, company_id: int, community_id: int | None = None
+) -> list[KnowledgeSource]:
+    """The company's sources; with ``community_id``, those that apply to that community."""
+    sources = session.scalars(
+        select(KnowledgeSource)
+        .where(KnowledgeSource.company_id == company_id)
+        .options(selectinload(KnowledgeSource.communities))
+        .order_by(KnowledgeSource.id)
+    ).all()
+    if community_id is None:
+        return list(sources)
+    return [s for s in sources if s.all_communities or community_id in s.community_ids]
+
+
+def delete_source(*, session: Session, source_id: int, company_id: int | None = None) -> None:
+    session.delete(get_source(session=session, source_id=source_id, company_id=company_id))
+    session.flush()
+
+
+def faq_entries_for(*, session: Session, community_id: int, day: dt.date) -> list[FaqEntry]:
+    """The FAQ entries a resident of this community may be answered from today."""
+    community = session.get(Community, community_id)
+    if community is None:
+        raise NotFound("找不到该小区")
+    entries = session.scalars(
+        select(FaqEntry)
+        .join(KnowledgeSource)
+        .where(KnowledgeSource.company_id == community.company_id)
+        .options(
+            selectinload(FaqEntry.communities),
+            selectinload(FaqEntry.source).selectinload(KnowledgeSource.communities),
+        )
+        .order_by(FaqEntry.id)
+    ).all()
+    usable = []
+    for entry in entries:
+        source = entry.source
+        if not (source.all_communities or community_id in source.community_ids):
+            continue
+        if entry.communities and community_id not in [c.id for c in entry.communities]:
+            continue
+        if entry.effective_from and day < entry.effective_from:
+            continue
+        if entry.effective_until and day > entry.effective_until:
+            continue
+        usable.append(entry)
+    return usable
