@@ -90,12 +90,13 @@ def authenticate(
     lockout_minutes: int = 15,
 ) -> StaffUser:
     """The active user with these credentials, or Unauthorized; repeated failures are throttled."""
+    username = username.strip()  # the name looked up and the name counted must be the same
     key = _throttle_key(username, client)
     if throttle is not None:
         failures = int(throttle.get(key) or 0)
         if failures >= max_failures:
             raise TooManyRequests(f"登录失败次数过多，请 {lockout_minutes} 分钟后再试")
-    user = session.scalar(select(StaffUser).where(StaffUser.username == username.strip()))
+    user = session.scalar(select(StaffUser).where(StaffUser.username == username))
     ok = False
     try:
         ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)

@@ -25,8 +25,9 @@ def readyz(request: Request) -> JSONResponse:
     checks: dict[str, Any] = {}
     ready = True
     try:
-        with request.app.state.database.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        # A read-only session: on SQLite it does not queue behind a writer for the lock.
+        with request.app.state.database.session(readonly=True) as session:
+            session.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as exc:
         ready = False

@@ -35,15 +35,45 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
 
+        started_response = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Answered here, inside the request's context, so the 500 carries its request id
+            # (Starlette's outermost error handler runs after this middleware has finished).
+            if started_response:
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path", ""))
+            body = json.dumps(
+                {
+                    "error": {
+                        "code": "internal_error",
+                        "message": "服务器内部错误，请稍后重试",
+                        "request_id": request_id,
+                    }
+                },
+                ensure_ascii=False,
+            ).encode()
+            await send_with_id(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send_with_id({"type": "http.response.body", "body": body})
         finally:
             path = scope.get("path", "")
             if path not in ("/healthz", "/readyz") or status >= 400:

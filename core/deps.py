@@ -33,5 +33,7 @@ def get_redis_dep(request: Request) -> redis.Redis:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent, so a client that reads right after a
+# write (or follows the login redirect) sees it. The default would commit after sending.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 RedisDep = Annotated[redis.Redis, Depends(get_redis_dep)]

@@ -19,10 +19,12 @@ from typing import Any
 
 import redis
 from rq import Queue, Retry, Worker
+from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 from sqlalchemy.orm import Session
 
 from core.db import get_database
@@ -89,10 +91,53 @@ def job_session() -> Iterator[Session]:
         yield session
 
 
+STOP_POLL_SECONDS = 1  # an idle worker notices a stop request at the latest this long after it
+
+
+class StopWithoutRaising(Worker):
+    """Warm shutdown that never raises from the signal handler.
+
+    For an idle worker rq raises StopRequested from its SIGTERM handler, i.e. at whatever bytecode
+    the main thread is on. Inside an ``except Exception`` (logging's emit, redis-py's metrics
+    recorder, a finaliser) it is swallowed, the handler has already been swapped for the cold-stop
+    one and ``_stop_requested`` is not set, so the worker runs on until it is killed. Here the
+    handler only sets the flag, and the idle dequeue blocks in slices short enough to notice it.
+    """
+
+    def _shutdown(self) -> None:
+        self._stop_requested = True
+        if self.get_state() == WorkerStatus.BUSY:
+            super()._shutdown()  # records the request and stops the scheduler; the job finishes
+
+    def heartbeat(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().heartbeat(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError):
+            # rq retries an unreachable Redis forever without looking at the stop flag (after
+            # `anju up` was killed, Redis goes down with the worker): a stopping idle worker quits.
+            if self._stop_requested and self.get_state() != WorkerStatus.BUSY:
+                raise StopRequested() from None
+            raise
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        if timeout is None or max_idle_time is not None:  # burst mode / an idle limit: rq's own loop
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        while not self._stop_requested:
+            # With max_idle_time rq returns None after one empty BLPOP of this many seconds.
+            result = super().dequeue_job_and_maintain_ttl(STOP_POLL_SECONDS, STOP_POLL_SECONDS)
+            if result is not None:
+                return result
+        raise StopRequested()
+
+
 def build_worker(
     settings: Settings, *, name: str | None = None, worker_class: type[Worker] = Worker
 ) -> Worker:
     """An rq worker over all queues, configured as anju runs it."""
+    if worker_class is Worker:
+        worker_class = StopWithoutRaising
+    elif not issubclass(worker_class, StopWithoutRaising):
+        worker_class = type(worker_class.__name__, (StopWithoutRaising, worker_class), {})
     worker = worker_class(
         [get_queue(n, settings=settings) for n in settings.worker_queues],
         connection=get_redis(settings),

@@ -157,7 +157,22 @@ def _check_row(row: dict[str, str], index: int, seen_mobiles: dict[str, int]) ->
         errors.append(RowError(index, "房号", "楼栋、单元、房号需同时填写"))
     if row.get("role") and row["role"].lower() not in ROLE_ALIASES:
         errors.append(RowError(index, "身份", f"身份应为 业主/租户/家属，而不是“{row['role']}”"))
+    for key, column, limit in MAX_LENGTHS:
+        if len(row.get(key, "")) > limit:
+            errors.append(RowError(index, column, f"{column}不能超过 {limit} 个字"))
     return errors
+
+
+# The columns' sizes in the database: a longer value is the row's error, never the whole import's.
+MAX_LENGTHS = (
+    ("name", "姓名", 64),
+    ("building", "楼栋", 64),
+    ("unit", "单元", 64),
+    ("room", "房号", 32),
+    ("wechat_openid", "微信openid", 128),
+    ("app_user_id", "App用户ID", 128),
+    ("note", "备注", 500),
+)
 
 
 def _apply_row(*, session: Session, community_id: int, row: dict[str, str]) -> str:

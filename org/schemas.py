@@ -22,9 +22,9 @@ class CommunityRead(BaseModel):
 class CommunityCreate(BaseModel):
     code: str = Field(min_length=2, max_length=63)
     name: str = Field(min_length=1, max_length=200)
-    city: str | None = None
-    address: str | None = None
-    duty_phone: str | None = None
+    city: str | None = Field(default=None, max_length=64)
+    address: str | None = Field(default=None, max_length=300)
+    duty_phone: str | None = Field(default=None, max_length=32)
 
 
 class RoomRead(BaseModel):

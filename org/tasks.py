@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from rq import get_current_job
+
 from core.db import get_database
 from core.settings import get_settings
 from org import service
@@ -18,11 +20,19 @@ def import_residents(*, import_id: int) -> dict[str, int]:
     try:
         record = service.run_import(database=database, import_id=import_id)
     except Exception as exc:
+        job = get_current_job()
+        retrying = bool(job and job.retries_left)
         with database.session() as session:
             record = service.get_import(session=session, import_id=import_id)
-            record.status = ImportStatus.failed  # back to running if rq retries it
-            record.report = {**(record.report or {}), "error": str(exc)[:500]}
-        log.exception("residents import %s failed", import_id)
+            # While rq will try again the import stays pending: the page keeps waiting for it.
+            record.status = ImportStatus.pending if retrying else ImportStatus.failed
+            # The staff-facing report says what kind of failure, never the database's own text
+            # (which can quote a resident's mobile number).
+            record.report = {
+                **(record.report or {}),
+                "error": f"导入中断（{type(exc).__name__}），请联系管理员",
+            }
+        log.exception("residents import %s failed (%s)", import_id, "will retry" if retrying else "giving up")
         raise
     report = record.report or {}
     log.info(

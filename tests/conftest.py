@@ -129,12 +129,12 @@ def demo(settings: Settings) -> Settings:
 class LiveServer:
     """The real app on a real port, spoken to over real HTTP."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, app: object | None = None) -> None:
         self.settings = settings
         self.port = services.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            create_app(settings),
+            app or create_app(settings),  # type: ignore[arg-type]
             host="127.0.0.1",
             port=self.port,
             log_config=None,

@@ -46,6 +46,27 @@ def test_repeated_failures_lock_the_login(server: LiveServer) -> None:
     assert codes[:-1] == [401] * server.settings.login_max_failures
     assert codes[-1] == 429
     assert right.status_code == 429  # even the right password waits out the lockout
+    with server.client() as c:  # spaces around the name count against the same lockout
+        for variant in ("pr ", " pr", "pr\t"):
+            r = c.post("/api/auth/token", json={"username": variant, "password": PASSWORD})
+            assert r.status_code == 429, variant
+
+
+def test_what_a_request_wrote_is_there_when_its_response_arrives(server: LiveServer) -> None:
+    """The transaction commits before the response is sent: a client reading right after a write,
+    or a browser following the login redirect, never finds it missing."""
+    with server.login("admin") as admin:
+        for i in range(40):
+            created = admin.post(
+                "/api/communities/2/residents", json={"name": f"读写{i}", "mobile": f"1377777{i:04d}"}
+            )
+            assert created.status_code == 201, created.text
+            assert admin.get(f"/api/residents/{created.json()['id']}").status_code == 200, i
+    for i in range(20):
+        with server.client() as browser:
+            signed_in = browser.post("/login", data={"username": "agent", "password": PASSWORD, "next": "/"})
+            assert signed_in.status_code == 303
+            assert browser.get("/").status_code == 200, i  # not bounced back to /login
 
 
 def test_missing_role_is_403(server: LiveServer) -> None:

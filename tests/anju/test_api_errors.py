@@ -81,3 +81,32 @@ def test_openapi_docs_are_served(server: LiveServer) -> None:
         docs = c.get("/api/docs")
     assert "/api/auth/token" in spec["paths"]
     assert docs.status_code == 200
+
+
+def test_an_unexpected_error_is_a_500_in_the_same_shape_with_its_request_id(demo) -> None:  # type: ignore[no-untyped-def]
+    from anju.app import create_app
+    from tests.conftest import LiveServer
+
+    app = create_app(demo)
+
+    def boom() -> None:
+        raise RuntimeError("a bug, with a mobile 13912345678 in its message")
+
+    app.add_api_route("/api/boom", boom)
+    with LiveServer(demo, app=app) as live, live.client() as c:
+        r = c.get("/api/boom", headers={"X-Request-ID": "trace-abc-123"})
+    assert r.status_code == 500
+    assert r.headers["x-request-id"] == "trace-abc-123"
+    assert r.json() == {
+        "error": {
+            "code": "internal_error",
+            "message": "服务器内部错误，请稍后重试",
+            "request_id": "trace-abc-123",
+        }
+    }
+
+
+def test_overlong_community_fields_are_422_not_500(server: LiveServer) -> None:
+    with server.login("admin") as admin:
+        r = admin.post("/api/communities", json={"code": "haijing", "name": "海景湾", "address": "路" * 400})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_input"

@@ -196,7 +196,8 @@ def test_a_killed_up_takes_its_children_with_it(tmp_path: Path) -> None:
         wait_for(
             lambda: not any(_alive(p) for p in family),
             timeout=30,
-            message="the children of a killed `anju up` to stop",
+            message="the children of a killed `anju up` to stop: "
+            + str([(p.pid, p.cmdline()) for p in family if _alive(p)]),
         )
     finally:
         up.close()

@@ -176,3 +176,46 @@ def test_jobs_survive_a_redis_restart(tmp_path: Path, sqlite_settings: Settings,
         wait_for(lambda: job.get_status(refresh=True) == "finished", message="the job after the restart")
     finally:
         own.stop()
+
+
+def test_readiness_does_not_wait_behind_a_sqlite_writer(sqlite_settings: Settings) -> None:
+    import sqlite3
+
+    writer = sqlite3.connect(sqlite_settings.data_dir / "anju.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with LiveServer(sqlite_settings) as live:
+            r = httpx.get(f"{live.url}/readyz", timeout=5)
+        assert r.status_code == 200
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_a_stop_signal_caught_inside_a_log_call_still_stops_the_worker(sqlite_settings: Settings) -> None:
+    """rq raises its stop exception from the signal handler; swallowed by logging's own error
+    handling it used to leave the worker running until killed."""
+    import os
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.core.stop_during_log",
+            str(sqlite_settings.data_dir),
+            str(sqlite_settings.redis_url),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the worker and the scheduler process it forked
+        proc.communicate()
+        raise AssertionError("the worker ignored SIGTERM") from None
+    assert proc.returncode == 0, err[-2000:]
+    assert "stopped after" in out

@@ -127,3 +127,16 @@ def test_only_admins_import(server: LiveServer) -> None:
             "/api/communities/1/residents/imports", files={"file": ("a.csv", GOOD_AND_BAD.encode())}
         )
     assert r.status_code == 403
+
+
+def test_an_overlong_cell_is_that_rows_error_not_the_imports(demo: Settings) -> None:
+    text = (
+        "姓名,手机号,备注\n"
+        + "长" * 70
+        + ",13900009999,\n沈清,13900008880,"
+        + "备" * 600
+        + "\n严宽,13900008881,\n"
+    )
+    report = _import(demo, text)
+    assert report.created == 1
+    assert {(e.row, e.column) for e in report.errors} == {(2, "姓名"), (3, "备注")}
