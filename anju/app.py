@@ -15,8 +15,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.db import get_database
-from core.errors import AnjuError
-from core.logging import configure_logging, request_id_var
+from core.errors import AnjuError, error_body
+from core.logging import configure_logging
 from core.redis import get_redis
 from core.settings import Settings, get_settings
 
@@ -24,13 +24,6 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 
 _HTTP_MESSAGES = {404: "找不到该页面或接口", 405: "不支持该请求方法", 401: "请先登录", 403: "没有权限"}
-
-
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id_var.get()}
-    if details is not None:
-        error["details"] = details
-    return {"error": error}
 
 
 def _validation_details(exc: RequestValidationError) -> tuple[int, str, list[dict[str, Any]]]:
@@ -74,10 +67,7 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body("internal_error", "服务器内部错误，请稍后重试"), status_code=500)
+    # Anything else is answered by RequestContextMiddleware, where the request id is still known.
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from core.settings import Mode, Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 app = typer.Typer(
     help="安居 anju: 物业 AI 客服与舆情监测服务",
@@ -109,6 +112,20 @@ def scheduler() -> None:
     run_scheduler(settings)
 
 
+def _company_id(session: Session, code: str | None) -> int:
+    """The company the command acts on: the one named, or the only one there is."""
+    from sqlalchemy import select
+
+    from org.models import Company
+
+    companies = list(session.scalars(select(Company).order_by(Company.id)))
+    chosen = [c for c in companies if code is None or c.code == code]
+    if len(chosen) != 1:
+        typer.echo("请用 --company 指定公司编码" if chosen else "找不到公司", err=True)
+        raise typer.Exit(2)
+    return chosen[0].id
+
+
 def _port_free(host: str, port: int) -> bool:
     import socket
 
@@ -186,14 +203,11 @@ def user_create(
     company: Annotated[str | None, typer.Option(help="公司编码（只有一家公司时可省略）")] = None,
 ) -> None:
     """Create a staff account."""
-    from sqlalchemy import select
-
     from accounts import service
     from accounts.models import Role
     from core.db import get_database
     from core.errors import AnjuError
     from org import service as org_service
-    from org.models import Company
 
     settings = _settings()
     try:
@@ -202,16 +216,12 @@ def user_create(
         typer.echo(f"未知角色 {role}；可选 agent, supervisor, pr, admin", err=True)
         raise typer.Exit(2) from None
     with get_database(settings).session() as session:
-        companies = list(session.scalars(select(Company).order_by(Company.id)))
-        chosen = [c for c in companies if company is None or c.code == company]
-        if len(chosen) != 1:
-            typer.echo("请用 --company 指定公司编码" if chosen else "找不到公司", err=True)
-            raise typer.Exit(2)
+        company_id = _company_id(session, company)
         try:
             ids = [org_service.get_community_by_code(session=session, code=c).id for c in community or []]
             user = service.create_user(
                 session=session,
-                company_id=chosen[0].id,
+                company_id=company_id,
                 username=username,
                 password=password,
                 role=role_,
@@ -270,14 +280,11 @@ def ingest(
     company: Annotated[str | None, typer.Option(help="公司编码（只有一家公司时可省略）")] = None,
 ) -> None:
     """Add standards documents and FAQ tables to the knowledge base."""
-    from sqlalchemy import select
-
     from core.db import get_database
     from core.errors import AnjuError
     from knowledge import service
     from knowledge.readers import SUPPORTED
     from org import service as org_service
-    from org.models import Company
 
     settings = _settings()
     suffixes = (*SUPPORTED, *service.FAQ_SUFFIXES)
@@ -288,12 +295,7 @@ def ingest(
         raise typer.Exit(1)
     database = get_database(settings)
     with database.session() as session:
-        companies = list(session.scalars(select(Company).order_by(Company.id)))
-        chosen = [c for c in companies if company is None or c.code == company]
-        if len(chosen) != 1:
-            typer.echo("请用 --company 指定公司编码" if chosen else "找不到公司", err=True)
-            raise typer.Exit(2)
-        company_id = chosen[0].id
+        company_id = _company_id(session, company)
         try:
             ids = [org_service.get_community_by_code(session=session, code=c).id for c in community or []]
         except AnjuError as exc:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.errors import PayloadTooLarge
+from core.errors import PayloadTooLarge, error_body
 from core.logging import request_id_var
 
 log = logging.getLogger("anju.access")
@@ -53,27 +53,7 @@ class RequestContextMiddleware:
             if started_response:
                 raise
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path", ""))
-            body = json.dumps(
-                {
-                    "error": {
-                        "code": "internal_error",
-                        "message": "服务器内部错误，请稍后重试",
-                        "request_id": request_id,
-                    }
-                },
-                ensure_ascii=False,
-            ).encode()
-            await send_with_id(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send_with_id({"type": "http.response.body", "body": body})
+            await send_error(send_with_id, 500, "internal_error", "服务器内部错误，请稍后重试")
         finally:
             path = scope.get("path", "")
             if path not in ("/healthz", "/readyz") or status >= 400:
@@ -151,20 +131,16 @@ def _too_large_message(limit: int) -> str:
 
 
 async def _send_413(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {
-            "error": {
-                "code": "payload_too_large",
-                "message": _too_large_message(limit),
-                "request_id": request_id_var.get(),
-            }
-        },
-        ensure_ascii=False,
-    ).encode()
+    await send_error(send, 413, "payload_too_large", _too_large_message(limit))
+
+
+async def send_error(send: Send, status: int, code: str, message: str) -> None:
+    """Answer with the API's error shape from plain ASGI code."""
+    body = json.dumps(error_body(code, message), ensure_ascii=False).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
     )

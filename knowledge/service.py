@@ -89,14 +89,9 @@ def ingest(
     else:
         allowed = scope or communities
         names = {key: c.id for c in allowed for key in (c.code, c.name)}
-        table = read_faq_table(filename, content, communities=names)
-        outside = {c.code for c in communities} | {c.name for c in communities}
-        errors = [
-            RowError(e.row, e.column, e.message.replace("找不到小区", "不在本文件的适用范围内：小区"))
-            if e.column == "适用小区" and any(e.message.endswith(f"“{n}”") for n in outside)
-            else e
-            for e in table.errors
-        ]
+        others = frozenset(key for c in communities if c not in allowed for key in (c.code, c.name))
+        table = read_faq_table(filename, content, communities=names, out_of_scope=others)
+        errors = table.errors
         if not table.rows:
             raise InvalidInput(
                 "表格里没有可用的问答：" + "；".join(f"第 {e.row} 行 {e.message}" for e in errors[:3])

@@ -97,6 +97,18 @@ def read_table(filename: str, content: bytes) -> list[dict[str, str]]:
     )
 
 
+# The columns' sizes in the database: a longer value is the row's error, never the whole import's.
+MAX_LENGTHS = (
+    ("name", "姓名", 64),
+    ("building", "楼栋", 64),
+    ("unit", "单元", 64),
+    ("room", "房号", 32),
+    ("wechat_openid", "微信openid", 128),
+    ("app_user_id", "App用户ID", 128),
+    ("note", "备注", 500),
+)
+
+
 def check_rows(rows: list[dict[str, str]]) -> tuple[list[tuple[int, dict[str, str]]], list[RowError]]:
     """Split rows into (row number, row) that can be applied and the errors of the others.
 
@@ -161,18 +173,6 @@ def _check_row(row: dict[str, str], index: int, seen_mobiles: dict[str, int]) ->
         if len(row.get(key, "")) > limit:
             errors.append(RowError(index, column, f"{column}不能超过 {limit} 个字"))
     return errors
-
-
-# The columns' sizes in the database: a longer value is the row's error, never the whole import's.
-MAX_LENGTHS = (
-    ("name", "姓名", 64),
-    ("building", "楼栋", 64),
-    ("unit", "单元", 64),
-    ("room", "房号", 32),
-    ("wechat_openid", "微信openid", 128),
-    ("app_user_id", "App用户ID", 128),
-    ("note", "备注", 500),
-)
 
 
 def _apply_row(*, session: Session, community_id: int, row: dict[str, str]) -> str:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,22 @@ from tests import services
 from tests.conftest import ROOT, wait_for
 
 GREETING = "安居已启动"
+
+
+def _wait_gone(processes: list[psutil.Process], *, timeout: float, what: str) -> None:
+    try:
+        wait_for(lambda: not any(_alive(p) for p in processes), timeout=timeout, message=f"{what} to stop")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; still running: {[p.pid for p in processes if _alive(p)]}") from None
+
+
+@contextlib.contextmanager
+def _admin(url: str) -> Iterator[httpx.Client]:
+    """An API client logged in as the demo admin."""
+    with httpx.Client(base_url=url, timeout=30) as api:
+        token = api.post("/api/auth/token", json={"username": "admin", "password": "anju-demo-2026"})
+        api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        yield api
 
 
 def _alive(p: psutil.Process) -> bool:
@@ -124,9 +141,7 @@ def test_up_from_nothing_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> No
             timeout=30,
             message="the supervisor to restart the worker",
         )
-        with httpx.Client(base_url=up.url, timeout=30) as api:
-            token = api.post("/api/auth/token", json={"username": "admin", "password": "anju-demo-2026"})
-            api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        with _admin(up.url) as api:
             upload = api.post(
                 "/api/communities/1/residents/imports",
                 files={"file": ("r.csv", "姓名,手机号\n秦川,13922223333\n".encode())},
@@ -141,20 +156,14 @@ def test_up_from_nothing_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> No
         assert new_worker.is_running()
 
         # What the dead worker had forked (rq's scheduler process) went with it.
-        wait_for(
-            lambda: not any(_alive(p) for p in forked), timeout=10, message="the forked processes to die"
-        )
+        _wait_gone(forked, timeout=10, what="the forked processes")
 
         # Ctrl-C: everything stops, nothing is left running, the socket is gone.
         family = up.family()
         assert len(family) >= 4  # redis-server, api, worker, scheduler
         up.proc.send_signal(signal.SIGINT)
         assert up.proc.wait(timeout=60) == 0, "".join(up.output)[-3000:]
-        wait_for(
-            lambda: not any(_alive(p) for p in family),
-            timeout=10,
-            message="every process of the group to stop: " + str([p.pid for p in family if _alive(p)]),
-        )
+        _wait_gone(family, timeout=10, what="every process of the group")
         assert not (data / "redis" / "redis.sock").exists()
         log = "".join(up.output)
         assert "Traceback" not in log, log[-3000:]
@@ -165,11 +174,9 @@ def test_up_from_nothing_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> No
     again = Up(data)
     try:
         again.wait_for_line(GREETING)
-        with httpx.Client(base_url=again.url, timeout=30) as api:
-            token = api.post("/api/auth/token", json={"username": "admin", "password": "anju-demo-2026"})
-            api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        with _admin(again.url) as api:
             response = api.get("/api/communities/1/residents", params={"q": "13922223333"})
-            assert response.status_code == 200, (token.text, response.text, "".join(again.output)[-5000:])
+            assert response.status_code == 200, (response.text, "".join(again.output)[-5000:])
             found = response.json()
             communities = api.get("/api/communities").json()
         assert found["total"] == 1
@@ -178,7 +185,7 @@ def test_up_from_nothing_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> No
         family = again.family()
         again.proc.send_signal(signal.SIGHUP)
         assert again.proc.wait(timeout=60) == 0
-        wait_for(lambda: not any(_alive(p) for p in family), timeout=10, message="the group to stop")
+        _wait_gone(family, timeout=10, what="the group")
     finally:
         again.close()
 
@@ -193,12 +200,7 @@ def test_a_killed_up_takes_its_children_with_it(tmp_path: Path) -> None:
         assert len(family) >= 4
         up.proc.kill()  # no chance to clean up: the kernel tells the children
         up.proc.wait()
-        wait_for(
-            lambda: not any(_alive(p) for p in family),
-            timeout=30,
-            message="the children of a killed `anju up` to stop: "
-            + str([(p.pid, p.cmdline()) for p in family if _alive(p)]),
-        )
+        _wait_gone(family, timeout=30, what="the children of a killed `anju up`")
     finally:
         up.close()
     again = Up(data)  # and the folder is usable at once: no stale socket, no second Redis
