@@ -14,6 +14,8 @@ from core.settings import Mode, Settings, get_settings
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from core.db import Database
+
 app = typer.Typer(
     help="安居 anju: 物业 AI 客服与舆情监测服务",
     no_args_is_help=True,
@@ -49,13 +51,12 @@ def migrate() -> None:
 def seed_demo_cmd(force: bool = typer.Option(False, help="seed even when the database is not empty")) -> None:
     """Load the demo company, communities, residents and accounts (if the database is empty)."""
     from anju.demo import is_seeded, seed_demo
-    from core.db import get_database
 
     settings = _settings()
     if settings.mode is not Mode.demo:
         typer.echo("生产模式下不加载演示数据（演示账号的密码是公开的）", err=True)
         raise typer.Exit(2)
-    with get_database(settings).session() as session:
+    with _migrated_database(settings).session() as session:
         if is_seeded(session) and not force:
             typer.echo("数据库已有数据，跳过演示数据")
             return
@@ -110,6 +111,17 @@ def scheduler() -> None:
     settings = _settings()
     ensure_embedded_redis(settings)
     run_scheduler(settings)
+
+
+def _migrated_database(settings: Settings) -> Database:
+    """The database, once it has the current schema; otherwise a clear message instead of a traceback."""
+    from anju.migrate import is_up_to_date
+    from core.db import get_database
+
+    if not is_up_to_date(settings):
+        typer.echo("数据库还没有初始化或不是最新结构，请先运行 anju migrate（anju up 会自动完成）", err=True)
+        raise typer.Exit(1)
+    return get_database(settings)
 
 
 def _company_id(session: Session, code: str | None) -> int:
@@ -205,7 +217,6 @@ def user_create(
     """Create a staff account."""
     from accounts import service
     from accounts.models import Role
-    from core.db import get_database
     from core.errors import AnjuError
     from org import service as org_service
 
@@ -215,7 +226,7 @@ def user_create(
     except ValueError:
         typer.echo(f"未知角色 {role}；可选 agent, supervisor, pr, admin", err=True)
         raise typer.Exit(2) from None
-    with get_database(settings).session() as session:
+    with _migrated_database(settings).session() as session:
         company_id = _company_id(session, company)
         try:
             ids = [org_service.get_community_by_code(session=session, code=c).id for c in community or []]
@@ -241,12 +252,11 @@ def residents_import(
     community: Annotated[str, typer.Option(help="小区编码")],
 ) -> None:
     """Import residents from CSV/XLSX now and print the report."""
-    from core.db import get_database
     from core.errors import AnjuError
     from org import service as org_service
 
     settings = _settings()
-    database = get_database(settings)
+    database = _migrated_database(settings)
     try:
         with database.session() as session:
             target = org_service.get_community_by_code(session=session, code=community)
@@ -280,7 +290,6 @@ def ingest(
     company: Annotated[str | None, typer.Option(help="公司编码（只有一家公司时可省略）")] = None,
 ) -> None:
     """Add standards documents and FAQ tables to the knowledge base."""
-    from core.db import get_database
     from core.errors import AnjuError
     from knowledge import service
     from knowledge.readers import SUPPORTED
@@ -293,7 +302,7 @@ def ingest(
     if not files:
         typer.echo(f"{path} 里没有可导入的文件（支持 {'、'.join(suffixes)}）", err=True)
         raise typer.Exit(1)
-    database = get_database(settings)
+    database = _migrated_database(settings)
     with database.session() as session:
         company_id = _company_id(session, company)
         try:

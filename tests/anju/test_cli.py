@@ -111,3 +111,19 @@ def test_production_mode_never_loads_the_demo_accounts(tmp_path: Path, redis_url
     )
     assert run.returncode == 2 and "生产模式下不加载演示数据" in run.stderr
     assert not (tmp_path / "prod" / "anju.db").exists()
+
+
+def test_commands_on_a_database_never_migrated_say_what_to_do(tmp_path: Path, redis_url: str) -> None:
+    settings = Settings(data_dir=tmp_path / "empty", redis_url=redis_url)
+    table = tmp_path / "住户.csv"
+    table.write_text("姓名,手机号\n钱程,13911112222\n", encoding="utf-8")
+    for args in (
+        ("seed-demo",),
+        ("user", "create", "--username", "x", "--role", "agent", "--password", "Xx-2026-secret!"),
+        ("residents", "import", str(table), "--community", "cuihu"),
+        ("ingest", str(table), "--community", "cuihu"),
+    ):
+        run = anju(settings, *args)
+        assert run.returncode == 1, (args, run.stderr[-500:])
+        assert "请先运行 anju migrate" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "empty" / "anju.db").exists()
