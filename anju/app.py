@@ -96,11 +96,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from accounts.views import router as accounts_router
     from anju import health, pages
+    from assistant.views import router as assistant_router
+    from knowledge.views import router as knowledge_router
     from org.views import router as org_router
 
     app.include_router(health.router)
     app.include_router(accounts_router)
     app.include_router(org_router)
+    app.include_router(knowledge_router)
+    app.include_router(assistant_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -110,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         upload_max_bytes=settings.max_upload_bytes,
-        upload_paths=[r"/imports$", r"/upload"],
+        upload_paths=[r"/imports$", r"/upload", r"^/api/knowledge/sources(/\d+)?$"],
     )
     app.add_middleware(RequestContextMiddleware)  # outermost: every response carries the request id
     return app

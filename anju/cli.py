@@ -26,6 +26,8 @@ user_app = typer.Typer(help="员工账号", no_args_is_help=True)
 residents_app = typer.Typer(help="住户档案", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(residents_app, name="residents")
+eval_app = typer.Typer(help="质量评估（检索、分流）", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 
 
 def _settings() -> Settings:
@@ -48,7 +50,10 @@ def migrate() -> None:
 
 
 @app.command("seed-demo")
-def seed_demo_cmd(force: bool = typer.Option(False, help="seed even when the database is not empty")) -> None:
+def seed_demo_cmd(
+    force: bool = typer.Option(False, help="seed even when the database is not empty"),
+    knowledge: bool = typer.Option(True, help="also the demo FAQ and service standard"),
+) -> None:
     """Load the demo company, communities, residents and accounts (if the database is empty)."""
     from anju.demo import is_seeded, seed_demo
 
@@ -60,8 +65,13 @@ def seed_demo_cmd(force: bool = typer.Option(False, help="seed even when the dat
         if is_seeded(session) and not force:
             typer.echo("数据库已有数据，跳过演示数据")
             return
-        company = seed_demo(session)
+        company = seed_demo(session, knowledge=knowledge)
         typer.echo(f"已创建演示数据：{company.name}")
+    if knowledge:
+        from knowledge.service import rebuild_index
+
+        built = rebuild_index(settings, company_id=company.id).index
+        typer.echo(f"检索索引已建立：{built.passages} 段文档、{built.faq_entries} 条问答")
 
 
 @app.command()
@@ -138,6 +148,20 @@ def _company_id(session: Session, code: str | None) -> int:
     return chosen[0].id
 
 
+def _request_index_builds(settings: Settings) -> None:
+    """Queue a search-index build per company (a no-op job when the index is already current)."""
+    from sqlalchemy import select
+
+    from core.db import get_database
+    from knowledge.service import request_index_build
+    from org.models import Company
+
+    with get_database(settings).session(readonly=True) as session:
+        company_ids = list(session.scalars(select(Company.id)))
+    for company_id in company_ids:
+        request_index_build(settings, company_id=company_id)
+
+
 def _port_free(host: str, port: int) -> bool:
     import socket
 
@@ -184,6 +208,7 @@ def up(
         typer.echo("服务未能在规定时间内就绪，请查看上面的日志", err=True)
         supervisor.stop()
         raise typer.Exit(1)
+    _request_index_builds(settings)
     base = settings.base_url
     redis_where = f"内嵌 {settings.redis_socket}" if settings.embedded_redis else settings.redis_url
     lines = [
@@ -288,6 +313,7 @@ def ingest(
         list[str] | None, typer.Option(help="只适用于这些小区（编码），可多次给出；默认全部小区")
     ] = None,
     company: Annotated[str | None, typer.Option(help="公司编码（只有一家公司时可省略）")] = None,
+    index: Annotated[bool, typer.Option(help="导入后立即重建检索索引")] = True,
 ) -> None:
     """Add standards documents and FAQ tables to the knowledge base."""
     from core.errors import AnjuError
@@ -334,8 +360,121 @@ def ingest(
         except AnjuError as exc:
             failed += 1
             typer.echo(f"未导入 {file.name}：{exc.message}", err=True)
+    if index:
+        from knowledge.service import rebuild_index
+
+        rebuilt = rebuild_index(settings, company_id=company_id)
+        built = rebuilt.index
+        typer.echo(
+            f"检索索引{'已更新' if rebuilt.built else '已是最新'}：版本 {built.id}，{built.passages} 段文档、"
+            f"{built.faq_entries} 条问答"
+        )
     if failed:
         raise typer.Exit(1)
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    cases: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="JSONL：每行 {q, expect_any, community?}")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
+    tune: Annotated[bool, typer.Option(help="在这些用例上网格搜索融合参数并打印最优值")] = False,
+    misses: Annotated[bool, typer.Option(help="列出第一名不对的用例")] = False,
+    company: Annotated[str | None, typer.Option(help="公司编码（只有一家公司时可省略）")] = None,
+) -> None:
+    """Retrieval quality: hit@1, hit@3, MRR@10, beside BM25-only and dense-only baselines."""
+    import json
+
+    from core.errors import AnjuError
+    from knowledge.evaluation import RetrievalEvaluation, read_cases
+    from knowledge.retrieval import get_search
+    from knowledge.service import rebuild_index
+
+    settings = _settings()
+    database = _migrated_database(settings)
+    try:
+        labelled = read_cases(cases)
+        with database.session(readonly=True) as session:
+            company_id = _company_id(session, company)
+        rebuild_index(settings, company_id=company_id)
+        with database.session(readonly=True) as session:
+            evaluation = RetrievalEvaluation(session, get_search(settings), company_id, labelled)
+            report = evaluation.report()
+            if tune:
+                fusion, tuned = evaluation.tune()
+                report["tuned"] = {"fusion": fusion.__dict__, **tuned}
+            missed = evaluation.misses() if misses else []
+    except AnjuError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False))
+        return
+    typer.echo(f"{report['n']} 条用例，索引版本 {report['index_id']}（{report['embedding_model']}）")
+    typer.echo(f"{'':10}{'hit@1':>8}{'hit@3':>8}{'MRR@10':>8}")
+    rows = [("hybrid", report), *report["baselines"].items()]
+    if tune:
+        rows.append(("tuned", report["tuned"]))
+    for name, row in rows:
+        typer.echo(f"{name:10}{row['hit_at_1']:>8.3f}{row['hit_at_3']:>8.3f}{row['mrr']:>8.3f}")
+    if tune:
+        typer.echo(f"tuned fusion: {report['tuned']['fusion']}")
+    for miss in missed:
+        typer.echo(f"- {miss['q']}  (rank {miss['rank']})")
+        for line in miss["top"]:
+            typer.echo(f"    {line}")
+
+
+@eval_app.command("routing")
+def eval_routing(
+    cases: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="JSONL：每行 {text, ok}")],
+    as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
+    community: Annotated[str | None, typer.Option(help="在哪个小区的知识库里评估（默认第一个小区）")] = None,
+    errors: Annotated[bool, typer.Option(help="列出判错的用例")] = False,
+) -> None:
+    """Routing quality: accuracy, emergency recall and the confusion table."""
+    import json
+
+    from sqlalchemy import select
+
+    from assistant.evaluation import read_routing_cases, route_cases, score
+    from core.errors import AnjuError
+    from knowledge.service import rebuild_index
+    from org.models import Community
+
+    settings = _settings()
+    database = _migrated_database(settings)
+    try:
+        labelled = read_routing_cases(cases)
+        with database.session(readonly=True) as session:
+            place = session.scalar(
+                select(Community).where(Community.code == community) if community
+                else select(Community).order_by(Community.id).limit(1)
+            )  # fmt: skip
+            if place is None:
+                typer.echo("找不到小区", err=True)
+                raise typer.Exit(1)
+            code, company_id = place.code, place.company_id
+        rebuild_index(settings, company_id=company_id)
+        predicted = route_cases(settings, code, labelled)
+    except AnjuError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from None
+    report = score(labelled, [p for p, _ in predicted])
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False))
+        return
+    typer.echo(f"{report['n']} 条用例：accuracy {report['accuracy']:.3f}，emergency recall "
+               f"{report['emergency_recall']}，误报紧急 {report['emergency_false_alarms']} 条")  # fmt: skip
+    actions = ["answer", "clarify", "chitchat", "work_order", "human", "emergency"]
+    typer.echo("expected \\ got".ljust(16) + "".join(a[:10].rjust(11) for a in actions))
+    for expected, row in report["confusion"].items():
+        typer.echo(expected.ljust(16) + "".join(str(row.get(a, 0)).rjust(11) for a in actions))
+    if errors:
+        for case, (action, confidence) in zip(labelled, predicted, strict=True):
+            if action not in case.ok:
+                typer.echo(f"- {case.text}  期望 {list(case.ok)}，得到 {action} ({confidence:.2f})")
 
 
 def main() -> None:

@@ -53,8 +53,14 @@ def is_seeded(session: Session) -> bool:
     return (session.scalar(select(func.count()).select_from(Company)) or 0) > 0
 
 
-def seed_demo(session: Session, *, residents_per_community: int = 40, seed: int = 20261121) -> Company:
-    """Create the demo company; idempotent (returns the existing one when already seeded)."""
+def seed_demo(
+    session: Session, *, residents_per_community: int = 40, seed: int = 20261121, knowledge: bool = True
+) -> Company:
+    """Create the demo company; idempotent (returns the existing one when already seeded).
+
+    ``knowledge``: also the demo FAQ and the demo company's service standard (the search index
+    is built afterwards, by a job: see ``request_index_build``).
+    """
     existing = session.scalar(select(Company).where(Company.code == "anju-demo"))
     if existing is not None:
         return existing
@@ -116,4 +122,25 @@ def seed_demo(session: Session, *, residents_per_community: int = 40, seed: int 
             community_ids=[codes[c].id for c in account.communities],
         )
     session.flush()
+    if knowledge:
+        seed_demo_knowledge(session, company.id)
     return company
+
+
+DEMO_KNOWLEDGE = (("faq.csv", "居民常见问题"), ("service-standard.md", None))
+
+
+def seed_demo_knowledge(session: Session, company_id: int) -> None:
+    """The demo FAQ and service standard, written for the demo communities."""
+    from importlib.resources import files
+
+    from knowledge import service as knowledge_service
+
+    for filename, title in DEMO_KNOWLEDGE:
+        content = files("knowledge").joinpath(f"demo/{filename}").read_bytes()
+        result = knowledge_service.ingest(
+            session=session, company_id=company_id, filename=filename, content=content
+        )
+        if title:
+            result.source.title = title
+    session.flush()

@@ -1,8 +1,8 @@
-"""Server-rendered pages for staff: login, logout and the workspace (工作台)."""
+"""Server-rendered pages for staff: login, logout, the workspace (工作台) and the knowledge base."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -16,10 +16,19 @@ from accounts.models import ROLE_LABELS, Role, StaffUser, TokenKind
 from accounts.views import client_address
 from core.deps import RedisDep, SessionDep, SettingsDep
 from core.errors import TooManyRequests, Unauthorized
+from knowledge import views as knowledge_views
 from org import service as org_service
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
+BEIJING = timezone(timedelta(hours=8), "北京时间")  # staff read times in China Standard Time (no DST)
+
+
+def _local_time(value: datetime | None) -> str:
+    return value.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+templates.env.filters["local_time"] = _local_time
 
 
 def _safe_next(target: str | None) -> str:
@@ -117,5 +126,27 @@ def workspace(request: Request, session: SessionDep) -> Response:
             "communities": communities,
             "counts": counts,
             "is_admin": user.role is Role.admin,
+        },
+    )
+
+
+@router.get("/admin/knowledge", response_class=HTMLResponse)
+def knowledge_page(request: Request, session: SessionDep) -> Response:
+    user = _page_user(request, session)
+    if user is None:
+        return RedirectResponse("/login?next=/admin/knowledge", status_code=303)
+    context: dict[str, object] = {"user": user, "role_label": ROLE_LABELS[user.role]}
+    if user.role is not Role.admin:
+        return templates.TemplateResponse(request, "knowledge.html", {**context, "forbidden": True}, 403)
+    ids = accounts_service.accessible_community_ids(session=session, user=user)
+    return templates.TemplateResponse(
+        request,
+        "knowledge.html",
+        {
+            **context,
+            "forbidden": False,
+            "communities": org_service.list_communities(session=session, ids=ids),
+            "sources": knowledge_views.source_reads(session=session, user=user),
+            "status": knowledge_views.index_status(session=session, company_id=user.company_id),
         },
     )

@@ -1,2 +1,1 @@
-"""The resident assistant: routing each turn to answer / clarify / chitchat / work_order / human /
-emergency, with cited answers from the knowledge base."""
+"""The resident assistant: routing, cited answers from the knowledge base, hand-offs."""

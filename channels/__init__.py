@@ -1,2 +1,1 @@
-"""Multi-channel intake: WeChat official account, the resident app, phone transcripts and web chat
-into one conversation store (issue: multi-channel intake)."""
+"""Intake: every channel's messages in one conversation store."""

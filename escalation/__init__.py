@@ -1,1 +1,1 @@
-"""Cases, work orders, SLA timers, the agent console and follow-up surveys."""
+"""Hand-offs to people: cases, work orders and their SLA times."""

@@ -42,6 +42,23 @@ class BM25Index:
         self.matrix = sparse.csc_matrix((data.astype(np.float32), (weights.row, weights.col)), shape=tf.shape)
         self.size = n
 
+    @classmethod
+    def from_arrays(
+        cls, *, matrix: sparse.csc_matrix, idf: np.ndarray, vocabulary: dict[str, int]
+    ) -> BM25Index:
+        """An index saved earlier (see knowledge.index), without tokenising anything again."""
+        index = cls.__new__(cls)
+        index.matrix = matrix
+        index.idf = idf
+        index.vocabulary = vocabulary
+        index.size = matrix.shape[0]
+        return index
+
+    def upper_bound(self, query_terms: Sequence[str], *, k1: float = K1) -> float:
+        """The most a document could score for these terms: scales scores to [0, 1]."""
+        columns = {self.vocabulary[t] for t in query_terms if t in self.vocabulary}
+        return float(sum(self.idf[c] for c in columns) * (k1 + 1))
+
     def scores(self, query_terms: Sequence[str]) -> np.ndarray:
         """BM25 score of every document for these terms (a repeated term counts once)."""
         columns = sorted({self.vocabulary[t] for t in query_terms if t in self.vocabulary})

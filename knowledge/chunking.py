@@ -60,9 +60,9 @@ def _heading(raw: str, line: str) -> tuple[float, str, str | None] | None:
     if m := _MARKDOWN.match(line):
         return float(len(m.group(1))) - 0.5, m.group(2).strip(), None  # above numbered levels
     if m := _LEVEL_1.match(line):
-        level, label, rest = 1.0, f"{m.group(1)}、", m.group(2)
+        level, label, rest, separator = 1.0, f"{m.group(1)}、", m.group(2), "、"
     elif m := _LEVEL_2.match(line):
-        level, label, rest = 2.0, f"({m.group(1)})", m.group(2)
+        level, label, rest, separator = 2.0, f"({m.group(1)})", m.group(2), ")"
     elif m := _ARABIC.match(line):
         number, separator = m.group(1), m.group(2) or ""
         if separator == "、" and not marked:
@@ -76,7 +76,8 @@ def _heading(raw: str, line: str) -> tuple[float, str, str | None] | None:
     body: str | None = None
     if marked and (inline := _INLINE_BODY.match(rest)):
         rest, body = inline.group(1).strip(), inline.group(2).strip()
-    if not marked and level >= 3.0 and (space := _SPACED_BODY.match(rest)):
+    list_item = level == 3.0 and separator in ".．"  # "2. 马上报警 拨打 119…" numbers a step
+    if not marked and level >= 3.0 and not list_item and (space := _SPACED_BODY.match(rest)):
         rest, body = space.group(1), space.group(2)  # "1 指导思想 以…为核心宗旨"
     rest = _TRAILING_MARKS.sub("", rest)
     if not marked and (len(rest) > MAX_HEADING_CHARS or _NOT_A_TITLE.search(rest)):

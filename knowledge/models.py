@@ -106,3 +106,37 @@ class FaqEntry(Base):
     communities: Mapped[list[Community]] = relationship(
         secondary=faq_entry_community, order_by="Community.id"
     )
+
+
+class IndexStatus(enum.StrEnum):
+    building = "building"
+    ready = "ready"
+    failed = "failed"
+
+
+class KnowledgeIndex(Base):
+    """One built search index of a company's knowledge base (dense vectors and BM25 weights).
+
+    The artifact lives in the database so every API process and worker, on any machine, loads the
+    same version; a query uses the newest ready version, loaded whole before it is swapped in.
+    """
+
+    __tablename__ = "knowledge_index"
+    __table_args__ = (Index("ix_knowledge_index_company_status", "company_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="CASCADE"))
+    status: Mapped[IndexStatus] = mapped_column(Enum(IndexStatus, native_enum=False, length=16))
+    # What the index was built from (sources, versions, scopes, model): the same fingerprint
+    # means the build can be skipped.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    embedding_model: Mapped[str] = mapped_column(String(200))
+    passages: Mapped[int] = mapped_column(default=0)
+    faq_entries: Mapped[int] = mapped_column(default=0)
+    size_bytes: Mapped[int] = mapped_column(default=0)
+    build_seconds: Mapped[float] = mapped_column(default=0.0)
+    embedded: Mapped[int] = mapped_column(default=0)  # texts embedded in this build (others reused)
+    artifact: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    built_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

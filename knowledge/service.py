@@ -11,8 +11,11 @@ from pathlib import PurePath
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from core.db import get_database
 from core.errors import InvalidInput, NotFound
+from core.settings import Settings
 from knowledge.faq import read_faq_table
+from knowledge.index import BuildResult, build_index
 from knowledge.ingest import parse_document
 from knowledge.models import FaqEntry, KnowledgeSource, Passage, SourceKind
 from org.imports import RowError
@@ -193,3 +196,78 @@ def faq_entries_for(*, session: Session, community_id: int, day: dt.date) -> lis
             continue
         usable.append(entry)
     return usable
+
+
+INDEX_LOCK_SECONDS = 1800  # one company's build at a time; a dead builder's lock expires
+
+
+def rebuild_index(settings: Settings, *, company_id: int, force: bool = False) -> BuildResult:
+    """Build the company's index under its Redis lock, in its own transaction.
+
+    Two builds for one company never run at once: the second waits, then finds the index current
+    (same fingerprint) and returns without work, unless sources changed in between. Without a
+    reachable Redis (a CLI run while the service is stopped) it builds unlocked: two concurrent
+    builds would each still write a whole, consistent version, the later one current.
+    """
+    import redis as redis_lib
+
+    from core.redis import get_redis
+    from knowledge.retrieval import get_search
+
+    encoder = get_search(settings).encoder
+    lock = get_redis(settings).lock(
+        f"anju:knowledge-index:{company_id}", timeout=INDEX_LOCK_SECONDS, blocking_timeout=INDEX_LOCK_SECONDS
+    )
+    try:
+        lock.acquire()
+    except redis_lib.ConnectionError:
+        lock = None
+        log.info("Redis unreachable: building the knowledge index without the build lock")
+    try:
+        with get_database(settings).session() as session:
+            return build_index(session, company_id, encoder, force=force)
+    finally:
+        if lock is not None:
+            try:
+                lock.release()
+            except (redis_lib.ConnectionError, redis_lib.exceptions.LockError):
+                log.warning("knowledge index build lock of company %s already expired", company_id)
+
+
+def _pending_key(company_id: int) -> str:
+    return f"anju:knowledge-index-pending:{company_id}"
+
+
+def request_index_build(settings: Settings, *, company_id: int) -> str:
+    """Queue a re-index after the knowledge base changed (call after the change is committed).
+
+    A build still waiting in the queue covers this change too; a build already running may have
+    read the sources before it, so another is queued behind it (and finds nothing to do if the
+    running one saw everything).
+    """
+    import uuid
+
+    from core.queue import enqueue, get_queue
+    from core.redis import get_redis
+    from knowledge import tasks
+
+    redis = get_redis(settings)
+    waiting = redis.get(_pending_key(company_id))
+    if waiting is not None:
+        job = get_queue("low", settings=settings).fetch_job(
+            waiting.decode() if isinstance(waiting, bytes) else waiting
+        )
+        if job is not None and job.get_status(refresh=False) in ("queued", "scheduled", "deferred"):
+            return job.id
+    job_id = f"knowledge-index-{company_id}-{uuid.uuid4().hex[:12]}"
+    redis.set(_pending_key(company_id), job_id, ex=INDEX_LOCK_SECONDS)
+    return enqueue(tasks.build_index, queue="low", job_id=job_id, settings=settings, company_id=company_id).id
+
+
+def index_build_started(settings: Settings, *, company_id: int, job_id: str | None) -> None:
+    """A build job took over: a later change must queue a new one."""
+    from core.redis import get_redis
+
+    redis = get_redis(settings)
+    if job_id is not None and redis.get(_pending_key(company_id)) == job_id.encode():
+        redis.delete(_pending_key(company_id))

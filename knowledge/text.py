@@ -56,3 +56,13 @@ def tokens(text: str) -> list[str]:
     stop = stop_words()
     kept = [w for w in words if w and w not in stop and not _PUNCT.match(w)]
     return [w for w in kept if len(w) > 1 or w.isascii()] or kept
+
+
+_NOT_CJK_OR_WORD = re.compile(r"[^\u4e00-\u9fff0-9a-z]+")
+
+
+def bigrams(text: str) -> list[str]:
+    """Overlapping character pairs of the Chinese text (digits and Latin letters kept): robust to
+    misspellings and words the dictionary does not know ("电悌", "物业费咋交")."""
+    runs = _NOT_CJK_OR_WORD.split(text.lower())
+    return [run[i : i + 2] for run in runs if run for i in range(max(len(run) - 1, 1))]

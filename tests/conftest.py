@@ -122,8 +122,23 @@ def demo(settings: Settings) -> Settings:
     from anju.demo import seed_demo
 
     with get_database(settings).session() as session:
-        seed_demo(session, residents_per_community=8)
+        seed_demo(session, residents_per_community=8, knowledge=False)
     return settings
+
+
+@pytest.fixture
+def demo_kb(demo: Settings) -> Settings:
+    """The demo data with the demo knowledge base (FAQ and service standard), indexed."""
+    from anju.demo import seed_demo_knowledge
+    from knowledge.service import rebuild_index
+    from org.models import Company
+
+    with get_database(demo).session() as session:
+        company = session.query(Company).one()
+        seed_demo_knowledge(session, company.id)
+        company_id = company.id
+    rebuild_index(demo, company_id=company_id)
+    return demo
 
 
 class LiveServer:

@@ -223,3 +223,14 @@ def test_markdown_and_gbk_text() -> None:
 def test_bad_files_get_a_clear_error(filename: str, content: bytes, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         parse_document(filename, content)
+
+
+def test_numbered_step_with_a_space_is_not_a_heading() -> None:
+    """ "2. 马上拨打 119，…" is a step of the procedure above it, not a section of its own."""
+    text = (
+        "# 服务标准\n\n### 2.1 火灾\n\n#### 2.1.1 住户自救\n\n"
+        "1. 保持冷静。\n2. 马上拨打 119，说清楼栋和楼层。\n3. 用湿毛巾捂住口鼻。\n"
+    )
+    passages = parse_document("s.md", text.encode()).passages
+    assert [p.section() for p in passages] == ["2.1 火灾 › 2.1.1 住户自救"]
+    assert "马上拨打 119" in passages[0].text

@@ -1,0 +1,523 @@
+"""What a resident's message calls for, before any answer is looked up.
+
+Rules over the words residents really use, in order of what must never be missed: an emergency
+(the twelve categories of the standards and any threat to life), a request for a person or a
+complaint, a repair or service request, small talk, a message too vague to act on. Whatever is
+left is a question for the knowledge base; whether it is answered depends on retrieval
+confidence (see assistant.service).
+
+Frightened people do not write "电梯困人": they write "电梯卡起了 娃儿在里头". Questions about
+procedures ("电梯困人应急预案是什么", "万一着火了怎么逃生") are questions, not emergencies; a
+complaint about a past emergency goes to a person; "没关人", "误报", "不深" turn an emergency
+word into a repair.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    answer = "answer"
+    clarify = "clarify"
+    chitchat = "chitchat"
+    work_order = "work_order"
+    human = "human"
+    emergency = "emergency"
+
+
+class Emergency(StrEnum):
+    fire = "火灾"
+    lift = "电梯困人"
+    gas = "燃气泄漏"
+    power = "停电"
+    water_cut = "停水"
+    flooding = "水浸"
+    security = "盗窃与治安"
+    crowd = "群体性事件"
+    disaster = "恶劣天气/自然灾害"
+    falling = "高空坠物"
+    epidemic = "公共防疫"
+    explosive = "防爆防恐"
+    life = "人身安全"  # any threat to life: fainted, bleeding, fallen, suicide, a child in danger
+
+
+def _rx(*parts: str) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in parts))
+
+
+# Each emergency category: the ways people say it is happening now.
+EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
+    Emergency.fire: _rx(
+        r"着火",
+        r"起火",
+        r"失火",
+        r"火灾(?!报警器|隐患)",
+        r"烧起来",
+        r"冒(黑)?烟",
+        r"浓烟",
+        r"到处是烟",
+        r"好多烟",
+        r"烟味(很|好|太)?(重|大|浓)",
+        r"冒火星",
+        r"火星子",
+        r"火花",
+        r"🔥",
+        r"烧焦",
+        r"火苗",
+        r"火势",
+        r"烧着了",
+        r"全是烟",
+        r"烟(好|很|太)大",
+        r"呛得",
+        r"烟.{0,6}(下不去|出不去)",
+    ),
+    Emergency.lift: _rx(
+        r"(困|关|卡|锁)(在)?(电梯|轿厢)",
+        r"电梯.{0,12}(困|关(?!门)|卡(住|起|了)|出不去|在里(面|头)|里(面|头)有|门打不开|开不了门)",
+        r"(电梯|轿厢)里.{0,6}(出不去|出不来|救命)",
+        r"电梯.{0,10}我在里",
+    ),
+    Emergency.gas: _rx(
+        r"(煤气|燃气|天然气|液化气)(味|泄漏|泄露|漏了)",
+        r"漏气",
+        r"臭鸡蛋味",
+        r"嘶嘶",
+    ),
+    Emergency.power: _rx(
+        r"(整栋|整幢|整个|全|整层|整片|全楼|一片).{0,6}(停电|没电|黑了|全黑|漆黑)",
+        r"突然.{0,4}(停电|全黑|断电)",
+        r"(全|整栋|整个).{0,4}断电",
+        r"停电.{0,12}(漆黑|电梯.{0,4}停|看不见|打不开)",
+    ),
+    Emergency.water_cut: _rx(
+        r"(整栋|整幢|整个|全|整层|全楼).{0,8}(停水|没水|一点水都没)",
+        r"突然.{0,4}停水",
+        r"一点水都没有",
+    ),
+    Emergency.flooding: _rx(
+        r"进水了",
+        r"(淹|泡)(了|水)",
+        r"水.{0,6}(漫|灌|倒灌)",
+        r"(水管|管道|水箱)(爆|裂)了",
+        r"往外喷",
+        r"水漫金山",
+        r"像下雨一样",
+        r"(漫过|淹到|没过).{0,4}(车轮|膝盖|脚踝|门口)",
+    ),
+    Emergency.security: _rx(
+        r"撬.{0,3}(门|锁|窗)",
+        r"小偷",
+        r"偷东西",
+        r"入室",
+        r"打架",
+        r"(拿|持)(着)?刀",
+        r"砍人",
+        r"抢劫",
+        r"追我",
+        r"往.{0,6}(阳台|窗户)爬",
+        r"闯进",
+        r"打人了",
+        r"有人.{0,4}跟踪",
+        r"进(了)?贼",
+        r"被盗",
+        r"被偷",
+        r"翻得乱七八糟",
+        r"陌生人.{0,6}(闯|进|撬|翻)",
+    ),
+    Emergency.crowd: _rx(
+        r"围了.{0,6}(人|群)",
+        r"横幅",
+        r"一大群人",
+        r"(好多|几十个|上百)人.{0,6}(堵|围|闹|聚)",
+        r"堵在.{0,6}门口.{0,4}(吵|闹)",
+        r"聚集",
+        r"闹事",
+        r"快打起来",
+    ),
+    Emergency.disaster: _rx(
+        r"(刮|吹|砸)倒",
+        r"滑坡",
+        r"泥石流",
+        r"地震",
+        r"倒塌",
+        r"塌了",
+        r"冰雹.{0,6}(砸|碎)",
+        r"电线.{0,6}(扯|断|掉)",
+        r"(快|要)(倒|塌)了",
+        r"(广告牌|围墙|树).{0,6}(倒|塌|歪)",
+    ),
+    Emergency.falling: _rx(
+        r"掉下来",
+        r"砸到",
+        r"坠落",
+        r"往下扔",
+        r"(快|要)掉下",
+        r"摇摇晃晃",
+        r"(楼上|窗外|阳台).{0,6}扔下",
+    ),
+    Emergency.epidemic: _rx(
+        r"确诊",
+        r"传染病",
+        r"(好几户|好多人|好几个人|好几个|集体).{0,8}(发烧|发高烧|腹泻|上吐下泻|呕吐|咳嗽)",
+        r"疫情",
+        r"(集体|群体)(感染|中毒)",
+        r"食物中毒",
+    ),
+    Emergency.explosive: _rx(
+        r"要炸",
+        r"炸了我们",
+        r"炸弹",
+        r"爆炸",
+        r"可疑",
+        r"滴滴响",
+        r"黑包",
+        r"缠着电线",
+        r"爆炸物",
+    ),
+    Emergency.life: _rx(
+        r"晕倒",
+        r"昏倒",
+        r"昏迷",
+        r"倒在地上",
+        r"流(了)?(好多|很多)?血",
+        r"摔倒.{0,8}起不来",
+        r"不想活",
+        r"自杀",
+        r"轻生",
+        r"跳楼",
+        r"站在窗台",
+        r"(楼顶|天台).{0,8}(坐在|站在)?边上",
+        r"掉进.{0,6}(水|池|河|井)",
+        r"溺水",
+        r"救命",
+        r"快来人",
+        r"没(有)?呼吸",
+        r"心脏病",
+        r"抽搐",
+        r"窒息",
+        r"喘不上气",
+        r"没意识",
+        r"叫不醒",
+        r"锁在车里",
+        r"(关|困)在车里",
+        r"暴晒",
+        r"呼吸机",
+        r"氧气机",
+        r"喘不过气",
+        r"被(狗|蛇)咬",
+        r"触电",
+        r"中毒",
+        r"昏过去",
+        r"不省人事",
+        r"大出血",
+        r"割腕",
+    ),
+}
+
+# A question about a procedure, asked ahead of time.
+_KNOWLEDGE = _rx(
+    r"预案", r"流程", r"标准", r"制度", r"培训", r"演练", r"万一", r"如果", r"假如", r"要是", r"的话", r"提前",
+    r"应该怎么", r"该怎么做", r"应该先做什么", r"一般(会|怎么|要)", r"平时", r"教教", r"想了解", r"注意(什么|哪些)",
+    r"有什么要求", r"管不管", r"怎么处理", r"多久能", r"的时候", r"是怎么", r"怎么组织",
+)  # fmt: skip
+# Signs that it is happening now (these beat the procedure markers).
+_URGENT = _rx(
+    r"救命",
+    r"快(来|点|救)",
+    r"现在",
+    r"正在",
+    r"马上",
+    r"!!|！！",
+    r"好害怕",
+    r"快来人",
+    r"来人(啊|呀)",
+    r"在里(面|头)",
+)
+# An emergency word that the message itself says is not (or no longer) one.
+_DEFUSED = _rx(
+    r"没(有)?(关|困)人", r"误报", r"没着火", r"不深", r"有点积水", r"过后", r"已经(灭|好|修好|来电|来水)",
+    r"(上次|上回|上个月|上周|那次|之前|昨天).{0,10}(投诉|说法|太慢|处理得)", r"投诉", r"(已|有|提前)(经)?通知", r"通知(说|了)",
+)  # fmt: skip
+
+_PERSON = _rx(
+    r"转人工", r"^人工", r"人工(服务|客服)", r"找(个)?(客服|真人|人工)", r"真人", r"活人", r"(叫|找|让)你们.{0,4}(经理|领导|负责人|主管)",
+    r"(经理|领导|负责人|主管).{0,4}(电话|来|当面)", r"跟你们领导", r"有没有人管", r"没人理", r"转给.{0,6}(经理|领导|客服|人工|主管)", r"人工客服", r"客服(人员|小姐姐|在吗)",
+)  # fmt: skip
+_COMPLAINT = _rx(
+    r"投诉(?!.{0,6}(渠道|流程|电话是|方式|处理完|回访|怎么投))", r"我要投诉", r"不作为", r"曝光", r"媒体", r"记者",
+    r"12345", r"市长热线", r"住建局", r"告你们", r"起诉", r"律师", r"举报", r"退钱", r"退.{0,2}物业费", r"不交了",
+    r"说法", r"太过分", r"没完", r"态度(太|很|真|极)?差", r"乱收费", r"收钱不办事", r"还好意思收钱", r"破机器人",
+    r"听不懂人话", r"垃圾物业", r"(^|\s)滚", r"傻[逼bB]", r"干什么吃的", r"是干什么的", r"气死", r"忍了很久", r"破物业", r"差劲", r"不想干了", r"退还", r"多收(了)?", r"拖了.{0,4}(天|周|个月|月|年)", r"(一直|还)没(人)?(解决|处理|回复)", r"敷衍", r"欺负", r"骗子", r"黑心", r"霸王条款", r"维权", r"差评",
+)  # fmt: skip
+_HOW_TO_COMPLAIN = _rx(r"投诉.{0,6}(渠道|流程|方式|怎么投|处理完|回访)", r"怎么投诉")
+
+_REPAIR = _rx(
+    r"坏(了|掉|啦)", r"不亮", r"不灭", r"一直亮", r"漏水", r"渗水", r"滴水", r"返水", r"堵(了|住|啦)", r"不通",
+    r"下不去", r"没反应", r"(不|没)动(了)?", r"松(了|动)", r"掉了", r"裂(了|开|缝)", r"有条缝", r"碎了", r"断了",
+    r"关不上", r"打不开", r"异响", r"哐哐", r"没人(清|扫|收|管|处理)", r"满了", r"臭(了|味)", r"没修剪", r"修剪一下",
+    r"堆满", r"(被|让)(人|别人)?占", r"挪(一下|车)", r"被车堵", r"小广告", r"死老鼠", r"蚊子", r"苍蝇", r"消杀", r"清理一下",
+    r"清一下", r"修一下", r"修好", r"派(个)?师傅", r"来修", r"报修[：:]", r"跳闸", r"没水了", r"没电了", r"狗屎",
+    r"积水", r"(吵|噪音).{0,12}(还在|打电钻|装修)", r"半夜叫", r"堵了", r"又坏", r"刷不开", r"听不到", r"不出水",
+    r"水压", r"伸到", r"油烟", r"报个修", r"(要|想)报修", r"一直闪", r"闪个不停", r"不见了", r"(屏幕|灯|灯管)?黑了", r"(取|用|进|出)不了", r"挡住", r"撞(歪|坏|断)", r"歪了", r"没(人)?清", r"臭得", r"发霉", r"脱落", r"起皮", r"鼓包", r"生锈", r"失灵", r"没信号", r"卡住了", r"关不严", r"不热", r"不制冷",
+)  # fmt: skip
+_PROCESS_QUESTION = _rx(
+    r"一般", r"通常", r"多久能", r"要多久", r"收费", r"收不收", r"材料费", r"怎么算", r"怎么报", r"哪个电话", r"流程",
+    r"规定", r"几点", r"可以.{0,6}吗", r"能不能.{0,8}吗", r"要不要", r"怎么(办理|补办|收|交)",
+)  # fmt: skip
+
+_CHITCHAT_WORDS = _rx(
+    r"你好(呀|啊)?", r"您好", r"在吗", r"谢谢(你|您|啦|了)?", r"多谢", r"感谢", r"辛苦(了|啦)?", r"拜拜", r"再见",
+    r"晚安", r"早上好(呀)?", r"早安", r"中午好", r"晚上好", r"好的", r"知道了", r"收到", r"明白(了)?", r"嗯+", r"哦+",
+    r"哈+", r"ok", r"okay", r"新年快乐", r"中秋快乐", r"节日快乐", r"春节快乐", r"国庆快乐", r"物业的小伙伴们",
+    r"帮大忙了", r"点个赞", r"很专业", r"下午好", r"早点休息", r"(挺|真|很)聪明", r"好嘞", r"好滴", r"谢啦", r"麻烦(你|您)了", r"没事了", r"好吧", r"你是机器人吗", r"你是谁", r"你叫什么(名字)?", r"今天天气(真|很)?(好|不错)",
+    r"大家", r"呀", r"啊", r"哈", r"嘛", r"呢", r"你还", r"的",
+)  # fmt: skip
+_CHITCHAT_FULL = _rx(r"师傅.{0,8}(专业|负责|不错).{0,6}(赞|表扬|感谢)?", r"^(表扬|好评)")
+_VAGUE = _rx(
+    r"有个问题", r"有(个)?事", r"问个事", r"上次说的(那个)?", r"就是", r"问(一)?下", r"想问(个事|一下|下)?", r"咨询(一下)?", r"请问", r"这个", r"那个", r"帮我看看",
+    r"怎么(办|弄)(啊|呀)?", r"还是上次(那个)?事", r"关于", r"的", r"我", r"东西", r"又", r"一下", r"怎么",
+)  # fmt: skip
+
+_EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf\ufe0f]")
+_SPACE_PUNCT = re.compile(r"[\s\W_]+")
+
+_LOCATION = re.compile(
+    r"(?P<building>[0-9一二三四五六七八九十]{1,3})\s*(?:栋|幢|号楼|座)"
+    r"(?:\s*(?P<unit>[0-9一二三四五六七八九十]{1,2})\s*单元)?"
+    r"(?:\s*(?P<room>\d{3,4})\s*(?:室|号|房)?)?"
+)
+_DASHED_LOCATION = re.compile(r"(?<!\d)(?P<building>\d{1,2})-(?P<unit>\d{1,2})-(?P<room>\d{3,4})(?!\d)")
+_ROOM_ONLY = re.compile(r"(?<![\d.])(?P<room>\d{3,4})\s*(?:室|号房|房)")
+_CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九", start=0)}
+
+
+@dataclass(frozen=True)
+class Location:
+    building: str | None = None
+    unit: str | None = None
+    room: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.building or self.unit or self.room)
+
+    def __str__(self) -> str:
+        return "".join(p for p in (self.building, self.unit, self.room) if p)
+
+
+def _number(text: str) -> str:
+    if text.isdigit():
+        return str(int(text))
+    if text == "十":
+        return "10"
+    if text.startswith("十"):
+        return str(10 + _CN_DIGITS.get(text[1:], 0))
+    if text.endswith("十"):
+        return str(_CN_DIGITS.get(text[0], 0) * 10)
+    if "十" in text:
+        tens, ones = text.split("十", 1)
+        return str(_CN_DIGITS.get(tens, 0) * 10 + _CN_DIGITS.get(ones, 0))
+    return "".join(str(_CN_DIGITS.get(c, c)) for c in text)
+
+
+def parse_location(text: str) -> Location:
+    """楼栋/单元/房号 as residents write them: 3栋2单元1102, 3号楼, 5-2-702, 一单元 (numbers kept as given)."""
+    if m := _DASHED_LOCATION.search(text):
+        return Location(f"{m['building']}栋", f"{m['unit']}单元", m["room"])
+    if m := _LOCATION.search(text):
+        return Location(
+            f"{_number(m['building'])}栋",
+            f"{_number(m['unit'])}单元" if m["unit"] else None,
+            m["room"],
+        )
+    unit = re.search(r"([0-9一二三四五六七八九十]{1,2})\s*单元", text)
+    room = _ROOM_ONLY.search(text) or re.search(r"(?<![\d.:：])(\d{3,4})(?![\d.:：元块])", text)
+    if unit or room:
+        return Location(
+            None, f"{_number(unit.group(1))}单元" if unit else None, room.group(1) if room else None
+        )
+    return Location()
+
+
+def normalise(text: str) -> str:
+    """Full-width to half-width, lower case, one space between words."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return re.sub(r"\s+", " ", text).strip()
+
+
+@dataclass(frozen=True)
+class Route:
+    action: Action | None  # None: a question for the knowledge base (answer or clarify by confidence)
+    emergency: Emergency | None = None
+    reason: str = ""
+    vague: bool = False
+    defused: bool = False  # emergency words that the message itself says are not an emergency now
+
+
+def emergency_category(text: str) -> Emergency | None:
+    for category, pattern in EMERGENCY_PATTERNS.items():
+        if pattern.search(text):
+            return category
+    return None
+
+
+def _content(text: str, filler: re.Pattern[str]) -> str:
+    """What is left of a message once greetings, fillers, emoji and punctuation are removed."""
+    return _SPACE_PUNCT.sub("", filler.sub("", _EMOJI.sub("", text)))
+
+
+def route(raw: str) -> Route:
+    text = normalise(raw)
+    if not _SPACE_PUNCT.sub("", _EMOJI.sub("", text)):
+        # Only emoji or punctuation: "🙏🙏" is thanks, "？？" asks for something unsaid.
+        return Route(Action.chitchat if _EMOJI.search(text) else Action.clarify, reason="no words")
+
+    category = emergency_category(text)
+    if category is not None:
+        urgent = bool(_URGENT.search(text))
+        if _DEFUSED.search(text) and not urgent and category is not Emergency.life:
+            if _COMPLAINT.search(text) or _PERSON.search(text):
+                return Route(Action.human, reason=f"complaint about {category.value}", defused=True)
+            if _REPAIR.search(text) or _PROCESS_QUESTION.search(text) is None:
+                return Route(Action.work_order, reason=f"defused {category.value}", defused=True)
+            return Route(None, reason=f"question about {category.value}", defused=True)
+        if _KNOWLEDGE.search(text) and not urgent:
+            return Route(None, reason=f"question about {category.value}", defused=True)
+        return Route(Action.emergency, emergency=category, reason=category.value)
+
+    if _PERSON.search(text):
+        return Route(Action.human, reason="asked for a person")
+    if _COMPLAINT.search(text) and not _HOW_TO_COMPLAIN.search(text):
+        return Route(Action.human, reason="complaint")
+
+    content = _content(text, _CHITCHAT_WORDS)
+    if not content or _CHITCHAT_FULL.search(text):
+        return Route(Action.chitchat, reason="small talk")
+
+    if _REPAIR.search(text) and not _PROCESS_QUESTION.search(text):
+        return Route(Action.work_order, reason="repair or service request")
+
+    rest = _content(_CHITCHAT_WORDS.sub("", text), _VAGUE)
+    location_only = (
+        parse_location(text)
+        and len(_SPACE_PUNCT.sub("", re.sub(r"[\d栋幢号楼座单元室房一二三四五六七八九十]", "", text))) <= 2
+    )
+    if len(rest) <= 1 or location_only:
+        return Route(Action.clarify, reason="too vague", vague=True)
+    return Route(None, reason="question", vague=len(rest) <= 2)
+
+
+WORK_ORDER_CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
+    ("绿化", _rx(r"草坪", r"草地", r"绿化", r"树枝", r"树木", r"修剪", r"花坛", r"浇水", r"杂草")),
+    (
+        "保洁",
+        _rx(
+            r"垃圾",
+            r"保洁",
+            r"卫生",
+            r"打扫",
+            r"清扫",
+            r"狗屎",
+            r"粪便",
+            r"小广告",
+            r"死老鼠",
+            r"蚊子",
+            r"苍蝇",
+            r"消杀",
+            r"臭",
+            r"纸箱",
+            r"杂物",
+            r"清理",
+            r"清运",
+            r"喷泉池",
+            r"脏",
+        ),
+    ),
+    (
+        "秩序",
+        _rx(
+            r"车位",
+            r"占",
+            r"挪车",
+            r"停车",
+            r"消防通道",
+            r"道闸",
+            r"保安",
+            r"噪音",
+            r"吵",
+            r"装修",
+            r"狗.{0,4}叫",
+            r"宠物",
+            r"烧烤",
+            r"油烟",
+            r"门岗",
+            r"外来",
+            r"堵",
+        ),
+    ),
+    (
+        "工程",
+        _rx(
+            r"灯",
+            r"电梯",
+            r"水管",
+            r"漏",
+            r"渗",
+            r"滴",
+            r"下水",
+            r"堵",
+            r"马桶",
+            r"地漏",
+            r"门禁",
+            r"对讲",
+            r"闭门器",
+            r"门",
+            r"锁",
+            r"井盖",
+            r"瓷砖",
+            r"减速带",
+            r"消防栓",
+            r"水箱",
+            r"电",
+            r"跳闸",
+            r"墙",
+            r"窗",
+            r"水压",
+            r"没水",
+            r"滑梯",
+            r"报警器",
+            r"信报箱",
+            r"台阶",
+            r"排水",
+        ),
+    ),
+]
+
+
+def work_order_category(text: str) -> str:
+    """工程 / 保洁 / 秩序 / 绿化 / 客服: the team a request goes to (工程 wins ties with 秩序 on 堵:
+    a blocked drain is engineering, a blocked fire lane is order)."""
+    text = normalise(text)
+    if re.search(r"消防通道|车位|挪车|被.{0,4}占", text):
+        return "秩序"
+    if re.search(r"下水|马桶|地漏|排水", text):
+        return "工程"
+    for name, pattern in WORK_ORDER_CATEGORIES:
+        if pattern.search(text):
+            return name
+    return "客服"
+
+
+FOLLOW_UP = _rx(
+    r"^(那|那么|这个|这|它|还有)", r"^(要|得|需要)?多久", r"^多少钱", r"^(什么|几)时候", r"^几点", r"^在哪",
+    r"^怎么(收费|算)", r"^(收|要)钱吗", r"^然后呢", r"^会.{0,4}吗",
+)  # fmt: skip
+
+
+def is_follow_up(text: str) -> bool:
+    """A short question that only makes sense after the previous turn ("那要多久？")."""
+    text = normalise(text)
+    return len(text) <= 14 and bool(FOLLOW_UP.search(text))

@@ -1,0 +1,45 @@
+"""Request and response bodies of the chat API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+ActionName = Literal["answer", "clarify", "chitchat", "work_order", "human", "emergency"]
+
+
+class ChatRequest(BaseModel):
+    community: str = Field(min_length=1, max_length=64, description="小区编码，如 cuihu")
+    session_id: str = Field(min_length=1, max_length=128, description="会话编号：同一住户的连续对话用同一个")
+    text: str = Field(max_length=2000, description="住户的消息")
+    message_id: str | None = Field(
+        default=None, max_length=128, description="客户端消息编号：网络重试时重复发送不会重复处理"
+    )
+
+
+class CitationOut(BaseModel):
+    document: str
+    section: str
+    snippet: str
+
+
+class ChatResponse(BaseModel):
+    reply: str
+    action: ActionName
+    citations: list[CitationOut]
+    confidence: float
+    case_id: int | None = None
+    work_order_id: int | None = None
+    conversation_id: int
+    emergency: str | None = None
+    duty_phone: str | None = None
+    suggestions: list[str] = []
+
+
+class HistoryMessage(BaseModel):
+    sender: Literal["resident", "assistant", "agent", "system"]
+    text: str
+    action: ActionName | None = None
+    citations: list[CitationOut] = []
+    created_at: str

@@ -1,0 +1,621 @@
+"""One chat turn: store the resident's message once, decide the action, act, store the reply.
+
+The knowledge base is searched before anything is written (on SQLite the write lock is held for
+milliseconds, not for an embedding). Hand-offs and work orders go through escalation.service.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from assistant import intent
+from assistant.routing import (
+    Action,
+    Emergency,
+    Route,
+    is_follow_up,
+    parse_location,
+    route,
+    work_order_category,
+)
+from channels.models import Channel, Conversation, ConversationState, Message, Sender
+from core.db import get_database, utcnow
+from core.errors import InvalidInput, NotFound
+from core.masking import mask_text
+from core.settings import Settings
+from escalation import service as escalation
+from escalation.models import CaseCategory, WorkOrderCategory
+from escalation.sla import EMERGENCY, REPAIR, case_sla
+from knowledge.retrieval import Result, get_search
+from org.models import Community
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS = 2000
+HISTORY_TURNS = 6
+# Calibrated on tests/data/routing_dev.jsonl (see `anju eval routing` and docs/BENCHMARKS.md):
+# below this fused score the assistant asks back instead of answering.
+ANSWER_THRESHOLD = 0.38
+# A passage answers only when it is this close to the best item (others are shown as citations).
+CITATION_MARGIN = 0.08
+EXTRACT_CHARS = 200
+
+# Searched for the safety steps of an emergency (the standards' own words for each category).
+EMERGENCY_QUERIES: dict[Emergency, str] = {
+    Emergency.fire: "火灾 着火 住户 自救 疏散 119",
+    Emergency.lift: "电梯困人 被困在电梯里 住户 自救 警铃",
+    Emergency.gas: "燃气泄漏 煤气味 关闭阀门 开窗 通风",
+    Emergency.power: "停电 突然停电 住户 应对",
+    Emergency.water_cut: "停水 突然停水 住户 应对",
+    Emergency.flooding: "水浸 漏水 淹 关闭总阀 切断电源",
+    Emergency.security: "盗窃 治安 报警 110 住户",
+    Emergency.crowd: "群体性事件 聚集 住户 远离",
+    Emergency.disaster: "恶劣天气 台风 暴雨 自然灾害 住户",
+    Emergency.falling: "高空坠物 住户 远离",
+    Emergency.epidemic: "公共卫生 防疫 传染病 住户",
+    Emergency.explosive: "可疑物品 防爆 防恐 住户 远离 报警",
+    Emergency.life: "人员受伤 突发疾病 120 住户",
+}
+NATIONAL_NUMBERS: dict[Emergency, str] = {
+    Emergency.fire: "119",
+    Emergency.gas: "119",
+    Emergency.security: "110",
+    Emergency.crowd: "110",
+    Emergency.explosive: "110",
+    Emergency.life: "120",
+    Emergency.epidemic: "120",
+}
+
+
+@dataclass
+class Citation:
+    document: str
+    section: str
+    snippet: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"document": self.document, "section": self.section, "snippet": self.snippet}
+
+
+@dataclass
+class TurnResult:
+    reply: str
+    action: Action
+    citations: list[Citation] = field(default_factory=list)
+    confidence: float = 0.0
+    case_id: int | None = None
+    work_order_id: int | None = None
+    conversation_id: int = 0
+    message_id: int = 0
+    emergency: str | None = None
+    duty_phone: str | None = None
+    suggestions: list[str] = field(default_factory=list)
+
+
+def _citation(result: Result) -> Citation:
+    return Citation(document=result.document, section=result.section, snippet=result.snippet)
+
+
+def extract(text: str, limit: int = EXTRACT_CHARS) -> str:
+    """A short readable extract: whole sentences up to the limit."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    sentences = re.findall(r"[^。；;！!？?]+[。；;！!？?]?", text)
+    out = ""
+    for sentence in sentences:
+        if out and len(out) + len(sentence) > limit:
+            break
+        out += sentence
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+@dataclass
+class _Plan:
+    """What was decided in the read phase, before anything is written."""
+
+    route: Route
+    results: list[Result]
+    confidence: float
+    query: str
+    vector: np.ndarray
+    action: Action
+    emergency: Emergency | None = None
+    intent: dict[str, float] | None = None
+
+
+# The intent model's say (calibrated by cross-validation, bench/routing_cv.py): it raises an
+# emergency the rules did not see at this probability, and decides other actions at this one.
+# At 0.25 cross-validation finds 99% of emergencies, at the price of about one message in seven
+# wrongly treated as one (a duty officer's call-back); at 0.4, 86% with one in sixty. A missed
+# emergency costs more: emergencies only the model sees are worded as "we will check at once".
+EMERGENCY_PROBABILITY = 0.25
+DEFUSED_EMERGENCY_PROBABILITY = 0.8
+OVERRULE_EMERGENCY_PROBABILITY = 0.6
+INTENT_PROBABILITY = 0.6
+
+
+def decide(
+    route: Route,
+    confidence: float,
+    intent: dict[str, float] | None,
+    *,
+    emergency_probability: float | None = None,
+    intent_probability: float | None = None,
+) -> Action:
+    """The turn's action from the rules, the intent model and the retrieval confidence.
+
+    Emergencies first and by either opinion (a missed emergency costs more than a false alarm);
+    then the rules' action; then the model's, when it is sure; a question is answered only when
+    retrieval is confident, and otherwise asked back.
+    """
+    if route.action is Action.emergency:
+        return Action.emergency
+    emergency_probability = emergency_probability or EMERGENCY_PROBABILITY
+    intent_probability = intent_probability or INTENT_PROBABILITY
+    if intent is not None:
+        if route.defused:
+            needed = max(DEFUSED_EMERGENCY_PROBABILITY, emergency_probability)
+        elif route.action is not None:  # the rules recognised a repair, a complaint…: overrule only if sure
+            needed = max(OVERRULE_EMERGENCY_PROBABILITY, emergency_probability)
+        else:
+            needed = emergency_probability
+        if intent["emergency"] >= needed:
+            return Action.emergency
+    if route.action is not None:
+        return route.action
+    if intent is not None:
+        best = max(intent, key=lambda k: intent[k])
+        if best in ("work_order", "human", "chitchat") and intent[best] >= intent_probability:
+            return Action(best)
+        if best == "clarify" and intent[best] >= intent_probability and confidence < ANSWER_THRESHOLD + 0.15:
+            return Action.clarify
+    return Action.answer if confidence >= ANSWER_THRESHOLD else Action.clarify
+
+
+_category_vectors: dict[Emergency, np.ndarray] = {}
+
+
+class Assistant:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.database = get_database(settings)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _community(self, session: Session, code_or_id: str | int) -> Community:
+        stmt = select(Community)
+        stmt = (
+            stmt.where(Community.id == code_or_id)
+            if isinstance(code_or_id, int)
+            else stmt.where(Community.code == code_or_id)
+        )
+        community = session.scalar(stmt)
+        if community is None:
+            raise NotFound("找不到该小区")
+        return community
+
+    def _search(self, session: Session, community: Community, query: str, k: int = 5) -> list[Result]:
+        return get_search(self.settings).search(
+            session, company_id=community.company_id, community_id=community.id, query=query, k=k
+        )
+
+    def _plan(
+        self,
+        session: Session,
+        community: Community,
+        text: str,
+        context: dict[str, Any],
+        *,
+        use_intent: bool = True,
+    ) -> _Plan:
+        search = get_search(self.settings)
+        decided = route(text)
+        vector = search.embed_query(text)
+        query, query_vector = text, vector
+        if decided.action is None and is_follow_up(text) and context.get("topic"):
+            query = f"{context['topic']} {text}"  # "那要多久？" after a repair → the repair's time
+            query_vector = search.embed_query(query)
+        results = get_search(self.settings).search(
+            session, company_id=community.company_id, community_id=community.id, query=query, k=5,
+            query_vector=query_vector,
+        )  # fmt: skip
+        confidence = results[0].score if results else 0.0
+        probabilities = intent.model_for(search.encoder).probabilities(vector) if use_intent else None
+        action = decide(decided, confidence, probabilities)
+        emergency = None
+        if action is Action.emergency:
+            emergency = decided.emergency or self._nearest_emergency(vector)
+            results = self._search(session, community, EMERGENCY_QUERIES[emergency], k=3)
+        return _Plan(decided, results, confidence, query, vector, action, emergency, probabilities)
+
+    def _nearest_emergency(self, vector: np.ndarray) -> Emergency:
+        """The category of an emergency the rules did not name: the closest category description."""
+        search = get_search(self.settings)
+        if not _category_vectors:
+            names = list(EMERGENCY_QUERIES)
+            vectors = np.asarray(search.encoder.embed_queries([EMERGENCY_QUERIES[n] for n in names]))
+            _category_vectors.update(
+                zip(names, vectors / np.linalg.norm(vectors, axis=1, keepdims=True), strict=True)
+            )
+        return max(_category_vectors, key=lambda n: float(_category_vectors[n] @ vector))
+
+    # --- the turn --------------------------------------------------------------------------
+
+    def turn(
+        self,
+        *,
+        community: str | int,
+        session_id: str,
+        text: str,
+        channel: Channel = Channel.web,
+        client_id: str | None = None,
+    ) -> TurnResult:
+        text = (text or "").strip()
+        if len(text) > MAX_TEXT_CHARS:
+            raise InvalidInput(f"消息太长了，请控制在 {MAX_TEXT_CHARS} 字以内")
+        session_id = (session_id or "").strip()
+        if not session_id or len(session_id) > 128:
+            raise InvalidInput("缺少会话编号 session_id")
+
+        with self.database.session(readonly=True) as session:
+            place = self._community(session, community)
+            known = session.scalar(
+                select(Conversation).where(
+                    Conversation.community_id == place.id,
+                    Conversation.channel == channel,
+                    Conversation.external_id == session_id,
+                )
+            )
+            if known is not None and client_id:
+                earlier = self._answered(session, known.id, client_id)
+                if earlier is not None:
+                    return earlier  # the same message sent again: the same reply, nothing new stored
+            context = dict(known.context or {}) if known is not None else {}
+            held = known is not None and known.state is ConversationState.human
+            plan = self._plan(session, place, text, context) if text else None
+
+        with self.database.session() as session:
+            writing = session.get(Community, place.id)
+            if writing is None:
+                raise NotFound("找不到该小区")
+            place = writing
+            conversation = self._conversation(session, place, channel, session_id)
+            if client_id:
+                earlier = self._answered(session, conversation.id, client_id)
+                if earlier is not None:
+                    return earlier
+            inbound = Message(conversation_id=conversation.id, sender=Sender.resident, text=text or "",
+                              client_id=client_id)  # fmt: skip
+            session.add(inbound)
+            try:
+                session.flush()
+            except IntegrityError:  # the same client id stored by a concurrent request
+                session.rollback()
+                raise InvalidInput("这条消息正在处理中，请稍候") from None
+            conversation.last_message_at = utcnow()
+            context = dict(conversation.context or {})
+            if plan is None:
+                result = TurnResult(
+                    reply="您好像还没有输入内容，请直接告诉我您遇到的问题～", action=Action.clarify
+                )
+            elif held and plan.action is not Action.emergency:
+                result = self._while_held(session, conversation, text)
+            else:
+                result = self._act(session, place, conversation, context, text, plan)
+            conversation.context = context
+            reply = Message(
+                conversation_id=conversation.id,
+                sender=Sender.assistant,
+                text=result.reply,
+                action=result.action.value,
+                citations=[c.as_dict() for c in result.citations],
+                confidence=round(result.confidence, 4),
+                case_id=result.case_id,
+                work_order_id=result.work_order_id,
+                reply_to_id=inbound.id,
+            )
+            session.add(reply)
+            session.flush()
+            result.conversation_id = conversation.id
+            result.message_id = reply.id
+            result.duty_phone = result.duty_phone or (
+                place.duty_phone if result.action is Action.emergency else None
+            )
+            log.info("chat turn %s in conversation %s: %s (%.2f) for %r", reply.id, conversation.id,
+                     result.action.value, result.confidence, mask_text(text[:80]))  # fmt: skip
+            return result
+
+    def _conversation(
+        self, session: Session, place: Community, channel: Channel, session_id: str
+    ) -> Conversation:
+        def find() -> Conversation | None:
+            return session.scalar(
+                select(Conversation).where(
+                    Conversation.community_id == place.id,
+                    Conversation.channel == channel,
+                    Conversation.external_id == session_id,
+                )
+            )
+
+        conversation = find()
+        if conversation is None:
+            conversation = Conversation(company_id=place.company_id, community_id=place.id, channel=channel,
+                                        external_id=session_id, context={})  # fmt: skip
+            session.add(conversation)
+            session.flush()
+        return conversation
+
+    def _answered(self, session: Session, conversation_id: int, client_id: str) -> TurnResult | None:
+        inbound = session.scalar(
+            select(Message).where(Message.conversation_id == conversation_id, Message.client_id == client_id)
+        )
+        if inbound is None:
+            return None
+        reply = session.scalar(select(Message).where(Message.reply_to_id == inbound.id))
+        if reply is None:
+            return None
+        return TurnResult(
+            reply=reply.text,
+            action=Action(reply.action or "clarify"),
+            citations=[Citation(**c) for c in reply.citations or []],
+            confidence=reply.confidence or 0.0,
+            case_id=reply.case_id,
+            work_order_id=reply.work_order_id,
+            conversation_id=conversation_id,
+            message_id=reply.id,
+        )
+
+    def history(self, session: Session, conversation_id: int) -> list[Message]:
+        return list(
+            session.scalars(
+                select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
+            )
+        )
+
+    def _summary(self, session: Session, conversation: Conversation, text: str) -> str:
+        lines = []
+        for message in self.history(session, conversation.id)[-HISTORY_TURNS * 2 :]:
+            who = {"resident": "住户", "assistant": "助手", "agent": "客服", "system": "系统"}[
+                message.sender.value
+            ]
+            lines.append(f"{who}：{message.text}")
+        if not lines or not lines[-1].endswith(text):
+            lines.append(f"住户：{text}")
+        return "\n".join(lines)
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def _act(
+        self,
+        session: Session,
+        place: Community,
+        conversation: Conversation,
+        context: dict[str, Any],
+        text: str,
+        plan: _Plan,
+    ) -> TurnResult:
+        action = plan.action
+        # A location given after a work order that lacked one completes it.
+        pending = context.get("awaiting_location")
+        location = parse_location(text)
+        if pending and location and action in (Action.answer, Action.clarify):
+            return self._complete_location(session, context, int(pending), location)
+
+        if action is Action.emergency:
+            return self._emergency(session, place, conversation, context, text, plan)
+        if action is Action.human:
+            return self._hand_over(session, place, conversation, context, text, plan.route.reason or "intent")
+        if action is Action.work_order:
+            return self._work_order(session, place, conversation, context, text, plan)
+        if action is Action.chitchat:
+            context["failures"] = 0
+            return TurnResult(reply=self._chitchat(text), action=Action.chitchat)
+
+        if action is Action.answer and plan.results:
+            context["failures"] = 0
+            context["topic"] = plan.query[:200]
+            return self._answer(session, conversation, text, plan)
+
+        failures = int(context.get("failures", 0)) + (0 if plan.route.vague else 1)
+        context["failures"] = failures
+        if failures >= 2:
+            context["failures"] = 0
+            return self._hand_over(session, place, conversation, context, text, "assistant failed twice")
+        return self._clarify(plan)
+
+    def _answer(self, session: Session, conversation: Conversation, text: str, plan: _Plan) -> TurnResult:
+        best = plan.results[0]
+        close = [r for r in plan.results[:3] if r.score >= best.score - CITATION_MARGIN][:2]
+        written = None
+        if self.settings.llm_base_url:  # an operator's model writes from the same items, or nothing
+            from assistant import llm
+
+            history = [
+                (m.sender.value, m.text) for m in self.history(session, conversation.id)[-HISTORY_TURNS:]
+            ]
+            written = llm.compose_answer(self.settings, text, close, history=history)
+        if written:
+            reply = written
+        elif best.kind == "faq":
+            reply = best.text
+            close = close[:1] if close[0].kind == "faq" else close
+        else:
+            heading = best.section.split(" › ")[-1] if best.section else ""
+            where = f"《{best.document}》{heading}" if heading else f"《{best.document}》"
+            reply = f"根据{where}：{extract(best.text)}"
+        citations = [_citation(r) for r in close]
+        return TurnResult(reply=reply, action=Action.answer, citations=citations, confidence=plan.confidence)
+
+    def _clarify(self, plan: _Plan) -> TurnResult:
+        options = []
+        for r in plan.results[:3]:
+            label = r.section if r.kind == "faq" else r.section.split(" › ")[-1]
+            if label and label not in options:
+                options.append(label)
+        if options and not plan.route.vague:
+            reply = "我不太确定您想问的是哪一项，您可以点选或换个说法：\n" + "\n".join(
+                f"· {o}" for o in options
+            )
+        else:
+            reply = (
+                "能再具体说说吗？比如：物业费怎么交、报修、停车月卡、装修手续；"
+                "遇到紧急情况请直接说明发生了什么。"
+            )
+        return TurnResult(reply=reply, action=Action.clarify, confidence=plan.confidence, suggestions=options)
+
+    def _chitchat(self, text: str) -> str:
+        if re.search(r"谢|辛苦|赞|专业|帮大忙", text):
+            return "不客气，很高兴能帮到您！还有其他问题随时告诉我。"
+        if re.search(r"拜拜|再见|晚安", text):
+            return "好的，祝您生活愉快，再见！"
+        if re.search(r"机器人|你是谁|名字", text):
+            return "我是安居物业的智能助手，可以解答物业常见问题、帮您登记报修；需要人工时我会马上为您转接。"
+        return "您好！我是安居物业智能助手，请问有什么可以帮您？"
+
+    def _hand_over(
+        self,
+        session: Session,
+        place: Community,
+        conversation: Conversation,
+        context: dict[str, Any],
+        text: str,
+        reason: str,
+    ) -> TurnResult:
+        complaint = reason.startswith("complaint") or bool(re.search(r"投诉|不作为|曝光|12345|举报|退", text))
+        dispute = bool(re.search(r"邻居|楼上|楼下|隔壁|对门", text))
+        category = CaseCategory.complaint if complaint else CaseCategory.inquiry
+        case = escalation.open_case(
+            session=session, company_id=place.company_id, community_id=place.id, category=category,
+            reason=reason, summary=self._summary(session, conversation, text),
+            conversation_id=conversation.id,
+            resident_id=conversation.resident_id, dispute=dispute,
+        )  # fmt: skip
+        conversation.state = ConversationState.human
+        context["failures"] = 0
+        promise = case_sla(category, dispute=dispute).promise
+        if complaint:
+            reply = f"非常抱歉给您带来不好的体验。已为您转接人工客服（案件编号 {case.id}），{promise}。"
+        else:
+            reply = (
+                f"好的，已为您转接人工客服（案件编号 {case.id}），{promise}。"
+                "您之前说的内容客服都能看到，不用再重复。"
+            )
+        return TurnResult(reply=reply, action=Action.human, case_id=case.id, confidence=1.0)
+
+    def _while_held(self, session: Session, conversation: Conversation, text: str) -> TurnResult:
+        """A person holds the conversation: the message joins the case; the assistant only says so."""
+        case = escalation.open_case(
+            session=session, company_id=conversation.company_id, community_id=conversation.community_id,
+            category=CaseCategory.inquiry, reason="follow-up", summary=f"住户：{text}",
+            conversation_id=conversation.id, resident_id=conversation.resident_id,
+        )  # fmt: skip
+        reply = "已收到，您的消息已转给人工客服，请稍候。"
+        return TurnResult(reply=reply, action=Action.human, case_id=case.id,
+                          confidence=1.0)  # fmt: skip
+
+    def _work_order(
+        self,
+        session: Session,
+        place: Community,
+        conversation: Conversation,
+        context: dict[str, Any],
+        text: str,
+        plan: _Plan,
+    ) -> TurnResult:
+        location = parse_location(text)
+        category = WorkOrderCategory(work_order_category(text))
+        order = escalation.create_work_order(
+            session=session, company_id=place.company_id, community_id=place.id, category=category,
+            description=text, building=location.building, unit=location.unit, room=location.room,
+            conversation_id=conversation.id, resident_id=conversation.resident_id,
+        )  # fmt: skip
+        context["failures"] = 0
+        context["topic"] = "报修 维修多久能到"
+        where = f" · {location}" if location else ""
+        reply = f"已为您登记报修工单（编号 {order.id}，{category.value}{where}）。{REPAIR.promise}。"
+        if not location.building:
+            context["awaiting_location"] = order.id
+            reply += "请告诉我具体位置（几栋几单元几号），方便师傅上门。"
+        else:
+            context.pop("awaiting_location", None)
+        return TurnResult(reply=reply, action=Action.work_order, work_order_id=order.id, confidence=1.0)
+
+    def _complete_location(
+        self, session: Session, context: dict[str, Any], order_id: int, location: Any
+    ) -> TurnResult:
+        from escalation.models import WorkOrder
+
+        order = session.get(WorkOrder, order_id)
+        context.pop("awaiting_location", None)
+        if order is None:
+            return TurnResult(reply="收到。请问需要帮您做什么？", action=Action.clarify)
+        escalation.set_work_order_location(
+            session=session, order=order, building=location.building, unit=location.unit, room=location.room
+        )
+        return TurnResult(
+            reply=f"好的，已把位置（{order.location}）补充到工单 {order.id}，师傅会按这个地址上门。",
+            action=Action.work_order,
+            work_order_id=order.id,
+            confidence=1.0,
+        )
+
+    def _emergency(
+        self,
+        session: Session,
+        place: Community,
+        conversation: Conversation,
+        context: dict[str, Any],
+        text: str,
+        plan: _Plan,
+    ) -> TurnResult:
+        category = plan.emergency or Emergency.life
+        case = escalation.open_case(
+            session=session, company_id=place.company_id, community_id=place.id,
+            category=CaseCategory.emergency, reason=f"emergency:{category.value}",
+            summary=self._summary(session, conversation, text), conversation_id=conversation.id,
+            resident_id=conversation.resident_id,
+        )  # fmt: skip
+        conversation.state = ConversationState.human
+        context["failures"] = 0
+        steps = plan.results[0] if plan.results else None
+        if plan.route.action is Action.emergency:
+            lines = [
+                f"⚠️ 这是紧急情况（{category.value}），已通知值班人员立即处置（紧急案件编号 {case.id}）。"
+            ]
+        else:  # only the intent model thought so: say we are checking, not that it is certain
+            lines = [
+                f"⚠️ 您描述的情况可能有危险，已通知值班人员马上与您核实并处置（紧急案件编号 {case.id}）。"
+            ]
+        if steps is not None:
+            lines.append(f"请您先这样做：{extract(steps.text, 240)}")
+        else:
+            lines.append("请先保证自身安全，远离危险区域。")
+        national = NATIONAL_NUMBERS.get(category)
+        if national:
+            lines.append(f"有人员受伤或危险扩大时，请立即拨打 {national}。")
+        if place.duty_phone:
+            lines.append(f"小区 24 小时值班电话：{place.duty_phone}")
+        lines.append(f"值班人员会在 {int(EMERGENCY.first_response.total_seconds() // 60)} 分钟内联系您。")
+        return TurnResult(
+            reply="\n".join(lines),
+            action=Action.emergency,
+            citations=[_citation(steps)] if steps is not None else [],
+            case_id=case.id,
+            confidence=1.0,
+            emergency=category.value,
+            duty_phone=place.duty_phone,
+        )
+
+
+def today() -> dt.date:
+    return dt.date.today()

@@ -1,0 +1,86 @@
+"""Out-of-sample routing accuracy: k-fold cross-validation of the intent model over the shipped
+training utterances (assistant/data/intents.jsonl), with the rules and the retrieval confidence
+exactly as a chat turn combines them.
+
+    ANJU_DATA_DIR=... .venv/bin/python bench/routing_cv.py [--folds 5] [--community cuihu]
+
+The data folder must hold a migrated database with a knowledge base (e.g. after `anju seed-demo`).
+Prints one JSON object: cross-validated accuracy and emergency recall, and the same for rules alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--community", default="cuihu")
+    parser.add_argument("--cases", type=Path, default=ROOT / "assistant/data/intents.jsonl")
+    args = parser.parse_args()
+
+    from assistant import intent
+    from assistant.evaluation import RoutingCase, score
+    from assistant.service import Assistant, decide
+    from core.settings import Settings
+
+    settings = Settings()
+    assistant = Assistant(settings)
+    rows = [json.loads(line) for line in args.cases.read_text(encoding="utf-8").splitlines() if line.strip()]
+    cases = [RoutingCase(r["text"], tuple(r["ok"])) for r in rows]
+    with assistant.database.session(readonly=True) as session:
+        place = assistant._community(session, args.community)
+        plans = [assistant._plan(session, place, c.text, {}, use_intent=False) for c in cases]
+    vectors = np.vstack([p.vector for p in plans])
+    order = list(range(len(cases)))
+    random.Random(20261123).shuffle(order)
+    folds = [order[i :: args.folds] for i in range(args.folds)]
+    models = {}
+    for number, fold in enumerate(folds):
+        held = set(fold)
+        train_idx = [i for i in order if i not in held]
+        models[number] = intent.train(vectors[train_idx], [cases[i].ok[0] for i in train_idx])
+    fold_of = {i: number for number, fold in enumerate(folds) for i in fold}
+    probabilities = [models[fold_of[i]].probabilities(plans[i].vector) for i in range(len(cases))]
+
+    def predict(use_model: bool, emergency: float | None = None, other: float | None = None) -> list[str]:
+        return [
+            decide(p.route, p.confidence, probabilities[i] if use_model else None,
+                   emergency_probability=emergency, intent_probability=other).value
+            for i, p in enumerate(plans)
+        ]  # fmt: skip
+
+    sweep = []
+    for emergency in (0.15, 0.2, 0.25, 0.3, 0.4, 0.5):
+        for other in (0.4, 0.5, 0.6, 0.7):
+            result = score(cases, predict(True, emergency, other))
+            figures = {k: result[k] for k in ("accuracy", "emergency_recall", "emergency_false_alarms")}
+            sweep.append({"emergency_probability": emergency, "intent_probability": other, **figures})
+    predicted = predict(True)
+    rules_only = predict(False)
+    print(json.dumps({
+        "n": len(cases),
+        "folds": args.folds,
+        "cross_validated": {k: v for k, v in score(cases, predicted).items() if k != "confusion"},
+        "rules_only": {k: v for k, v in score(cases, rules_only).items() if k != "confusion"},
+        "confusion": score(cases, predicted)["confusion"],
+        "sweep": sweep,
+    }, ensure_ascii=False))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+"""Hybrid retrieval over a loaded index: FAQ questions first, then passages, each ranked by a
+weighted sum of dense similarity and BM25, within what the resident's community may see today.
+
+Scores are brought to [0, 1] before they are mixed: cosine similarity through a floor and a
+ceiling (e5's cosines bunch between 0.75 and 0.95), BM25 by the most the query's terms could
+score. The weights, floor, ceiling and FAQ threshold come from a tuning run on the dev set
+(``anju eval retrieval --tune``) and are recorded in docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from core.db import get_database
+from core.settings import Settings
+from knowledge.index import KnowledgeIndex, LoadedIndex, Part, current_index
+from knowledge.models import FaqEntry, KnowledgeSource, Passage
+from knowledge.text import bigrams, expand_query, tokens
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["hybrid", "bm25", "dense"]
+SNIPPET_CHARS = 120
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How dense and lexical scores are mixed (tuned on tests/data/retrieval_dev.jsonl)."""
+
+    dense_weight: float = 0.7
+    faq_dense_weight: float = 0.8  # FAQ phrasings are short: their meaning, not shared words, decides
+    bigram_weight: float = 0.5  # share of the lexical weight given to character bigrams
+    dense_floor: float = 0.76
+    dense_ceiling: float = 0.96
+    # Question-to-question cosines run higher than question-to-passage ones: their own scale.
+    faq_dense_floor: float = 0.8
+    faq_dense_ceiling: float = 1.0
+    faq_threshold: float = 0.7  # an FAQ entry at or above this ranks before every passage
+    faq_penalty: float = 0.05  # FAQ entries below the threshold compete with passages at this handicap
+    candidates: int = 40  # taken from each of dense and BM25 before fusion
+
+    def for_mode(self, mode: Mode) -> Fusion:
+        if mode == "bm25":  # the plain baseline: BM25 over jieba words, nothing else
+            return replace(self, dense_weight=0.0, faq_dense_weight=0.0, bigram_weight=0.0, faq_threshold=2.0,
+                           faq_penalty=0.0)  # fmt: skip
+        if mode == "dense":
+            return replace(self, dense_weight=1.0, faq_dense_weight=1.0, faq_threshold=2.0, faq_penalty=0.0)
+        return self
+
+
+DEFAULT_FUSION = Fusion()
+
+
+@dataclass(frozen=True)
+class Hit:
+    kind: str  # "faq" | "passage"
+    item_id: int
+    score: float  # fused, in [0, 1]
+    dense: float  # raw cosine similarity
+    lexical: float  # BM25 scaled to [0, 1]
+
+
+def _rank_part(
+    part: Part,
+    query_vector: np.ndarray,
+    query_terms: list[str],
+    query_pairs: list[str],
+    mask: np.ndarray,
+    fusion: Fusion,
+    kind: str,
+) -> list[Hit]:
+    if not part.size or not mask.any():
+        return []
+    import faiss  # deferred: heavy import, only in processes that search
+
+    weight = fusion.faq_dense_weight if kind == "faq" else fusion.dense_weight
+    k = min(fusion.candidates, int(mask.sum()))
+    candidates: set[int] = set()
+    if weight > 0:
+        bitmap = np.packbits(mask, bitorder="little")
+        selector = faiss.IDSelectorBitmap(part.size, faiss.swig_ptr(bitmap))
+        _, found = part.dense.search(
+            query_vector.reshape(1, -1),
+            k,
+            params=faiss.SearchParameters(sel=selector),  # type: ignore[call-arg]
+        )
+        candidates.update(int(i) for i in found[0] if i >= 0)
+    lexical = part.bm25.scores(query_terms)
+    upper = part.bm25.upper_bound(query_terms)
+    pairs = query_pairs if fusion.bigram_weight > 0 else []
+    if pairs:
+        pair_upper = part.bigrams.upper_bound(pairs)
+        if pair_upper > 0:
+            word_share = 1 - fusion.bigram_weight
+            lexical = word_share * (lexical / upper if upper > 0 else 0) + fusion.bigram_weight * (
+                part.bigrams.scores(pairs) / pair_upper
+            )
+            upper = 1.0
+    if weight < 1 and upper > 0:
+        masked = np.where(mask, lexical, 0.0)
+        best = np.argpartition(-masked, k - 1)[:k]
+        candidates.update(int(i) for i in best if masked[i] > 0)
+    if not candidates:
+        return []
+    rows = np.fromiter(candidates, dtype=np.int64)
+    cosine = part.vectors[rows] @ query_vector
+    floor, ceiling = (
+        (fusion.faq_dense_floor, fusion.faq_dense_ceiling)
+        if kind == "faq"
+        else (fusion.dense_floor, fusion.dense_ceiling)
+    )
+    dense_scaled = np.clip((cosine - floor) / (ceiling - floor), 0, 1)
+    lexical_scaled = lexical[rows] / upper if upper > 0 else np.zeros(len(rows))
+    fused = weight * dense_scaled + (1 - weight) * lexical_scaled
+    best_per_item: dict[int, Hit] = {}
+    for row, score, cos, lex in zip(rows, fused, cosine, lexical_scaled, strict=True):
+        item_id = int(part.ids[row])
+        hit = Hit(kind, item_id, float(score), float(cos), float(lex))
+        if item_id not in best_per_item or hit.score > best_per_item[item_id].score:
+            best_per_item[item_id] = hit  # an FAQ entry counts once, by its best phrasing
+    return sorted(best_per_item.values(), key=lambda h: -h.score)
+
+
+def rank(
+    index: LoadedIndex,
+    query: str,
+    query_vector: np.ndarray | None,
+    *,
+    community_id: int,
+    day: dt.date,
+    k: int = 10,
+    fusion: Fusion = DEFAULT_FUSION,
+    mode: Mode = "hybrid",
+) -> list[Hit]:
+    """The top ``k`` items for this community today: confident FAQ matches first, then by score."""
+    fusion = fusion.for_mode(mode)
+    expanded = expand_query(query)
+    terms = tokens(expanded)
+    pairs = bigrams(expanded)
+    vector = query_vector if query_vector is not None else np.zeros(index.passages.vectors.shape[1])
+    faq = _rank_part(index.faq, vector, terms, pairs, index.faq.mask(community_id, day), fusion, "faq")
+    passages = _rank_part(
+        index.passages, vector, terms, pairs, index.passages.mask(community_id, day), fusion, "passage"
+    )
+    first = [h for h in faq if h.score >= fusion.faq_threshold]
+    weaker = [replace(h, score=h.score - fusion.faq_penalty) for h in faq if h.score < fusion.faq_threshold]
+    rest = sorted(weaker + passages, key=lambda h: -h.score)
+    return (first + rest)[:k]
+
+
+# --- the service a process uses ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    """A hit with what a reply and a citation need."""
+
+    kind: str
+    item_id: int
+    score: float
+    dense: float
+    lexical: float
+    document: str  # the source's title
+    section: str  # heading path, or the FAQ question
+    text: str  # the passage, or the FAQ answer
+    source_id: int
+    index_id: int
+
+    @property
+    def snippet(self) -> str:
+        text = " ".join(self.text.split())
+        return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…"
+
+    @property
+    def searchable(self) -> str:
+        """What the evaluation matches expected substrings against."""
+        return f"{self.document}\n{self.section}\n{self.text}"
+
+
+class KnowledgeSearch:
+    """One per process: the embeddings model and each company's current index, swapped whole.
+
+    A query reads one ``LoadedIndex`` reference; a newer version is loaded completely before the
+    reference changes, so no query ever sees half an index.
+    """
+
+    def __init__(self, settings: Settings, encoder: Any | None = None) -> None:
+        from knowledge.embeddings import make_embeddings
+
+        self.settings = settings
+        self.encoder = encoder or make_embeddings(settings)
+        self._loaded: dict[int, LoadedIndex] = {}
+        self._lock = threading.Lock()
+
+    def index_for(self, session: Session, company_id: int) -> LoadedIndex | None:
+        """The company's current index, loaded whole; a newer version replaces it between queries.
+
+        The current version is looked up on every query (one indexed row, well under a
+        millisecond) by id and fingerprint, so a rebuilt or restored database is never answered
+        from a version it no longer has.
+        """
+        row = session.execute(
+            select(KnowledgeIndex.id, KnowledgeIndex.fingerprint)
+            .where(KnowledgeIndex.company_id == company_id, KnowledgeIndex.status == "ready")
+            .order_by(KnowledgeIndex.id.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        loaded = self._loaded.get(company_id)
+        if loaded is not None and (loaded.id, loaded.fingerprint) == (row.id, row.fingerprint):
+            return loaded
+        with self._lock:  # one load at a time; other queries keep the version they hold
+            loaded = self._loaded.get(company_id)
+            if loaded is None or (loaded.id, loaded.fingerprint) != (row.id, row.fingerprint):
+                current = current_index(session, company_id)
+                if current is None or current.artifact is None:
+                    return loaded
+                loaded = LoadedIndex(current.id, company_id, current.embedding_model, current.artifact,
+                                     fingerprint=current.fingerprint)  # fmt: skip
+                self._loaded[company_id] = loaded
+                log.info("knowledge index %s loaded for company %s", current.id, company_id)
+        return loaded
+
+    def embed_query(self, text: str) -> np.ndarray:
+        vector = np.asarray(self.encoder.embed_query(text), dtype=np.float32)
+        norm = float(np.linalg.norm(vector))
+        return vector / norm if norm else vector
+
+    def search(
+        self,
+        session: Session,
+        *,
+        company_id: int,
+        community_id: int,
+        query: str,
+        k: int = 5,
+        day: dt.date | None = None,
+        fusion: Fusion = DEFAULT_FUSION,
+        mode: Mode = "hybrid",
+        query_vector: np.ndarray | None = None,
+    ) -> list[Result]:
+        index = self.index_for(session, company_id)
+        if index is None or not query.strip():
+            return []
+        if index.model != self.encoder.name:
+            log.warning("index %s was built with %s, not %s: dense scores skipped", index.id, index.model,
+                        self.encoder.name)  # fmt: skip
+            mode = "bm25"
+        vector = None
+        if mode != "bm25":
+            vector = query_vector if query_vector is not None else self.embed_query(query)
+        day = day or dt.date.today()
+        hits = rank(index, query, vector, community_id=community_id, day=day, k=k, fusion=fusion, mode=mode)
+        return hydrate(session, hits, community_id=community_id, day=day, index_id=index.id)
+
+
+def hydrate(
+    session: Session, hits: list[Hit], *, community_id: int, day: dt.date, index_id: int
+) -> list[Result]:
+    """Hits with their text and citation, re-checked against the database: an item deleted, moved
+    out of this community or expired since the index was built is dropped, never shown."""
+    passage_ids = [h.item_id for h in hits if h.kind == "passage"]
+    faq_ids = [h.item_id for h in hits if h.kind == "faq"]
+    passages = {
+        p.id: p
+        for p in session.scalars(
+            select(Passage)
+            .where(Passage.id.in_(passage_ids))
+            .options(selectinload(Passage.source).selectinload(KnowledgeSource.communities))
+        )
+    }
+    entries = {
+        e.id: e
+        for e in session.scalars(
+            select(FaqEntry)
+            .where(FaqEntry.id.in_(faq_ids))
+            .options(
+                selectinload(FaqEntry.communities),
+                selectinload(FaqEntry.source).selectinload(KnowledgeSource.communities),
+            )
+        )
+    }
+
+    def visible(source: KnowledgeSource) -> bool:
+        return source.all_communities or community_id in source.community_ids
+
+    def result(hit: Hit, document: str, section: str, text: str, source_id: int) -> Result:
+        return Result(hit.kind, hit.item_id, hit.score, hit.dense, hit.lexical, document, section, text,
+                      source_id, index_id)  # fmt: skip
+
+    results = []
+    for hit in hits:
+        if hit.kind == "passage":
+            passage = passages.get(hit.item_id)
+            if passage is not None and visible(passage.source):
+                results.append(
+                    result(hit, passage.source.title, passage.section, passage.text, passage.source_id)
+                )
+            continue
+        entry = entries.get(hit.item_id)
+        if entry is None or not visible(entry.source):
+            continue
+        if entry.communities and community_id not in [c.id for c in entry.communities]:
+            continue
+        if (entry.effective_from and day < entry.effective_from) or (
+            entry.effective_until and day > entry.effective_until
+        ):
+            continue
+        results.append(result(hit, entry.source.title, entry.question, entry.answer, entry.source_id))
+    return results
+
+
+_searches: dict[str, KnowledgeSearch] = {}
+_encoders: dict[str, Any] = {}  # one model per process, whatever the database
+_searches_lock = threading.Lock()
+
+
+def get_search(settings: Settings) -> KnowledgeSearch:
+    """The process's search service for these settings (the model loads on first query)."""
+    key = f"{settings.sqlalchemy_url}|{settings.embedding_backend}|{settings.embedding_model_path}"
+    model_key = f"{settings.embedding_backend}|{settings.embedding_model_path}"
+    with _searches_lock:
+        if key not in _searches:
+            if model_key not in _encoders:
+                from knowledge.embeddings import make_embeddings
+
+                _encoders[model_key] = make_embeddings(settings)
+            _searches[key] = KnowledgeSearch(settings, encoder=_encoders[model_key])
+        return _searches[key]
+
+
+class KnowledgeRetriever(BaseRetriever):
+    """LangChain's retriever interface over the hybrid search, for one community.
+
+    Each document's metadata carries the citation (document, section), the kind (faq / passage),
+    the item id and the scores.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    settings: Settings
+    company_id: int
+    community_id: int
+    k: int = 5
+    fusion: Fusion = DEFAULT_FUSION
+    mode: Mode = "hybrid"
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        search = get_search(self.settings)
+        with get_database(self.settings).session(readonly=True) as session:
+            results = search.search(
+                session,
+                company_id=self.company_id,
+                community_id=self.community_id,
+                query=query,
+                k=self.k,
+                fusion=self.fusion,
+                mode=self.mode,
+            )
+        return [
+            Document(
+                page_content=r.text,
+                metadata={
+                    "kind": r.kind,
+                    "id": r.item_id,
+                    "document": r.document,
+                    "section": r.section,
+                    "score": r.score,
+                    "dense": r.dense,
+                    "lexical": r.lexical,
+                    "source_id": r.source_id,
+                    "index_id": r.index_id,
+                },
+            )
+            for r in results
+        ]

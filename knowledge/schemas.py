@@ -1,0 +1,86 @@
+"""The knowledge-base API's shapes: sources with their passages or FAQ entries, uploads, the index."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, Field
+
+from knowledge.models import SourceKind
+
+
+class CommunityRef(BaseModel):
+    id: int
+    name: str
+
+
+class SourceRead(BaseModel):
+    """One uploaded file as the list shows it."""
+
+    id: int
+    kind: SourceKind
+    title: str
+    filename: str
+    size_bytes: int
+    version: int
+    all_communities: bool
+    communities: list[CommunityRef]  # empty when all_communities
+    passage_count: int
+    faq_entry_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class PassageRead(BaseModel):
+    ordinal: int
+    section: str
+    text: str
+
+
+class FaqEntryRead(BaseModel):
+    id: int
+    row: int  # the spreadsheet row it came from
+    question: str
+    similar: list[str]
+    answer: str
+    category: str
+    communities: list[CommunityRef]  # empty: the source's own scope
+    effective_from: date | None
+    effective_until: date | None
+
+
+class SourceDetail(SourceRead):
+    passages: list[PassageRead] = Field(default_factory=list)  # documents
+    faq_entries: list[FaqEntryRead] = Field(default_factory=list)  # FAQ tables
+
+
+class RowErrorRead(BaseModel):
+    row: int
+    column: str
+    message: str
+
+
+class SourceUpload(BaseModel):
+    """The answer to an upload or a replacement."""
+
+    source: SourceRead
+    # False when the same file with the same scope was already stored (nothing changed), and for
+    # a replacement (the source keeps its id; its version went up).
+    created: bool
+    errors: list[RowErrorRead]  # FAQ rows left out, with the reason
+    index_job_id: str | None  # the queued re-index (None when nothing changed)
+
+
+class IndexRead(BaseModel):
+    id: int
+    passages: int
+    faq_entries: int
+    embedding_model: str
+    built_at: datetime | None
+    build_seconds: float
+    size_bytes: int
+
+
+class IndexStatus(BaseModel):
+    index: IndexRead | None  # None until the first build finished
+    stale: bool  # sources changed since the current index was built: a re-index is due or running

@@ -1,0 +1,312 @@
+"""API: the knowledge base — upload, list, read, replace and delete sources; the index's status.
+
+Admins change the knowledge base; agents and supervisors read the sources that apply to their
+communities. Every committed change queues a re-index (an rq job on the "low" queue) whose id the
+answer carries; the new index replaces the old one whole when it is ready.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Annotated
+
+import redis
+from fastapi import APIRouter, Depends, Form, Query, Response, UploadFile
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from accounts import service as accounts_service
+from accounts.deps import AdminUser, roles
+from accounts.models import Role, StaffUser
+from core.deps import SessionDep, SettingsDep
+from core.errors import InvalidInput, NotFound, PayloadTooLarge
+from core.settings import Settings
+from knowledge import index as knowledge_index
+from knowledge import service
+from knowledge.models import FaqEntry, KnowledgeSource, Passage
+from knowledge.schemas import (
+    CommunityRef,
+    FaqEntryRead,
+    IndexRead,
+    IndexStatus,
+    PassageRead,
+    RowErrorRead,
+    SourceDetail,
+    SourceRead,
+    SourceUpload,
+)
+from org.models import Community
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/knowledge", tags=["knowledge"])
+
+# The people who answer residents read the knowledge base; only admins change it.
+ReaderUser = Annotated[StaffUser, Depends(roles(Role.agent, Role.supervisor, Role.admin))]
+# Repeated (community_ids=1&community_ids=2) or comma-separated (community_ids=1,2).
+CommunityIdsForm = Annotated[list[str] | None, Form()]
+AllCommunitiesForm = Annotated[bool, Form()]
+
+INDEX_JOB_HEADER = "X-Index-Job-Id"  # a 204 has no body: the queued re-index is named here
+
+
+# --- reading helpers (also used by the admin page) ------------------------------------------------
+
+
+def _counts(session: Session, source_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """(passages, FAQ entries) per source, counted in the database rather than loaded."""
+    if not source_ids:
+        return {}
+    counted = {}
+    for model in (Passage, FaqEntry):
+        rows = session.execute(
+            select(model.source_id, func.count())
+            .where(model.source_id.in_(source_ids))
+            .group_by(model.source_id)
+        )
+        counted[model] = {source_id: count for source_id, count in rows}
+    passages, entries = counted[Passage], counted[FaqEntry]
+    return {i: (passages.get(i, 0), entries.get(i, 0)) for i in source_ids}
+
+
+def _refs(communities: list[Community]) -> list[CommunityRef]:
+    return [CommunityRef(id=c.id, name=c.name) for c in communities]
+
+
+def _source_read(source: KnowledgeSource, counts: tuple[int, int]) -> SourceRead:
+    return SourceRead(
+        id=source.id,
+        kind=source.kind,
+        title=source.title,
+        filename=source.filename,
+        size_bytes=source.size_bytes,
+        version=source.version,
+        all_communities=source.all_communities,
+        communities=[] if source.all_communities else _refs(source.communities),
+        passage_count=counts[0],
+        faq_entry_count=counts[1],
+        created_at=source.created_at,
+        updated_at=source.updated_at,
+    )
+
+
+def source_read(session: Session, source: KnowledgeSource) -> SourceRead:
+    return _source_read(source, _counts(session, [source.id])[source.id])
+
+
+def _visible(source: KnowledgeSource, community_ids: set[int] | None) -> bool:
+    """``community_ids`` None: the whole company (admins)."""
+    return community_ids is None or source.all_communities or bool(community_ids & set(source.community_ids))
+
+
+def _reader_scope(session: Session, user: StaffUser) -> set[int] | None:
+    if user.role is Role.admin:
+        return None
+    return accounts_service.accessible_community_ids(session=session, user=user)
+
+
+def source_reads(*, session: Session, user: StaffUser, community_id: int | None = None) -> list[SourceRead]:
+    """The sources this user may see (with ``community_id``: those that apply to it)."""
+    if community_id is not None:
+        community = session.get(Community, community_id)
+        if community is None or community.company_id != user.company_id:
+            raise NotFound("小区不存在")
+        accounts_service.require_community(session=session, user=user, community_id=community_id)
+    scope = _reader_scope(session, user)
+    sources = [
+        s
+        for s in service.list_sources(session=session, company_id=user.company_id, community_id=community_id)
+        if _visible(s, scope)
+    ]
+    counts = _counts(session, [s.id for s in sources])
+    return [_source_read(s, counts[s.id]) for s in sources]
+
+
+def index_status(*, session: Session, company_id: int) -> IndexStatus:
+    """The company's current index, and whether the sources changed since it was built."""
+    current = knowledge_index.current_index(session, company_id)
+    faq, passages, fingerprint = knowledge_index.collect(session, company_id)
+    if current is None:
+        return IndexStatus(index=None, stale=bool(faq.ids or passages.ids))
+    # As build_index fingerprints a build: what it was built from, then the model's name.
+    expected = hashlib.sha256(f"{fingerprint}|{current.embedding_model}".encode()).hexdigest()
+    return IndexStatus(
+        index=IndexRead(
+            id=current.id,
+            passages=current.passages,
+            faq_entries=current.faq_entries,
+            embedding_model=current.embedding_model,
+            built_at=current.built_at,
+            build_seconds=current.build_seconds,
+            size_bytes=current.size_bytes,
+        ),
+        stale=current.fingerprint != expected,
+    )
+
+
+# --- writing helpers --------------------------------------------------------------------------------
+
+
+def _size_label(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MB" if size >= 1024 * 1024 else f"{max(size // 1024, 1)} KB"
+
+
+def _read_upload(file: UploadFile, settings: Settings) -> tuple[str, bytes]:
+    if not file.filename:
+        raise InvalidInput("请选择要上传的文件")
+    content = file.file.read(settings.max_upload_bytes + 1)
+    if len(content) > settings.max_upload_bytes:
+        raise PayloadTooLarge(f"文件不能超过 {_size_label(settings.max_upload_bytes)}")
+    if not content:
+        raise InvalidInput("文件是空的")
+    return file.filename, content
+
+
+def _parse_scope(community_ids: list[str] | None, all_communities: bool) -> tuple[bool, list[int] | None]:
+    """(whether the form names a scope, the community ids or None for every community)."""
+    parts = [p.strip() for value in community_ids or [] for p in value.replace("，", ",").split(",")]
+    parts = [p for p in parts if p]
+    if parts and all_communities:
+        raise InvalidInput("“全部小区”与指定小区只能选其一")
+    if not parts:
+        return all_communities, None
+    try:
+        return True, [int(p) for p in parts]
+    except ValueError:
+        raise InvalidInput("小区编号应为数字") from None
+
+
+def _reindex(session: Session, settings: Settings, company_id: int) -> str | None:
+    """Commit the change, then queue the re-index (the job must find the change when it runs).
+
+    The change stands even when the queue is unreachable: the status then stays stale and the
+    next change queues a build that covers this one too.
+    """
+    session.commit()
+    try:
+        return service.request_index_build(settings, company_id=company_id)
+    except redis.RedisError:
+        log.exception("could not queue the knowledge index build of company %s", company_id)
+        return None
+
+
+def _upload_answer(session: Session, result: service.IngestResult, *, created: bool) -> SourceUpload:
+    """Read before the commit, so the answer needs no second transaction."""
+    return SourceUpload(
+        source=source_read(session, result.source),
+        created=created,
+        errors=[RowErrorRead(row=e.row, column=e.column, message=e.message) for e in result.errors],
+        index_job_id=None,
+    )
+
+
+# --- routes -------------------------------------------------------------------------------------------
+
+
+@router.get("/sources", response_model=list[SourceRead])
+def list_sources(
+    user: ReaderUser, session: SessionDep, community_id: Annotated[int | None, Query()] = None
+) -> list[SourceRead]:
+    return source_reads(session=session, user=user, community_id=community_id)
+
+
+@router.get("/sources/{source_id}", response_model=SourceDetail)
+def get_source(source_id: int, user: ReaderUser, session: SessionDep) -> SourceDetail:
+    source = service.get_source(session=session, source_id=source_id, company_id=user.company_id)
+    if not _visible(source, _reader_scope(session, user)):
+        raise NotFound("找不到该知识文件")
+    read = _source_read(source, (len(source.passages), len(source.faq_entries)))
+    return SourceDetail(
+        **read.model_dump(),
+        passages=[PassageRead(ordinal=p.ordinal, section=p.section, text=p.text) for p in source.passages],
+        faq_entries=[
+            FaqEntryRead(
+                id=e.id,
+                row=e.row,
+                question=e.question,
+                similar=list(e.similar),
+                answer=e.answer,
+                category=e.category,
+                communities=_refs(e.communities),
+                effective_from=e.effective_from,
+                effective_until=e.effective_until,
+            )
+            for e in source.faq_entries
+        ],
+    )
+
+
+@router.post("/sources", response_model=SourceUpload, status_code=201)
+def upload_source(
+    file: UploadFile,
+    response: Response,
+    admin: AdminUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    community_ids: CommunityIdsForm = None,
+    all_communities: AllCommunitiesForm = False,
+) -> SourceUpload:
+    """Upload a document (txt, md, html, docx, pdf) or an FAQ table (csv, xlsx).
+
+    No communities: it applies to every community of the company. The same file with the same
+    scope again changes nothing (200, ``created`` false).
+    """
+    filename, content = _read_upload(file, settings)
+    _, scope = _parse_scope(community_ids, all_communities)
+    result = service.ingest(
+        session=session,
+        company_id=admin.company_id,
+        filename=filename,
+        content=content,
+        community_ids=scope,
+        created_by=admin.id,
+    )
+    answer = _upload_answer(session, result, created=result.created)
+    if not result.created:
+        response.status_code = 200
+        return answer
+    answer.index_job_id = _reindex(session, settings, admin.company_id)
+    return answer
+
+
+@router.put("/sources/{source_id}", response_model=SourceUpload)
+def replace_source(
+    source_id: int,
+    file: UploadFile,
+    admin: AdminUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    community_ids: CommunityIdsForm = None,
+    all_communities: AllCommunitiesForm = False,
+) -> SourceUpload:
+    """Replace a source's file (same id, version + 1). Without a scope it keeps its communities."""
+    source = service.get_source(session=session, source_id=source_id, company_id=admin.company_id)
+    filename, content = _read_upload(file, settings)
+    given, scope = _parse_scope(community_ids, all_communities)
+    if not given:
+        scope = None if source.all_communities else source.community_ids
+    result = service.ingest(
+        session=session,
+        company_id=admin.company_id,
+        filename=filename,
+        content=content,
+        community_ids=scope,
+        created_by=admin.id,
+        replace_source_id=source.id,
+    )
+    answer = _upload_answer(session, result, created=False)
+    answer.index_job_id = _reindex(session, settings, admin.company_id)
+    return answer
+
+
+@router.delete("/sources/{source_id}", status_code=204)
+def delete_source(source_id: int, admin: AdminUser, session: SessionDep, settings: SettingsDep) -> Response:
+    service.delete_source(session=session, source_id=source_id, company_id=admin.company_id)
+    job_id = _reindex(session, settings, admin.company_id)
+    return Response(status_code=204, headers={INDEX_JOB_HEADER: job_id} if job_id else None)
+
+
+@router.get("/index", response_model=IndexStatus)
+def get_index(user: ReaderUser, session: SessionDep) -> IndexStatus:
+    return index_status(session=session, company_id=user.company_id)

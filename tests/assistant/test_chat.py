@@ -1,0 +1,224 @@
+"""The resident assistant through real HTTP: cited answers, emergencies, work orders over several
+turns, hand-offs with history, community scope, and bad input. Both databases, real Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from channels.models import Conversation, ConversationState, Message
+from core.db import get_database
+from core.settings import Settings
+from escalation.models import Case, CaseCategory, Priority, WorkOrder
+from tests.conftest import LiveServer
+
+
+@pytest.fixture
+def chat(demo_kb: Settings) -> Iterator[tuple[LiveServer, httpx.Client]]:
+    with LiveServer(demo_kb) as server, server.client() as client:
+        yield server, client
+
+
+def turn(client: httpx.Client, text: str, session_id: str, community: str = "cuihu", **extra: object) -> dict:
+    response = client.post(
+        "/api/chat", json={"community": community, "session_id": session_id, "text": text, **extra}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_question_is_answered_from_the_faq_with_its_citation(chat: tuple[LiveServer, httpx.Client]) -> None:
+    _, client = chat
+    body = turn(client, "物业费在哪交啊", "s-answer")
+    assert body["action"] == "answer"
+    assert "生活缴费" in body["reply"]
+    assert body["citations"][0] == {
+        "document": "居民常见问题",
+        "section": "物业费怎么交",
+        "snippet": body["citations"][0]["snippet"],
+    }
+    assert 0 < body["confidence"] <= 1
+    assert body["case_id"] is None and body["work_order_id"] is None
+
+
+def test_standard_passage_answer_cites_document_and_heading(chat: tuple[LiveServer, httpx.Client]) -> None:
+    _, client = chat
+    body = turn(client, "小区保安多久巡逻一次", "s-standard")
+    assert body["action"] == "answer", body
+    cited = body["citations"][0]
+    assert cited["document"] == "安居物业服务标准（示范）"
+    assert "巡逻" in cited["section"] + cited["snippet"]
+    assert body["reply"].startswith("根据《安居物业服务标准（示范）》")
+
+
+def test_emergency_raises_a_case_at_once_with_safety_steps_and_duty_phone(
+    chat: tuple[LiveServer, httpx.Client],
+) -> None:
+    server, client = chat
+    body = turn(client, "电梯停了我被关里面了 救命", "s-lift")
+    assert body["action"] == "emergency"
+    assert body["emergency"] == "电梯困人"
+    assert body["duty_phone"] == "0571-8800-1234"
+    assert "0571-8800-1234" in body["reply"]
+    assert "警铃" in body["reply"]  # the safety steps come from the knowledge base
+    assert body["citations"]
+    with get_database(server.settings).session() as session:
+        case = session.get(Case, body["case_id"])
+        assert case is not None
+        assert case.category is CaseCategory.emergency and case.priority is Priority.urgent
+        assert case.first_response_due - case.created_at == timedelta(minutes=5)
+        assert "电梯停了我被关里面了" in case.summary
+        conversation = session.get(Conversation, case.conversation_id)
+        assert conversation is not None and conversation.state is ConversationState.human
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["厨房一股臭鸡蛋味", "楼下冒黑烟 好像电动车烧起来了", "有人在撬我家门", "楼上掉下来个花盆 差点砸到人"],
+)
+def test_emergencies_phrased_without_the_standard_words(
+    chat: tuple[LiveServer, httpx.Client], text: str
+) -> None:
+    _, client = chat
+    assert turn(client, text, f"s-{uuid.uuid4().hex}")["action"] == "emergency"
+
+
+def test_procedure_question_is_answered_not_treated_as_emergency(
+    chat: tuple[LiveServer, httpx.Client],
+) -> None:
+    _, client = chat
+    body = turn(client, "万一被困在电梯里应该怎么做 想提前了解下", "s-procedure")
+    assert body["action"] == "answer"
+    assert body["case_id"] is None
+
+
+def test_repair_over_several_turns(chat: tuple[LiveServer, httpx.Client]) -> None:
+    server, client = chat
+    first = turn(client, "厨房水管漏水了", "s-repair")
+    assert first["action"] == "work_order"
+    assert "15 分钟" in first["reply"] and "几栋几单元" in first["reply"]
+    second = turn(client, "我在3栋2单元1102", "s-repair")
+    assert second["action"] == "work_order"
+    assert second["work_order_id"] == first["work_order_id"]
+    third = turn(client, "那要多久？", "s-repair")
+    assert third["action"] == "answer"
+    assert "24 小时" in third["reply"]
+    with get_database(server.settings).session() as session:
+        order = session.get(WorkOrder, first["work_order_id"])
+        assert order is not None
+        assert order.category.value == "工程"
+        assert (order.building, order.unit, order.room) == ("3栋", "2单元", "1102")
+        assert order.status.value == "待派单"
+        assert order.resolve_due - order.created_at == timedelta(hours=24)
+
+
+def test_work_order_with_location_and_category(chat: tuple[LiveServer, httpx.Client]) -> None:
+    server, client = chat
+    body = turn(client, "5栋1单元楼下垃圾桶满了两天没人清 都臭了", "s-clean")
+    assert body["action"] == "work_order"
+    with get_database(server.settings).session() as session:
+        order = session.get(WorkOrder, body["work_order_id"])
+        assert order is not None and order.category.value == "保洁" and order.building == "5栋"
+
+
+def test_hand_off_carries_the_history_and_the_assistant_then_stays_out(
+    chat: tuple[LiveServer, httpx.Client],
+) -> None:
+    server, client = chat
+    turn(client, "停车月卡怎么办理", "s-human")
+    handed = turn(client, "转人工", "s-human")
+    assert handed["action"] == "human"
+    later = turn(client, "我的车牌是浙A12345", "s-human")
+    assert later["action"] == "human"
+    assert later["case_id"] == handed["case_id"]
+    with get_database(server.settings).session() as session:
+        case = session.get(Case, handed["case_id"])
+        assert case is not None
+        assert "停车月卡怎么办理" in case.summary  # the agent sees what came before
+        assert "行驶证" in case.summary  # …including the assistant's answer
+        assert "浙A12345" in case.summary
+
+
+def test_complaint_goes_to_a_person_with_the_complaint_sla(chat: tuple[LiveServer, httpx.Client]) -> None:
+    server, client = chat
+    body = turn(client, "你们物业就是不作为 我要打12345", "s-complaint")
+    assert body["action"] == "human"
+    assert "48 小时" in body["reply"]
+    with get_database(server.settings).session() as session:
+        case = session.get(Case, body["case_id"])
+        assert case is not None and case.category is CaseCategory.complaint
+        assert case.priority is Priority.important
+
+
+def test_two_failed_turns_hand_over(chat: tuple[LiveServer, httpx.Client]) -> None:
+    _, client = chat
+    first = turn(client, "量子纠缠实验室的申请表格", "s-fail")
+    assert first["action"] == "clarify"
+    second = turn(client, "比特币矿机的散热方案", "s-fail")
+    assert second["action"] == "human"
+    assert second["case_id"] is not None
+
+
+def test_an_answer_for_one_community_never_reaches_another(chat: tuple[LiveServer, httpx.Client]) -> None:
+    _, client = chat
+    jinjiang = turn(client, "停车费多少钱一个月", "s-scope-1", community="jinjiang")
+    cuihu = turn(client, "停车费多少钱一个月", "s-scope-2", community="cuihu")
+    binjiang = turn(client, "物业费多少钱一平", "s-scope-3", community="binjiang")
+    assert "150 元" in jinjiang["reply"] and "翠湖" not in jinjiang["reply"]
+    assert "200 元" in cuihu["reply"] and "锦江" not in cuihu["reply"]
+    assert "3.5 元" in binjiang["reply"]
+
+
+def test_chitchat_and_empty_text(chat: tuple[LiveServer, httpx.Client]) -> None:
+    _, client = chat
+    assert turn(client, "谢谢啦👍", "s-chat")["action"] == "chitchat"
+    empty = turn(client, "   ", "s-chat")
+    assert empty["action"] == "clarify"
+    assert "输入" in empty["reply"]
+
+
+def test_a_resent_message_is_answered_once(chat: tuple[LiveServer, httpx.Client]) -> None:
+    server, client = chat
+    payload = {"community": "cuihu", "session_id": "s-dup", "text": "楼道灯坏了", "message_id": "m-1"}
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda _: client.post("/api/chat", json=payload), range(4)))
+    ok = [r.json() for r in replies if r.status_code == 200]
+    assert ok, [r.text for r in replies]
+    assert {r["work_order_id"] for r in ok} == {ok[0]["work_order_id"]}
+    again = client.post("/api/chat", json=payload).json()
+    assert again["work_order_id"] == ok[0]["work_order_id"]
+    with get_database(server.settings).session() as session:
+        assert session.scalar(select(func.count()).select_from(WorkOrder)) == 1
+        stored = select(func.count()).select_from(Message).where(Message.client_id == "m-1")
+        assert session.scalar(stored) == 1
+
+
+def test_bad_input_gets_clear_errors(chat: tuple[LiveServer, httpx.Client]) -> None:
+    _, client = chat
+    unknown = client.post("/api/chat", json={"community": "nowhere", "session_id": "s", "text": "你好"})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["message"] == "找不到该小区"
+    too_long = client.post("/api/chat", json={"community": "cuihu", "session_id": "s", "text": "漏" * 2001})
+    assert too_long.status_code == 422
+    no_session = client.post("/api/chat", json={"community": "cuihu", "text": "你好"})
+    assert no_session.status_code == 422
+    not_json = client.post("/api/chat", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert not_json.status_code == 400
+    assert client.get("/chat/nowhere").status_code == 404
+
+
+def test_history_and_page(chat: tuple[LiveServer, httpx.Client]) -> None:
+    _, client = chat
+    turn(client, "门禁卡丢了怎么办", "s-history")
+    history = client.get("/api/chat/history", params={"community": "cuihu", "session_id": "s-history"}).json()
+    assert [m["sender"] for m in history] == ["resident", "assistant"]
+    assert history[1]["citations"][0]["section"] == "门禁卡丢了怎么办"
+    page = client.get("/chat/cuihu")
+    assert page.status_code == 200
+    assert "翠湖花园" in page.text and "转人工" in page.text and "0571-8800-1234" in page.text
