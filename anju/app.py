@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -70,6 +71,27 @@ def install_error_handlers(app: FastAPI) -> None:
     # Anything else is answered by RequestContextMiddleware, where the request id is still known.
 
 
+def _warm_assistant(settings: Settings) -> None:
+    """Load the embeddings model, the intent model and each company's index in the background, so
+    the first resident of the day does not wait for them."""
+    try:
+        from sqlalchemy import select
+
+        from assistant import intent
+        from knowledge.retrieval import get_search
+        from org.models import Company
+
+        search = get_search(settings)
+        search.embed_query("物业费怎么交")
+        intent.model_for(search.encoder)
+        with get_database(settings).session(readonly=True) as session:
+            for company_id in session.scalars(select(Company.id)):
+                search.index_for(session, company_id)
+        log.info("assistant warmed up")
+    except Exception:  # a cold start is slower, not broken: the first turn loads what is missing
+        log.warning("assistant warm-up failed", exc_info=True)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, json_lines=settings.json_logs)
@@ -79,6 +101,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.database = get_database(settings)
         app.state.redis = get_redis(settings)
         settings.signing_key()  # demo mode: generate the key before the first login needs it
+        if settings.warm_assistant:
+            threading.Thread(
+                target=_warm_assistant, args=(settings,), name="warm-assistant", daemon=True
+            ).start()
         log.info("anju API ready on %s", settings.base_url)
         yield
 

@@ -72,12 +72,11 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"烧着了",
         r"全是烟",
         r"烟(好|很|太)大",
-        r"呛得",
         r"烟.{0,6}(下不去|出不去)",
     ),
     Emergency.lift: _rx(
         r"(困|关|卡|锁)(在)?(电梯|轿厢)",
-        r"电梯.{0,12}(困|关(?!门)|卡(住|起|了)|出不去|在里(面|头)|里(面|头)有|门打不开|开不了门)",
+        r"电梯.{0,12}(困|关(?!门)|卡(住|起|了)|出不去|在里(面|头)|里(面|头)有(人|个|小孩|老人|娃|孩子)|门打不开|开不了门)",
         r"(电梯|轿厢)里.{0,6}(出不去|出不来|救命)",
         r"电梯.{0,10}我在里",
     ),
@@ -99,7 +98,7 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"一点水都没有",
     ),
     Emergency.flooding: _rx(
-        r"进水了",
+        r"(家里|屋里|房间|地下室|车库|地库|楼道|一楼|客厅|卧室).{0,4}进水了",
         r"(淹|泡)(了|水)",
         r"水.{0,6}(漫|灌|倒灌)",
         r"(水管|管道|水箱)(爆|裂)了",
@@ -172,8 +171,8 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"炸了我们",
         r"炸弹",
         r"爆炸",
-        r"可疑",
-        r"滴滴响",
+        r"可疑(的)?(包|物品|包裹|箱|袋|纸箱|行李)",
+        r"(包|箱|袋|盒).{0,8}滴滴响",
         r"黑包",
         r"缠着电线",
         r"爆炸物",
@@ -196,7 +195,7 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"救命",
         r"快来人",
         r"没(有)?呼吸",
-        r"心脏病",
+        r"心脏病(犯|发作)",
         r"抽搐",
         r"窒息",
         r"喘不上气",
@@ -243,6 +242,11 @@ _DEFUSED = _rx(
     r"(上次|上回|上个月|上周|那次|之前|昨天).{0,10}(投诉|说法|太慢|处理得)", r"投诉", r"(已|有|提前)(经)?通知", r"通知(说|了)",
 )  # fmt: skip
 
+_NOTICE = re.compile(r"通知")
+# Danger to life is never turned into a repair by a word like "误报" in the same message: ask
+# a person to check instead.
+NEVER_DEFUSED = frozenset({Emergency.life})
+
 _PERSON = _rx(
     r"转人工", r"^人工", r"人工(服务|客服)", r"找(个)?(客服|真人|人工)", r"真人", r"活人", r"(叫|找|让)你们.{0,4}(经理|领导|负责人|主管)",
     r"(经理|领导|负责人|主管).{0,4}(电话|来|当面)", r"跟你们领导", r"有没有人管", r"没人理", r"转给.{0,6}(经理|领导|客服|人工|主管)", r"人工客服", r"客服(人员|小姐姐|在吗)",
@@ -251,7 +255,7 @@ _COMPLAINT = _rx(
     r"投诉(?!.{0,6}(渠道|流程|电话是|方式|处理完|回访|怎么投))", r"我要投诉", r"不作为", r"曝光", r"媒体", r"记者",
     r"12345", r"市长热线", r"住建局", r"告你们", r"起诉", r"律师", r"举报", r"退钱", r"退.{0,2}物业费", r"不交了",
     r"说法", r"太过分", r"没完", r"态度(太|很|真|极)?差", r"乱收费", r"收钱不办事", r"还好意思收钱", r"破机器人",
-    r"听不懂人话", r"垃圾物业", r"(^|\s)滚", r"傻[逼bB]", r"干什么吃的", r"是干什么的", r"气死", r"忍了很久", r"破物业", r"差劲", r"不想干了", r"退还", r"多收(了)?", r"拖了.{0,4}(天|周|个月|月|年)", r"(一直|还)没(人)?(解决|处理|回复)", r"敷衍", r"欺负", r"骗子", r"黑心", r"霸王条款", r"维权", r"差评",
+    r"听不懂人话", r"垃圾物业", r"(^|\s)滚", r"傻[逼bB]", r"干什么吃的", r"是干什么的", r"气死", r"忍了很久", r"破物业", r"差劲", r"不想干了", r"(要求|必须|马上|给我)退还", r"多收(了)?", r"拖了.{0,4}(天|周|个月|月|年)", r"(一直|还)没(人)?(解决|处理|回复)", r"敷衍", r"欺负", r"骗子", r"黑心", r"霸王条款", r"维权", r"差评",
 )  # fmt: skip
 _HOW_TO_COMPLAIN = _rx(r"投诉.{0,6}(渠道|流程|方式|怎么投|处理完|回访)", r"怎么投诉")
 
@@ -378,7 +382,14 @@ def route(raw: str) -> Route:
     category = emergency_category(text)
     if category is not None:
         urgent = bool(_URGENT.search(text))
-        if _DEFUSED.search(text) and not urgent and category is not Emergency.life:
+        defused = _DEFUSED.search(text)
+        if (
+            defused
+            and _NOTICE.search(defused.group(0))
+            and category not in (Emergency.power, Emergency.water_cut)
+        ):
+            defused = None  # "着火了，已经通知保安了" is still a fire; only outages are announced ahead
+        if defused and not urgent and category not in NEVER_DEFUSED:
             if _COMPLAINT.search(text) or _PERSON.search(text):
                 return Route(Action.human, reason=f"complaint about {category.value}", defused=True)
             if _REPAIR.search(text) or _PROCESS_QUESTION.search(text) is None:
@@ -521,3 +532,13 @@ def is_follow_up(text: str) -> bool:
     """A short question that only makes sense after the previous turn ("那要多久？")."""
     text = normalise(text)
     return len(text) <= 14 and bool(FOLLOW_UP.search(text))
+
+
+def mostly_location(text: str, location: Location) -> bool:
+    """The message gives a place ("我在3栋", "1102室", "5-2-702") rather than mentioning a number
+    in passing ("2024年的物业费怎么交", "120平的物业费多少")."""
+    if location.building:
+        return True
+    rest = re.sub(r"[\d栋幢号楼座单元室房一二三四五六七八九十]", "", normalise(text))
+    rest = re.sub(r"^(我|我家|我们家|家)?(在|住|是)?", "", _SPACE_PUNCT.sub("", rest))
+    return len(rest) <= 2

@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from assistant.routing import (
     Emergency,
     Route,
     is_follow_up,
+    mostly_location,
     parse_location,
     route,
     work_order_category,
@@ -34,14 +36,15 @@ from core.masking import mask_text
 from core.settings import Settings
 from escalation import service as escalation
 from escalation.models import CaseCategory, WorkOrderCategory
-from escalation.sla import EMERGENCY, REPAIR, case_sla
-from knowledge.retrieval import Result, get_search
+from escalation.sla import REPAIR, case_sla
+from knowledge.retrieval import Mode, Result, get_search
 from org.models import Community
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 2000
 HISTORY_TURNS = 6
+HANDOVER_EXPIRES = timedelta(hours=24)  # a hand-off nobody answered for a day returns to the assistant
 # Calibrated on tests/data/routing_dev.jsonl (see `anju eval routing` and docs/BENCHMARKS.md):
 # below this fused score the assistant asks back instead of answering.
 ANSWER_THRESHOLD = 0.38
@@ -65,6 +68,9 @@ EMERGENCY_QUERIES: dict[Emergency, str] = {
     Emergency.explosive: "可疑物品 防爆 防恐 住户 远离 报警",
     Emergency.life: "人员受伤 突发疾病 120 住户",
 }
+# Categories where the national number comes before everything else.
+CALL_FIRST = {Emergency.fire, Emergency.gas, Emergency.life, Emergency.explosive}
+STEPS_MIN_SCORE = 0.3  # below this the "safety steps" found are not about this emergency
 NATIONAL_NUMBERS: dict[Emergency, str] = {
     Emergency.fire: "119",
     Emergency.gas: "119",
@@ -127,7 +133,7 @@ class _Plan:
     results: list[Result]
     confidence: float
     query: str
-    vector: np.ndarray
+    vector: np.ndarray | None
     action: Action
     emergency: Emergency | None = None
     intent: dict[str, float] | None = None
@@ -135,9 +141,9 @@ class _Plan:
 
 # The intent model's say (calibrated by cross-validation, bench/routing_cv.py): it raises an
 # emergency the rules did not see at this probability, and decides other actions at this one.
-# At 0.25 cross-validation finds 99% of emergencies, at the price of about one message in seven
-# wrongly treated as one (a duty officer's call-back); at 0.4, 86% with one in sixty. A missed
-# emergency costs more: emergencies only the model sees are worded as "we will check at once".
+# Chosen by cross-validation (bench/routing_cv.py, docs/BENCHMARKS.md): at 0.25 it finds 96% of
+# emergencies with 12 of 309 other messages wrongly treated as one; at 0.4, 92% with 8. A missed
+# emergency costs more; emergencies only the model sees are worded as "可能有危险".
 EMERGENCY_PROBABILITY = 0.25
 DEFUSED_EMERGENCY_PROBABILITY = 0.8
 OVERRULE_EMERGENCY_PROBABILITY = 0.6
@@ -220,22 +226,34 @@ class Assistant:
     ) -> _Plan:
         search = get_search(self.settings)
         decided = route(text)
-        vector = search.embed_query(text)
+        try:
+            vector: np.ndarray | None = search.embed_query(text)
+        except Exception:  # the model could not load or run: words alone still route and retrieve
+            log.exception("embeddings unavailable: routing by rules and BM25 only")
+            vector = None
         query, query_vector = text, vector
         if decided.action is None and is_follow_up(text) and context.get("topic"):
             query = f"{context['topic']} {text}"  # "那要多久？" after a repair → the repair's time
-            query_vector = search.embed_query(query)
-        results = get_search(self.settings).search(
+            query_vector = search.embed_query(query) if vector is not None else None
+        mode: Mode = "hybrid" if vector is not None else "bm25"
+        results = search.search(
             session, company_id=community.company_id, community_id=community.id, query=query, k=5,
-            query_vector=query_vector,
+            query_vector=query_vector, mode=mode,
         )  # fmt: skip
         confidence = results[0].score if results else 0.0
-        probabilities = intent.model_for(search.encoder).probabilities(vector) if use_intent else None
+        probabilities = None
+        if use_intent and vector is not None:
+            probabilities = intent.model_for(search.encoder).probabilities(vector)
         action = decide(decided, confidence, probabilities)
         emergency = None
         if action is Action.emergency:
-            emergency = decided.emergency or self._nearest_emergency(vector)
-            results = self._search(session, community, EMERGENCY_QUERIES[emergency], k=3)
+            emergency = decided.emergency or (
+                self._nearest_emergency(vector) if vector is not None else Emergency.life
+            )
+            results = search.search(
+                session, company_id=community.company_id, community_id=community.id,
+                query=EMERGENCY_QUERIES[emergency], k=3, mode=mode,
+            )  # fmt: skip
         return _Plan(decided, results, confidence, query, vector, action, emergency, probabilities)
 
     def _nearest_emergency(self, vector: np.ndarray) -> Emergency:
@@ -281,70 +299,108 @@ class Assistant:
                 if earlier is not None:
                     return earlier  # the same message sent again: the same reply, nothing new stored
             context = dict(known.context or {}) if known is not None else {}
-            held = known is not None and known.state is ConversationState.human
             plan = self._plan(session, place, text, context) if text else None
+            written = None
+            if (
+                plan is not None
+                and plan.action is Action.answer
+                and plan.results
+                and self.settings.llm_base_url
+            ):
+                # Slow (seconds): done here, never while holding the database's write lock.
+                written = self._write_with_llm(session, known, text, plan)
 
-        with self.database.session() as session:
-            writing = session.get(Community, place.id)
-            if writing is None:
-                raise NotFound("找不到该小区")
-            place = writing
-            conversation = self._conversation(session, place, channel, session_id)
-            if client_id:
-                earlier = self._answered(session, conversation.id, client_id)
-                if earlier is not None:
-                    return earlier
-            inbound = Message(conversation_id=conversation.id, sender=Sender.resident, text=text or "",
-                              client_id=client_id)  # fmt: skip
-            session.add(inbound)
+        for attempt in range(2):
             try:
-                session.flush()
-            except IntegrityError:  # the same client id stored by a concurrent request
-                session.rollback()
-                raise InvalidInput("这条消息正在处理中，请稍候") from None
-            conversation.last_message_at = utcnow()
-            context = dict(conversation.context or {})
-            if plan is None:
-                result = TurnResult(
-                    reply="您好像还没有输入内容，请直接告诉我您遇到的问题～", action=Action.clarify
-                )
-            elif held and plan.action is not Action.emergency:
-                result = self._while_held(session, conversation, text)
-            else:
-                result = self._act(session, place, conversation, context, text, plan)
-            conversation.context = context
-            reply = Message(
-                conversation_id=conversation.id,
-                sender=Sender.assistant,
-                text=result.reply,
-                action=result.action.value,
-                citations=[c.as_dict() for c in result.citations],
-                confidence=round(result.confidence, 4),
-                case_id=result.case_id,
-                work_order_id=result.work_order_id,
-                reply_to_id=inbound.id,
+                with self.database.session() as session:
+                    return self._store_turn(
+                        session, place.id, channel, session_id, client_id, text, plan, written
+                    )
+            except IntegrityError:
+                # A concurrent request stored the same conversation or the same message first: the
+                # second attempt finds it (and, for the same message, returns its reply).
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _store_turn(
+        self,
+        session: Session,
+        community_id: int,
+        channel: Channel,
+        session_id: str,
+        client_id: str | None,
+        text: str,
+        plan: _Plan | None,
+        written: str | None,
+    ) -> TurnResult:
+        place = session.get(Community, community_id)
+        if place is None:
+            raise NotFound("找不到该小区")
+        conversation = self._conversation(session, place, channel, session_id)
+        if client_id:
+            earlier = self._answered(session, conversation.id, client_id)
+            if earlier is not None:
+                return earlier
+        inbound = Message(
+            conversation_id=conversation.id, sender=Sender.resident, text=text or "", client_id=client_id
+        )
+        session.add(inbound)
+        session.flush()
+        now = utcnow()
+        if (
+            conversation.state is ConversationState.human
+            and now - conversation.last_message_at > HANDOVER_EXPIRES
+        ):
+            conversation.state = ConversationState.assistant  # a day of silence: the assistant is back
+        conversation.last_message_at = now
+        context = dict(conversation.context or {})
+        held = conversation.state is ConversationState.human  # decided now, not from the read snapshot
+        if plan is None:
+            result = TurnResult(
+                reply="您好像还没有输入内容，请直接告诉我您遇到的问题～", action=Action.clarify
             )
-            session.add(reply)
-            session.flush()
-            result.conversation_id = conversation.id
-            result.message_id = reply.id
-            result.duty_phone = result.duty_phone or (
-                place.duty_phone if result.action is Action.emergency else None
-            )
-            log.info("chat turn %s in conversation %s: %s (%.2f) for %r", reply.id, conversation.id,
-                     result.action.value, result.confidence, mask_text(text[:80]))  # fmt: skip
-            return result
+        elif held and plan.action is not Action.emergency:
+            result = self._while_held(session, conversation, text, plan)
+        else:
+            result = self._act(session, place, conversation, context, text, plan, written)
+        conversation.context = context
+        reply = Message(
+            conversation_id=conversation.id,
+            sender=Sender.assistant,
+            text=result.reply,
+            action=result.action.value,
+            citations=[c.as_dict() for c in result.citations],
+            confidence=round(result.confidence, 4),
+            case_id=result.case_id,
+            work_order_id=result.work_order_id,
+            reply_to_id=inbound.id,
+        )
+        session.add(reply)
+        session.flush()
+        result.conversation_id = conversation.id
+        result.message_id = reply.id
+        result.duty_phone = result.duty_phone or (
+            place.duty_phone if result.action is Action.emergency else None
+        )
+        log.info("chat turn %s in conversation %s: %s (%.2f) for %r", reply.id, conversation.id,
+                 result.action.value, result.confidence, mask_text(text)[:80])  # fmt: skip
+        return result
 
     def _conversation(
         self, session: Session, place: Community, channel: Channel, session_id: str
     ) -> Conversation:
         def find() -> Conversation | None:
+            # FOR UPDATE: turns of one conversation are stored one after another (PostgreSQL; SQLite
+            # writers are serialised already), so context and hand-offs are never overwritten.
             return session.scalar(
-                select(Conversation).where(
+                select(Conversation)
+                .where(
                     Conversation.community_id == place.id,
                     Conversation.channel == channel,
                     Conversation.external_id == session_id,
                 )
+                .with_for_update()
             )
 
         conversation = find()
@@ -403,12 +459,18 @@ class Assistant:
         context: dict[str, Any],
         text: str,
         plan: _Plan,
+        written: str | None = None,
     ) -> TurnResult:
         action = plan.action
         # A location given after a work order that lacked one completes it.
         pending = context.get("awaiting_location")
         location = parse_location(text)
-        if pending and location and action in (Action.answer, Action.clarify):
+        if (
+            pending
+            and location
+            and action in (Action.answer, Action.clarify)
+            and mostly_location(text, location)
+        ):
             return self._complete_location(session, context, int(pending), location)
 
         if action is Action.emergency:
@@ -424,7 +486,7 @@ class Assistant:
         if action is Action.answer and plan.results:
             context["failures"] = 0
             context["topic"] = plan.query[:200]
-            return self._answer(session, conversation, text, plan)
+            return self._answer(plan, written)
 
         failures = int(context.get("failures", 0)) + (0 if plan.route.vague else 1)
         context["failures"] = failures
@@ -433,22 +495,35 @@ class Assistant:
             return self._hand_over(session, place, conversation, context, text, "assistant failed twice")
         return self._clarify(plan)
 
-    def _answer(self, session: Session, conversation: Conversation, text: str, plan: _Plan) -> TurnResult:
-        best = plan.results[0]
-        close = [r for r in plan.results[:3] if r.score >= best.score - CITATION_MARGIN][:2]
-        written = None
-        if self.settings.llm_base_url:  # an operator's model writes from the same items, or nothing
-            from assistant import llm
+    def _write_with_llm(
+        self, session: Session, conversation: Conversation | None, text: str, plan: _Plan
+    ) -> str | None:
+        """The operator's model writes the answer from the same items (None: use the extract)."""
+        from assistant import llm
 
-            history = [
-                (m.sender.value, m.text) for m in self.history(session, conversation.id)[-HISTORY_TURNS:]
-            ]
-            written = llm.compose_answer(self.settings, text, close, history=history)
+        history: list[tuple[str, str]] = []
+        if conversation is not None:
+            recent = session.scalars(
+                select(Message)
+                .where(Message.conversation_id == conversation.id)
+                .order_by(Message.id.desc())
+                .limit(HISTORY_TURNS)
+            ).all()
+            history = [(m.sender.value, m.text) for m in reversed(recent)]
+        return llm.compose_answer(self.settings, text, self._cited(plan), history=history)
+
+    def _cited(self, plan: _Plan) -> list[Result]:
+        best = plan.results[0]
+        return [r for r in plan.results[:3] if r.score >= best.score - CITATION_MARGIN][:2]
+
+    def _answer(self, plan: _Plan, written: str | None = None) -> TurnResult:
+        best = plan.results[0]
+        close = self._cited(plan)
         if written:
             reply = written
         elif best.kind == "faq":
             reply = best.text
-            close = close[:1] if close[0].kind == "faq" else close
+            close = close[:1]
         else:
             heading = best.section.split(" › ")[-1] if best.section else ""
             where = f"《{best.document}》{heading}" if heading else f"《{best.document}》"
@@ -491,7 +566,9 @@ class Assistant:
         text: str,
         reason: str,
     ) -> TurnResult:
-        complaint = reason.startswith("complaint") or bool(re.search(r"投诉|不作为|曝光|12345|举报|退", text))
+        complaint = reason.startswith("complaint") or bool(
+            re.search(r"投诉|不作为|曝光|12345|举报|退钱|退费", text)
+        )
         dispute = bool(re.search(r"邻居|楼上|楼下|隔壁|对门", text))
         category = CaseCategory.complaint if complaint else CaseCategory.inquiry
         case = escalation.open_case(
@@ -505,6 +582,11 @@ class Assistant:
         promise = case_sla(category, dispute=dispute).promise
         if complaint:
             reply = f"非常抱歉给您带来不好的体验。已为您转接人工客服（案件编号 {case.id}），{promise}。"
+        elif reason == "assistant failed twice":
+            reply = (
+                f"抱歉没能帮到您，已为您转接人工客服（案件编号 {case.id}），{promise}。"
+                "您之前说的内容客服都能看到，不用再重复。"
+            )
         else:
             reply = (
                 f"好的，已为您转接人工客服（案件编号 {case.id}），{promise}。"
@@ -512,16 +594,22 @@ class Assistant:
             )
         return TurnResult(reply=reply, action=Action.human, case_id=case.id, confidence=1.0)
 
-    def _while_held(self, session: Session, conversation: Conversation, text: str) -> TurnResult:
+    def _while_held(self, session: Session, conversation: Conversation, text: str, plan: _Plan) -> TurnResult:
         """A person holds the conversation: the message joins the case; the assistant only says so."""
+        if plan.action is Action.chitchat:
+            return TurnResult(reply="好的，客服看到后会回复您。", action=Action.human, confidence=1.0)
+        complaint = plan.action is Action.human and plan.route.reason.startswith("complaint")
         case = escalation.open_case(
             session=session, company_id=conversation.company_id, community_id=conversation.community_id,
-            category=CaseCategory.inquiry, reason="follow-up", summary=f"住户：{text}",
-            conversation_id=conversation.id, resident_id=conversation.resident_id,
+            category=CaseCategory.complaint if complaint else CaseCategory.inquiry, reason="follow-up",
+            summary=f"住户：{text}", conversation_id=conversation.id, resident_id=conversation.resident_id,
         )  # fmt: skip
         reply = "已收到，您的消息已转给人工客服，请稍候。"
-        return TurnResult(reply=reply, action=Action.human, case_id=case.id,
-                          confidence=1.0)  # fmt: skip
+        if case.category is CaseCategory.emergency:
+            place = session.get(Community, conversation.community_id)
+            phone = f"情况危急请直接拨打值班电话 {place.duty_phone}。" if place and place.duty_phone else ""
+            reply = f"已补充到紧急事件（编号 {case.id}）。请保持电话畅通，{phone}"
+        return TurnResult(reply=reply, action=Action.human, case_id=case.id, confidence=1.0)
 
     def _work_order(
         self,
@@ -587,25 +675,26 @@ class Assistant:
         )  # fmt: skip
         conversation.state = ConversationState.human
         context["failures"] = 0
-        steps = plan.results[0] if plan.results else None
-        if plan.route.action is Action.emergency:
-            lines = [
-                f"⚠️ 这是紧急情况（{category.value}），已通知值班人员立即处置（紧急案件编号 {case.id}）。"
-            ]
-        else:  # only the intent model thought so: say we are checking, not that it is certain
-            lines = [
-                f"⚠️ 您描述的情况可能有危险，已通知值班人员马上与您核实并处置（紧急案件编号 {case.id}）。"
-            ]
+        steps = plan.results[0] if plan.results and plan.results[0].score >= STEPS_MIN_SCORE else None
+        certain = plan.route.action is Action.emergency  # the rules saw it; otherwise only the model did
+        lines = [f"⚠️ 紧急情况（{category.value}）" if certain else "⚠️ 您描述的情况可能有危险"]
+        # No one is paged automatically yet (the escalation issue adds notifications): the fastest
+        # way to a person is the phone, so it comes first.
+        national = NATIONAL_NUMBERS.get(category)
+        if national and category in CALL_FIRST:
+            lines.append(f"请立即拨打 {national}。")
+        if place.duty_phone:
+            lines.append(f"请马上拨打小区 24 小时值班电话 {place.duty_phone}，这是最快找到值班人员的方式。")
+        if national and category not in CALL_FIRST:
+            lines.append(f"需要报警或急救时请拨打 {national}。")
         if steps is not None:
-            lines.append(f"请您先这样做：{extract(steps.text, 240)}")
+            lines.append(f"同时请这样做：{extract(steps.text, 240)}")
         else:
             lines.append("请先保证自身安全，远离危险区域。")
-        national = NATIONAL_NUMBERS.get(category)
-        if national:
-            lines.append(f"有人员受伤或危险扩大时，请立即拨打 {national}。")
-        if place.duty_phone:
-            lines.append(f"小区 24 小时值班电话：{place.duty_phone}")
-        lines.append(f"值班人员会在 {int(EMERGENCY.first_response.total_seconds() // 60)} 分钟内联系您。")
+        lines.append(
+            f"我已登记为紧急事件（编号 {case.id}）。"
+            "请告诉我具体位置（几栋几单元几号）和您的联系电话，我会补充进去。"
+        )
         return TurnResult(
             reply="\n".join(lines),
             action=Action.emergency,

@@ -45,7 +45,8 @@ def main() -> None:
     with assistant.database.session(readonly=True) as session:
         place = assistant._community(session, args.community)
         plans = [assistant._plan(session, place, c.text, {}, use_intent=False) for c in cases]
-    vectors = np.vstack([p.vector for p in plans])
+    vectors = np.vstack([p.vector for p in plans if p.vector is not None])
+    assert len(vectors) == len(plans), "the embeddings model must be available for this benchmark"
     order = list(range(len(cases)))
     random.Random(20261123).shuffle(order)
     folds = [order[i :: args.folds] for i in range(args.folds)]
@@ -55,7 +56,7 @@ def main() -> None:
         train_idx = [i for i in order if i not in held]
         models[number] = intent.train(vectors[train_idx], [cases[i].ok[0] for i in train_idx])
     fold_of = {i: number for number, fold in enumerate(folds) for i in fold}
-    probabilities = [models[fold_of[i]].probabilities(plans[i].vector) for i in range(len(cases))]
+    probabilities = [models[fold_of[i]].probabilities(vectors[i]) for i in range(len(cases))]
 
     def predict(use_model: bool, emergency: float | None = None, other: float | None = None) -> list[str]:
         return [

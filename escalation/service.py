@@ -14,6 +14,14 @@ from escalation.sla import REPAIR, case_priority, case_sla
 
 log = logging.getLogger(__name__)
 
+SEVERITY = {
+    CaseCategory.suggestion: 0,
+    CaseCategory.inquiry: 1,
+    CaseCategory.repair: 2,
+    CaseCategory.complaint: 3,
+    CaseCategory.emergency: 4,
+}
+
 
 def open_case(
     *,
@@ -41,14 +49,14 @@ def open_case(
             .first()
         )
         if existing is not None:
-            if category is CaseCategory.emergency and existing.category is not CaseCategory.emergency:
-                sla = case_sla(category)
+            if SEVERITY[category] > SEVERITY[existing.category]:  # e.g. a question that became a complaint
+                sla = case_sla(category, dispute=dispute)
                 existing.category = category
                 existing.priority = case_priority(category)
                 existing.reason = reason[:64]
                 existing.first_response_due = min(existing.first_response_due, now + sla.first_response)
                 existing.resolve_due = min(existing.resolve_due, now + sla.resolve)
-            existing.summary = f"{existing.summary}\n{summary}"[-4000:]
+            existing.summary = f"{existing.summary}\n{summary}"[-4000:]  # the newest lines matter most
             session.flush()
             return existing
     sla = case_sla(category, dispute=dispute)
@@ -60,7 +68,7 @@ def open_case(
         category=category,
         priority=case_priority(category),
         reason=reason[:64],
-        summary=summary[:4000],
+        summary=summary[-4000:],
         first_response_due=now + sla.first_response,
         resolve_due=now + sla.resolve,
         created_at=now,

@@ -312,11 +312,12 @@ class BuildResult:
     built: bool  # False: the current index already covers this knowledge base
 
 
-def build_index(session: Session, company_id: int, encoder: Encoder, *, force: bool = False) -> BuildResult:
-    """Build the company's index and make it current (one commit: readers see old or new, whole).
+def prepare_index(session: Session, company_id: int, encoder: Encoder, *, force: bool = False) -> BuildResult:
+    """Read the knowledge base and build a new index version in memory (nothing written).
 
-    The caller holds the company's build lock (see knowledge.service.rebuild_index) so two builds
-    never race. Texts already embedded by the current index with the same model are reused.
+    Slow (embedding): run it in a read-only session, so writers are not held up. ``built`` False:
+    the current index already covers the knowledge base. Texts already embedded by the current
+    index with the same model are reused.
     """
     started = time.perf_counter()
     faq, passages, fingerprint = collect(session, company_id)
@@ -337,7 +338,6 @@ def build_index(session: Session, company_id: int, encoder: Encoder, *, force: b
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
     artifact = buffer.getvalue()
-
     index = KnowledgeIndex(
         company_id=company_id,
         status=IndexStatus.ready,
@@ -348,17 +348,33 @@ def build_index(session: Session, company_id: int, encoder: Encoder, *, force: b
         size_bytes=len(artifact),
         embedded=faq_new + passage_new,
         artifact=artifact,
+        build_seconds=round(time.perf_counter() - started, 3),
         built_at=dt.datetime.now(dt.UTC),
     )
-    index.build_seconds = round(time.perf_counter() - started, 3)
-    session.add(index)
-    session.flush()
-    _prune(session, company_id, keep_from=index.id)
     log.info(
-        "knowledge index %s for company %s: %d passages, %d FAQ phrasings, %d embedded, %.1f s",
-        index.id, company_id, len(passages.ids), len(faq.ids), index.embedded, index.build_seconds,
+        "knowledge index for company %s built: %d passages, %d FAQ phrasings, %d embedded, %.1f s",
+        company_id, len(passages.ids), len(faq.ids), index.embedded, index.build_seconds,
     )  # fmt: skip
     return BuildResult(index=index, built=True)
+
+
+def publish_index(session: Session, prepared: BuildResult) -> BuildResult:
+    """Make a prepared version current (one short write: readers see the old or the new, whole)."""
+    if not prepared.built:
+        return prepared
+    index = prepared.index
+    current = current_index(session, index.company_id)
+    if current is not None and current.fingerprint == index.fingerprint:
+        return BuildResult(index=current, built=False)  # an equal version was published meanwhile
+    session.add(index)
+    session.flush()
+    _prune(session, index.company_id, keep_from=index.id)
+    return BuildResult(index=index, built=True)
+
+
+def build_index(session: Session, company_id: int, encoder: Encoder, *, force: bool = False) -> BuildResult:
+    """Prepare and publish in one session (tests and small knowledge bases)."""
+    return publish_index(session, prepare_index(session, company_id, encoder, force=force))
 
 
 def _prune(session: Session, company_id: int, keep_from: int) -> None:

@@ -15,7 +15,7 @@ from core.db import get_database
 from core.errors import InvalidInput, NotFound
 from core.settings import Settings
 from knowledge.faq import read_faq_table
-from knowledge.index import BuildResult, build_index
+from knowledge.index import BuildResult, prepare_index, publish_index
 from knowledge.ingest import parse_document
 from knowledge.models import FaqEntry, KnowledgeSource, Passage, SourceKind
 from org.imports import RowError
@@ -198,7 +198,8 @@ def faq_entries_for(*, session: Session, community_id: int, day: dt.date) -> lis
     return usable
 
 
-INDEX_LOCK_SECONDS = 1800  # one company's build at a time; a dead builder's lock expires
+INDEX_JOB_SECONDS = 3600  # a first build of a large knowledge base embeds for many minutes
+INDEX_LOCK_SECONDS = INDEX_JOB_SECONDS + 300  # one company's build at a time; a dead builder's lock expires
 
 
 def rebuild_index(settings: Settings, *, company_id: int, force: bool = False) -> BuildResult:
@@ -219,18 +220,24 @@ def rebuild_index(settings: Settings, *, company_id: int, force: bool = False) -
         f"anju:knowledge-index:{company_id}", timeout=INDEX_LOCK_SECONDS, blocking_timeout=INDEX_LOCK_SECONDS
     )
     try:
-        lock.acquire()
-    except redis_lib.ConnectionError:
+        if not lock.acquire():
+            raise InvalidInput("另一个索引任务运行太久，稍后会自动重试")  # the job's retry comes back later
+    except (redis_lib.ConnectionError, redis_lib.TimeoutError):
         lock = None
         log.info("Redis unreachable: building the knowledge index without the build lock")
     try:
-        with get_database(settings).session() as session:
-            return build_index(session, company_id, encoder, force=force)
+        database = get_database(settings)
+        with database.session(readonly=True) as session:  # the slow part holds no write lock
+            prepared = prepare_index(session, company_id, encoder, force=force)
+        if not prepared.built:
+            return prepared
+        with database.session() as session:
+            return publish_index(session, prepared)
     finally:
         if lock is not None:
             try:
                 lock.release()
-            except (redis_lib.ConnectionError, redis_lib.exceptions.LockError):
+            except (redis_lib.ConnectionError, redis_lib.TimeoutError, redis_lib.exceptions.LockError):
                 log.warning("knowledge index build lock of company %s already expired", company_id)
 
 
@@ -261,7 +268,10 @@ def request_index_build(settings: Settings, *, company_id: int) -> str:
             return job.id
     job_id = f"knowledge-index-{company_id}-{uuid.uuid4().hex[:12]}"
     redis.set(_pending_key(company_id), job_id, ex=INDEX_LOCK_SECONDS)
-    return enqueue(tasks.build_index, queue="low", job_id=job_id, settings=settings, company_id=company_id).id
+    return enqueue(
+        tasks.build_index, queue="low", job_id=job_id, job_timeout=INDEX_JOB_SECONDS, settings=settings,
+        company_id=company_id,
+    ).id  # fmt: skip
 
 
 def index_build_started(settings: Settings, *, company_id: int, job_id: str | None) -> None:

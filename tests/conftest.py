@@ -86,6 +86,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> 
         log_json=False,
         worker_heartbeat_seconds=1,
         sweep_interval_seconds=1,
+        warm_assistant=False,  # no background thread racing the per-test database reset
     )
     if request.param == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
@@ -113,6 +114,7 @@ def sqlite_settings(tmp_path: Path, redis_url: str, sqlite_template: Path) -> Se
         log_json=False,
         worker_heartbeat_seconds=1,
         sweep_interval_seconds=1,
+        warm_assistant=False,
     )
 
 

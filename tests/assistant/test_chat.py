@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -222,3 +223,44 @@ def test_history_and_page(chat: tuple[LiveServer, httpx.Client]) -> None:
     page = client.get("/chat/cuihu")
     assert page.status_code == 200
     assert "翠湖花园" in page.text and "转人工" in page.text and "0571-8800-1234" in page.text
+
+
+def test_the_api_warms_the_assistant_up_when_it_starts(demo_kb: Settings) -> None:
+    from knowledge.retrieval import get_search
+    from tests.conftest import wait_for
+
+    settings = demo_kb.model_copy(update={"warm_assistant": True})
+    with LiveServer(settings):
+        search = get_search(settings)
+        wait_for(lambda: bool(search._loaded), timeout=60, message="index loaded in the background")
+
+
+def test_without_the_embeddings_model_emergencies_and_answers_still_work(
+    demo_kb: Settings, tmp_path: Path
+) -> None:
+    """A model that cannot load must not take the emergency path down with it."""
+    from assistant.service import Assistant
+
+    broken = demo_kb.model_copy(
+        update={"embedding_backend": "sentence-transformers", "embedding_model_path": tmp_path / "missing"}
+    )
+    assistant = Assistant(broken)
+    emergency = assistant.turn(community="cuihu", session_id="no-model-1", text="电梯停了我被关里面了")
+    assert emergency.action.value == "emergency" and emergency.case_id is not None
+    answer = assistant.turn(community="cuihu", session_id="no-model-2", text="物业费怎么交")
+    assert answer.action.value == "answer" and "生活缴费" in answer.reply
+
+
+def test_after_an_emergency_more_details_join_the_emergency_case(
+    chat: tuple[LiveServer, httpx.Client],
+) -> None:
+    server, client = chat
+    first = turn(client, "楼下着火了 好大的烟", "s-emergency-more")
+    assert first["action"] == "emergency"
+    assert first["reply"].splitlines()[1] == "请立即拨打 119。"  # the phone comes first
+    more = turn(client, "我在5栋2单元702 电话13800001111", "s-emergency-more")
+    assert more["case_id"] == first["case_id"]
+    assert "紧急事件" in more["reply"] and "0571-8800-1234" in more["reply"]
+    with get_database(server.settings).session() as session:
+        case = session.get(Case, first["case_id"])
+        assert case is not None and "5栋2单元702" in case.summary

@@ -77,3 +77,23 @@ def test_training_data_is_the_labelled_sets_and_the_shipped_vectors_match_it() -
     with files("assistant").joinpath(intent.SHIPPED.format(name=name)).open("rb") as fh, np.load(fh) as data:
         assert str(data["digest"]) == intent._digest(rows, name), "run: python -m assistant.intent"
         assert data["vectors"].shape == (len(rows), 384)
+
+
+def test_review_findings_stay_fixed() -> None:
+    from assistant.routing import mostly_location
+
+    assert route("家里着火了，已经通知保安了").action is Action.emergency  # told someone: still a fire
+    assert route("我被困在电梯里了，已经通知家人了").action is Action.emergency
+    assert route("听说明天停水，物业已经通知了吗").action is not Action.emergency
+    assert route("装修押金什么时候退还").action is not Action.human
+    for not_an_emergency in (
+        "电梯里面有狗屎",
+        "烟雾报警器没电了一直滴滴响",
+        "手机进水了",
+        "我有心脏病，电梯什么时候修好",
+    ):
+        assert route(not_an_emergency).action is not Action.emergency, not_an_emergency
+    assert mostly_location("我在3栋", parse_location("我在3栋"))
+    assert mostly_location("1102室", parse_location("1102室"))
+    assert not mostly_location("2024年的物业费怎么交", parse_location("2024年的物业费怎么交"))
+    assert not mostly_location("我家面积120平物业费多少", parse_location("我家面积120平物业费多少"))
