@@ -29,3 +29,13 @@ def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None] 
             os.kill(os.getpid(), sig)
 
     return _preexec
+
+
+def die_with_parent_now(parent: int, sig: signal.Signals = signal.SIGKILL) -> None:
+    """Make the calling (just forked) process get ``sig`` when ``parent`` dies. Linux only."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, int(sig))
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), sig)

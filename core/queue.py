@@ -28,6 +28,7 @@ from rq.worker import WorkerStatus
 from sqlalchemy.orm import Session
 
 from core.db import get_database
+from core.processes import die_with_parent_now
 from core.redis import get_redis
 from core.settings import Settings, get_settings
 
@@ -103,6 +104,17 @@ class StopWithoutRaising(Worker):
     one and ``_stop_requested`` is not set, so the worker runs on until it is killed. Here the
     handler only sets the flag, and the idle dequeue blocks in slices short enough to notice it.
     """
+
+    def execute_job(self, job: Job, queue: Queue) -> Any:
+        self._worker_pid = os.getpid()  # read in the work-horse, after the fork
+        return super().execute_job(job, queue)
+
+    def setup_work_horse_signals(self) -> None:
+        """The work-horse (the forked child running one job) dies with its worker: a SIGKILLed
+        worker must not leave a job running unseen (an hour-long index build, say); the sweeper
+        hands the job to another worker instead."""
+        super().setup_work_horse_signals()
+        die_with_parent_now(self._worker_pid)
 
     def _shutdown(self) -> None:
         self._stop_requested = True

@@ -47,9 +47,9 @@ def test_resident_asks_reports_an_emergency_and_asks_for_a_person(
     expect(page.locator("#emergency")).to_be_visible()
     expect(page.locator("#duty-phone")).to_have_attribute("href", "tel:057188001234")
 
-    # 转人工 hands the conversation to a person.
+    # 转人工 after an emergency: the conversation is already with a person, the message joins the case.
     page.get_by_role("button", name="转人工").click()
-    expect(page.locator(".msg[data-action='human']").last).to_contain_text("人工客服")
+    expect(page.locator(".msg[data-action='human']").last).to_contain_text("紧急事件")
 
     # A reload restores the conversation of this session.
     page.reload()
