@@ -11,7 +11,12 @@ ActionName = Literal["answer", "clarify", "chitchat", "work_order", "human", "em
 
 class ChatRequest(BaseModel):
     community: str = Field(min_length=1, max_length=64, description="小区编码，如 cuihu")
-    session_id: str = Field(min_length=1, max_length=128, description="会话编号：同一住户的连续对话用同一个")
+    session_id: str = Field(
+        min_length=16,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_\-]+$",
+        description="会话编号（至少 16 位随机字母数字）：同一住户的连续对话用同一个；凭它可以读取这段对话",
+    )
     text: str = Field(max_length=2000, description="住户的消息")
     message_id: str | None = Field(
         default=None, max_length=128, description="客户端消息编号：网络重试时重复发送不会重复处理"

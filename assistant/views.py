@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import select
 
+from accounts.views import client_address
 from assistant.schemas import ChatRequest, ChatResponse, CitationOut, HistoryMessage
 from assistant.service import Assistant
 from channels.models import Channel, Conversation, Message
-from core.deps import SessionDep, SettingsDep
-from core.errors import NotFound
+from core.deps import RedisDep, SessionDep, SettingsDep
+from core.errors import NotFound, TooManyRequests
 from org.models import Community
 
 router = APIRouter(tags=["assistant"])
@@ -29,9 +33,25 @@ QUICK_QUESTIONS = (
 )
 
 
+def _limit(redis: Redis, key: str, per_minute: int) -> None:
+    """A fixed one-minute window per key in Redis (shared by every API process)."""
+    window = f"anju:chat-rate:{key}:{int(time.time() // 60)}"
+    try:
+        count = redis.incr(window)
+        if count == 1:
+            redis.expire(window, 120)
+    except RedisError:  # no Redis: answer rather than refuse (an emergency must get through)
+        return
+    if count > per_minute:
+        raise TooManyRequests("发送太频繁了，请稍后再试；紧急情况请直接拨打小区值班电话")
+
+
 @router.post("/api/chat", response_model=ChatResponse)
-def chat(body: ChatRequest, settings: SettingsDep) -> ChatResponse:
-    """One turn of the resident assistant (web channel)."""
+def chat(body: ChatRequest, request: Request, settings: SettingsDep, redis: RedisDep) -> ChatResponse:
+    """One turn of the resident assistant (web channel). Limited per session and per client
+    address, so nobody can flood the company with cases and work orders."""
+    _limit(redis, f"session:{body.session_id}", settings.chat_per_session_per_minute)
+    _limit(redis, f"address:{client_address(request)}", settings.chat_per_address_per_minute)
     result = Assistant(settings).turn(
         community=body.community, session_id=body.session_id, text=body.text, client_id=body.message_id
     )
@@ -53,7 +73,7 @@ def chat(body: ChatRequest, settings: SettingsDep) -> ChatResponse:
 def chat_history(
     session: SessionDep,
     community: str = Query(max_length=64),
-    session_id: str = Query(max_length=128),
+    session_id: str = Query(min_length=16, max_length=128),
 ) -> list[HistoryMessage]:
     """The messages of this web chat session, oldest first (the page restores them on reload)."""
     conversation = session.scalar(

@@ -106,7 +106,8 @@ def prepare(data_dir: Path, redis_url: str, target: int) -> dict[str, float]:
 
 def run(data_dir: Path, redis_url: str, turns: int, port: int) -> dict[str, object]:
     env = {**os.environ, "ANJU_DATA_DIR": str(data_dir), "ANJU_REDIS_URL": redis_url, "ANJU_PORT": str(port),
-           "ANJU_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": "1"}  # fmt: skip
+           "ANJU_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": "1",
+           "ANJU_CHAT_PER_ADDRESS_PER_MINUTE": "100000"}  # one client sends every turn  # fmt: skip
     server = subprocess.Popen([sys.executable, "-m", "anju.cli", "serve"], env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     embedding_model_path: Path | None = None
     # Load the models and indexes when the API starts (in the background) instead of on the first turn.
     warm_assistant: bool = True
+    # The public chat API: messages per minute per chat session and per client address.
+    chat_per_session_per_minute: int = 20
+    chat_per_address_per_minute: int = 120
 
     # Optional LLM answer writer: an OpenAI-compatible chat-completions endpoint including the /v1,
     # e.g. http://127.0.0.1:8001/v1 (vLLM, Ollama, a cloud gateway). Unset: answers are extractive.

@@ -26,9 +26,14 @@ def chat(demo_kb: Settings) -> Iterator[tuple[LiveServer, httpx.Client]]:
         yield server, client
 
 
+def sid(name: str) -> str:
+    """A session id as the page makes them (16+ characters of [A-Za-z0-9_-])."""
+    return f"{name}-0123456789abcdef"
+
+
 def turn(client: httpx.Client, text: str, session_id: str, community: str = "cuihu", **extra: object) -> dict:
     response = client.post(
-        "/api/chat", json={"community": community, "session_id": session_id, "text": text, **extra}
+        "/api/chat", json={"community": community, "session_id": sid(session_id), "text": text, **extra}
     )
     assert response.status_code == 200, response.text
     return response.json()
@@ -186,7 +191,7 @@ def test_chitchat_and_empty_text(chat: tuple[LiveServer, httpx.Client]) -> None:
 
 def test_a_resent_message_is_answered_once(chat: tuple[LiveServer, httpx.Client]) -> None:
     server, client = chat
-    payload = {"community": "cuihu", "session_id": "s-dup", "text": "楼道灯坏了", "message_id": "m-1"}
+    payload = {"community": "cuihu", "session_id": sid("s-dup"), "text": "楼道灯坏了", "message_id": "m-1"}
     with ThreadPoolExecutor(4) as pool:
         replies = list(pool.map(lambda _: client.post("/api/chat", json=payload), range(4)))
     ok = [r.json() for r in replies if r.status_code == 200]
@@ -202,13 +207,17 @@ def test_a_resent_message_is_answered_once(chat: tuple[LiveServer, httpx.Client]
 
 def test_bad_input_gets_clear_errors(chat: tuple[LiveServer, httpx.Client]) -> None:
     _, client = chat
-    unknown = client.post("/api/chat", json={"community": "nowhere", "session_id": "s", "text": "你好"})
+    unknown = client.post("/api/chat", json={"community": "nowhere", "session_id": sid("s"), "text": "你好"})
     assert unknown.status_code == 404
     assert unknown.json()["error"]["message"] == "找不到该小区"
-    too_long = client.post("/api/chat", json={"community": "cuihu", "session_id": "s", "text": "漏" * 2001})
+    too_long = client.post(
+        "/api/chat", json={"community": "cuihu", "session_id": sid("s"), "text": "漏" * 2001}
+    )
     assert too_long.status_code == 422
     no_session = client.post("/api/chat", json={"community": "cuihu", "text": "你好"})
     assert no_session.status_code == 422
+    guessable = client.post("/api/chat", json={"community": "cuihu", "session_id": "1", "text": "你好"})
+    assert guessable.status_code == 422
     not_json = client.post("/api/chat", content=b"{not json", headers={"Content-Type": "application/json"})
     assert not_json.status_code == 400
     assert client.get("/chat/nowhere").status_code == 404
@@ -217,7 +226,9 @@ def test_bad_input_gets_clear_errors(chat: tuple[LiveServer, httpx.Client]) -> N
 def test_history_and_page(chat: tuple[LiveServer, httpx.Client]) -> None:
     _, client = chat
     turn(client, "门禁卡丢了怎么办", "s-history")
-    history = client.get("/api/chat/history", params={"community": "cuihu", "session_id": "s-history"}).json()
+    history = client.get(
+        "/api/chat/history", params={"community": "cuihu", "session_id": sid("s-history")}
+    ).json()
     assert [m["sender"] for m in history] == ["resident", "assistant"]
     assert history[1]["citations"][0]["section"] == "门禁卡丢了怎么办"
     page = client.get("/chat/cuihu")
@@ -245,9 +256,9 @@ def test_without_the_embeddings_model_emergencies_and_answers_still_work(
         update={"embedding_backend": "sentence-transformers", "embedding_model_path": tmp_path / "missing"}
     )
     assistant = Assistant(broken)
-    emergency = assistant.turn(community="cuihu", session_id="no-model-1", text="电梯停了我被关里面了")
+    emergency = assistant.turn(community="cuihu", session_id=sid("no-model-1"), text="电梯停了我被关里面了")
     assert emergency.action.value == "emergency" and emergency.case_id is not None
-    answer = assistant.turn(community="cuihu", session_id="no-model-2", text="物业费怎么交")
+    answer = assistant.turn(community="cuihu", session_id=sid("no-model-2"), text="物业费怎么交")
     assert answer.action.value == "answer" and "生活缴费" in answer.reply
 
 
@@ -264,3 +275,15 @@ def test_after_an_emergency_more_details_join_the_emergency_case(
     with get_database(server.settings).session() as session:
         case = session.get(Case, first["case_id"])
         assert case is not None and "5栋2单元702" in case.summary
+
+
+def test_flooding_the_chat_is_refused_politely(demo_kb: Settings) -> None:
+    settings = demo_kb.model_copy(update={"chat_per_session_per_minute": 3})
+    with LiveServer(settings) as server, server.client() as client:
+        body = {"community": "cuihu", "session_id": sid("s-flood"), "text": "你好"}
+        codes = [client.post("/api/chat", json=body).status_code for _ in range(5)]
+        assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
+        refused = client.post("/api/chat", json=body).json()
+        assert "值班电话" in refused["error"]["message"]
+        other = client.post("/api/chat", json={**body, "session_id": sid("s-other")})
+        assert other.status_code == 200  # per session, not for everyone

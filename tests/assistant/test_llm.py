@@ -367,7 +367,8 @@ def test_chat_turn_through_http_uses_the_model_and_keeps_citations(
     settings = demo_kb.model_copy(update={"llm_base_url": fake.base_url, "llm_model": "qwen-e2e"})
     with LiveServer(settings) as server, server.client() as client:
         body = client.post(
-            "/api/chat", json={"community": "cuihu", "session_id": "llm-e2e", "text": "物业费在哪交啊"}
+            "/api/chat",
+            json={"community": "cuihu", "session_id": "llm-e2e-0123456789abcdef", "text": "物业费在哪交啊"},
         ).json()
         assert body["action"] == "answer"
         assert body["reply"].startswith("物业费可以在 App")
@@ -376,7 +377,8 @@ def test_chat_turn_through_http_uses_the_model_and_keeps_citations(
 
         fake.behaviour = lambda body: (200, completion(body, "请拨打 13912345678 办理退款。"))
         refused = client.post(
-            "/api/chat", json={"community": "cuihu", "session_id": "llm-e2e-2", "text": "物业费在哪交啊"}
+            "/api/chat",
+            json={"community": "cuihu", "session_id": "llm-e2e-2-0123456789abcdef", "text": "物业费在哪交啊"},
         ).json()
         assert "13912345678" not in refused["reply"]  # refused by the guard: the extractive answer instead
         assert "生活缴费" in refused["reply"]
