@@ -24,12 +24,13 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from core.masking import mask_text
 from core.settings import Settings
+from knowledge.text import chinese_number
 
 if TYPE_CHECKING:
     from knowledge.retrieval import Result
@@ -107,8 +108,6 @@ _UNIT_PATTERN = "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True))
 _CN_NUMERAL = "零〇一二两三四五六七八九十百千万"
 _QUANTITY_RE = re.compile(rf"(\d+(?:\.\d+)?\s*[万千百]?|[{_CN_NUMERAL}]+|半)\s*({_UNIT_PATTERN})")
 _MONEY_SIGN_RE = re.compile(r"¥\s*(\d+(?:\.\d+)?)")
-_CN_DIGITS = {char: value for value, char in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2}
-_CN_MULTIPLIERS = {"十": 10, "百": 100, "千": 1000, "万": 10_000}
 
 # Markdown a small model adds even when told not to.
 _MD_LINK_RE = re.compile(r"!?\[([^\]\n]*)\]\(([^)\n]*)\)")
@@ -305,36 +304,11 @@ def _unsupported(reply: str, source: str) -> str | None:
 def _quantities(text: str) -> set[tuple[Decimal, str]]:
     found: set[tuple[Decimal, str]] = set()
     for number, unit in _QUANTITY_RE.findall(text):
-        value = _number(number)
+        value = chinese_number(number)
         if value is not None:
             found.add((value, _UNITS[unit]))
     for number in _MONEY_SIGN_RE.findall(text):
-        value = _number(number)
+        value = chinese_number(number)
         if value is not None:
             found.add((value, "money"))
     return found
-
-
-def _number(token: str) -> Decimal | None:
-    if token == "半":
-        return Decimal("0.5")
-    if token[0].isdigit():  # 3.5, 2万
-        token = token.replace(" ", "")
-        multiplier = _CN_MULTIPLIERS.get(token[-1], 1)
-        try:
-            return (Decimal(token.rstrip("万千百")) * multiplier).normalize()
-        except InvalidOperation:
-            return None
-    if len(token) > 1 and all(char in _CN_DIGITS for char in token):  # 二〇二四 read digit by digit
-        return Decimal("".join(str(_CN_DIGITS[char]) for char in token))
-    total = section = digit = 0
-    for char in token:
-        if char in _CN_DIGITS:
-            digit = _CN_DIGITS[char]
-        elif char == "万":
-            total += (section + digit) * 10_000
-            section = digit = 0
-        else:
-            section += (digit or 1) * _CN_MULTIPLIERS[char]
-            digit = 0
-    return Decimal(total + section + digit)

@@ -19,6 +19,8 @@ import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
+from knowledge.text import chinese_number
+
 
 class Action(StrEnum):
     answer = "answer"
@@ -296,7 +298,6 @@ _LOCATION = re.compile(
 )
 _DASHED_LOCATION = re.compile(r"(?<!\d)(?P<building>\d{1,2})-(?P<unit>\d{1,2})-(?P<room>\d{3,4})(?!\d)")
 _ROOM_ONLY = re.compile(r"(?<![\d.])(?P<room>\d{3,4})\s*(?:室|号房|房)")
-_CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九", start=0)}
 
 
 @dataclass(frozen=True)
@@ -313,18 +314,8 @@ class Location:
 
 
 def _number(text: str) -> str:
-    if text.isdigit():
-        return str(int(text))
-    if text == "十":
-        return "10"
-    if text.startswith("十"):
-        return str(10 + _CN_DIGITS.get(text[1:], 0))
-    if text.endswith("十"):
-        return str(_CN_DIGITS.get(text[0], 0) * 10)
-    if "十" in text:
-        tens, ones = text.split("十", 1)
-        return str(_CN_DIGITS.get(tens, 0) * 10 + _CN_DIGITS.get(ones, 0))
-    return "".join(str(_CN_DIGITS.get(c, c)) for c in text)
+    value = chinese_number(text)
+    return str(int(value)) if value is not None else text
 
 
 def parse_location(text: str) -> Location:

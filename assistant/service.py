@@ -6,7 +6,6 @@ milliseconds, not for an embedding). Hand-offs and work orders go through escala
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import re
 from dataclasses import dataclass, field
@@ -209,11 +208,6 @@ class Assistant:
         if community is None:
             raise NotFound("找不到该小区")
         return community
-
-    def _search(self, session: Session, community: Community, query: str, k: int = 5) -> list[Result]:
-        return get_search(self.settings).search(
-            session, company_id=community.company_id, community_id=community.id, query=query, k=k
-        )
 
     def _plan(
         self,
@@ -704,7 +698,3 @@ class Assistant:
             emergency=category.value,
             duty_phone=place.duty_phone,
         )
-
-
-def today() -> dt.date:
-    return dt.date.today()

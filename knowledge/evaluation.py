@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -178,16 +177,3 @@ class RetrievalEvaluation:
                 best = (key, fusion)
         assert best is not None
         return best[1], summarise(self.ranks("hybrid", best[1]))
-
-
-def confidence_curve(scores: list[float], correct: list[bool]) -> list[dict[str, float]]:
-    """Precision and coverage of answering above each threshold (for calibrating the assistant)."""
-    out = []
-    arr = np.asarray(scores)
-    ok = np.asarray(correct)
-    for threshold in np.arange(0.3, 0.95, 0.05):
-        above = arr >= threshold
-        if above.any():
-            out.append({"threshold": round(float(threshold), 2), "coverage": round(float(above.mean()), 3),
-                        "precision": round(float(ok[above].mean()), 3)})  # fmt: skip
-    return out

@@ -26,7 +26,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
 from knowledge.bm25 import BM25Index
-from knowledge.models import FaqEntry, IndexStatus, KnowledgeIndex, KnowledgeSource, SourceKind
+from knowledge.models import (
+    FaqEntry,
+    IndexStatus,
+    KnowledgeIndex,
+    KnowledgeSource,
+    SourceKind,
+    source_community,
+)
 from knowledge.text import bigrams, tokens
 from org.models import Community
 
@@ -202,8 +209,39 @@ def _scope(source: KnowledgeSource) -> list[int] | None:
     return None if source.all_communities else source.community_ids
 
 
-def collect(session: Session, company_id: int) -> tuple[Items, Items, str]:
-    """The company's FAQ phrasings and passages, and the fingerprint of what they came from."""
+def fingerprint(session: Session, company_id: int, model: str) -> str:
+    """What an index of the company's knowledge base with this model is built from: sources
+    (version, content, scope), their FAQ entries and the format. Equal fingerprints: nothing to
+    build. Reads only those columns, never the passages (the admin page asks on every poll)."""
+    sources = session.execute(
+        select(KnowledgeSource.id, KnowledgeSource.version, KnowledgeSource.content_sha256,
+               KnowledgeSource.all_communities)
+        .where(KnowledgeSource.company_id == company_id)
+        .order_by(KnowledgeSource.id)
+    ).all()  # fmt: skip
+    ids = [s.id for s in sources]
+    scopes: dict[int, list[int]] = {i: [] for i in ids}
+    for source_id, community_id in session.execute(
+        select(source_community.c.source_id, source_community.c.community_id)
+        .where(source_community.c.source_id.in_(ids))
+        .order_by(source_community.c.community_id)
+    ):
+        scopes[source_id].append(community_id)
+    entries: dict[int, list[int]] = {i: [] for i in ids}
+    for source_id, entry_id in session.execute(
+        select(FaqEntry.source_id, FaqEntry.id).where(FaqEntry.source_id.in_(ids)).order_by(FaqEntry.row)
+    ):
+        entries[source_id].append(entry_id)
+    digest = hashlib.sha256(f"format:{FORMAT_VERSION}".encode())
+    for s in sources:
+        digest.update(f"|{s.id}:{s.version}:{s.content_sha256}:{s.all_communities}:{scopes[s.id]}".encode())
+        for entry_id in entries[s.id]:
+            digest.update(f"|e{entry_id}".encode())
+    return hashlib.sha256(f"{digest.hexdigest()}|{model}".encode()).hexdigest()
+
+
+def collect(session: Session, company_id: int) -> tuple[Items, Items]:
+    """The company's FAQ phrasings and passages, with their scopes and validity."""
     sources = session.scalars(
         select(KnowledgeSource)
         .where(KnowledgeSource.company_id == company_id)
@@ -215,7 +253,6 @@ def collect(session: Session, company_id: int) -> tuple[Items, Items, str]:
         .order_by(KnowledgeSource.id)
     ).all()
     faq, passages = Items(), Items()
-    digest = hashlib.sha256(f"format:{FORMAT_VERSION}".encode())
     # "锦江苑停车费多少": the scope says which community; the name in the phrasing only blurs it.
     names = sorted(
         {c.name for c in session.scalars(select(Community).where(Community.company_id == company_id))},
@@ -223,10 +260,6 @@ def collect(session: Session, company_id: int) -> tuple[Items, Items, str]:
         reverse=True,
     )
     for source in sources:
-        digest.update(
-            f"|{source.id}:{source.version}:{source.content_sha256}:{source.all_communities}:"
-            f"{source.community_ids}".encode()
-        )
         scope = _scope(source)
         if source.kind is SourceKind.document:
             for p in source.passages:
@@ -240,8 +273,7 @@ def collect(session: Session, company_id: int) -> tuple[Items, Items, str]:
             entry_scope = own or scope
             for phrasing in dict.fromkeys(_without_names(q, names) for q in [entry.question, *entry.similar]):
                 faq.add("faq", entry.id, phrasing, entry_scope, entry.effective_from, entry.effective_until)
-            digest.update(f"|e{entry.id}".encode())
-    return faq, passages, digest.hexdigest()
+    return faq, passages
 
 
 def _without_names(phrasing: str, names: list[str]) -> str:
@@ -320,11 +352,11 @@ def prepare_index(session: Session, company_id: int, encoder: Encoder, *, force:
     index with the same model are reused.
     """
     started = time.perf_counter()
-    faq, passages, fingerprint = collect(session, company_id)
-    fingerprint = hashlib.sha256(f"{fingerprint}|{encoder.name}".encode()).hexdigest()
+    built_from = fingerprint(session, company_id, encoder.name)
     current = current_index(session, company_id)
-    if current is not None and current.fingerprint == fingerprint and not force:
+    if current is not None and current.fingerprint == built_from and not force:
         return BuildResult(index=current, built=False)
+    faq, passages = collect(session, company_id)
 
     reuse = _previous_vectors(session, company_id, encoder.name)
     faq_vectors, faq_new = _embed(faq.texts, encoder, reuse, as_queries=True)
@@ -341,7 +373,7 @@ def prepare_index(session: Session, company_id: int, encoder: Encoder, *, force:
     index = KnowledgeIndex(
         company_id=company_id,
         status=IndexStatus.ready,
-        fingerprint=fingerprint,
+        fingerprint=built_from,
         embedding_model=encoder.name,
         passages=len(passages.ids),
         faq_entries=len(set(faq.ids)),
@@ -370,11 +402,6 @@ def publish_index(session: Session, prepared: BuildResult) -> BuildResult:
     session.flush()
     _prune(session, index.company_id, keep_from=index.id)
     return BuildResult(index=index, built=True)
-
-
-def build_index(session: Session, company_id: int, encoder: Encoder, *, force: bool = False) -> BuildResult:
-    """Prepare and publish in one session (tests and small knowledge bases)."""
-    return publish_index(session, prepare_index(session, company_id, encoder, force=force))
 
 
 def _prune(session: Session, company_id: int, keep_from: int) -> None:

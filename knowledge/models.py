@@ -72,6 +72,9 @@ class KnowledgeSource(TimestampMixin, Base):
     def community_ids(self) -> list[int]:
         return [c.id for c in self.communities]
 
+    def applies_to(self, community_id: int) -> bool:
+        return self.all_communities or community_id in self.community_ids
+
 
 class Passage(Base):
     """A piece of a document, small enough to rank, with the headings above it for citation."""
@@ -106,6 +109,16 @@ class FaqEntry(Base):
     communities: Mapped[list[Community]] = relationship(
         secondary=faq_entry_community, order_by="Community.id"
     )
+
+    def applies_to(self, community_id: int, day: date) -> bool:
+        """May a resident of this community be answered from this entry on this day?"""
+        if not self.source.applies_to(community_id):
+            return False
+        if self.communities and community_id not in [c.id for c in self.communities]:
+            return False
+        if self.effective_from and day < self.effective_from:
+            return False
+        return not (self.effective_until and day > self.effective_until)
 
 
 class IndexStatus(enum.StrEnum):

@@ -294,9 +294,6 @@ def hydrate(
         )
     }
 
-    def visible(source: KnowledgeSource) -> bool:
-        return source.all_communities or community_id in source.community_ids
-
     def result(hit: Hit, document: str, section: str, text: str, source_id: int) -> Result:
         return Result(hit.kind, hit.item_id, hit.score, hit.dense, hit.lexical, document, section, text,
                       source_id, index_id)  # fmt: skip
@@ -305,19 +302,13 @@ def hydrate(
     for hit in hits:
         if hit.kind == "passage":
             passage = passages.get(hit.item_id)
-            if passage is not None and visible(passage.source):
+            if passage is not None and passage.source.applies_to(community_id):
                 results.append(
                     result(hit, passage.source.title, passage.section, passage.text, passage.source_id)
                 )
             continue
         entry = entries.get(hit.item_id)
-        if entry is None or not visible(entry.source):
-            continue
-        if entry.communities and community_id not in [c.id for c in entry.communities]:
-            continue
-        if (entry.effective_from and day < entry.effective_from) or (
-            entry.effective_until and day > entry.effective_until
-        ):
+        if entry is None or not entry.applies_to(community_id, day):
             continue
         results.append(result(hit, entry.source.title, entry.question, entry.answer, entry.source_id))
     return results

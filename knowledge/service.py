@@ -160,7 +160,7 @@ def list_sources(
     ).all()
     if community_id is None:
         return list(sources)
-    return [s for s in sources if s.all_communities or community_id in s.community_ids]
+    return [s for s in sources if s.applies_to(community_id)]
 
 
 def delete_source(*, session: Session, source_id: int, company_id: int | None = None) -> None:
@@ -183,19 +183,7 @@ def faq_entries_for(*, session: Session, community_id: int, day: dt.date) -> lis
         )
         .order_by(FaqEntry.id)
     ).all()
-    usable = []
-    for entry in entries:
-        source = entry.source
-        if not (source.all_communities or community_id in source.community_ids):
-            continue
-        if entry.communities and community_id not in [c.id for c in entry.communities]:
-            continue
-        if entry.effective_from and day < entry.effective_from:
-            continue
-        if entry.effective_until and day > entry.effective_until:
-            continue
-        usable.append(entry)
-    return usable
+    return [entry for entry in entries if entry.applies_to(community_id, day)]
 
 
 INDEX_JOB_SECONDS = 3600  # a first build of a large knowledge base embeds for many minutes

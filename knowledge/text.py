@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from importlib.resources import files
 
@@ -66,3 +67,33 @@ def bigrams(text: str) -> list[str]:
     misspellings and words the dictionary does not know ("电悌", "物业费咋交")."""
     runs = _NOT_CJK_OR_WORD.split(text.lower())
     return [run[i : i + 2] for run in runs if run for i in range(max(len(run) - 1, 1))]
+
+
+_CN_DIGITS = {char: value for value, char in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2}
+_CN_MULTIPLIERS = {"十": 10, "百": 100, "千": 1000, "万": 10_000}
+
+
+def chinese_number(token: str) -> Decimal | None:
+    """A number as residents and documents write it: 3.5, 2万, 十二, 两千, 二〇二四, 半."""
+    if token == "半":
+        return Decimal("0.5")
+    if token[0].isdigit():  # 3.5, 2万
+        token = token.replace(" ", "")
+        multiplier = _CN_MULTIPLIERS.get(token[-1], 1)
+        try:
+            return (Decimal(token.rstrip("万千百")) * multiplier).normalize()
+        except InvalidOperation:
+            return None
+    if len(token) > 1 and all(char in _CN_DIGITS for char in token):  # 二〇二四 read digit by digit
+        return Decimal("".join(str(_CN_DIGITS[char]) for char in token))
+    total = section = digit = 0
+    for char in token:
+        if char in _CN_DIGITS:
+            digit = _CN_DIGITS[char]
+        elif char == "万":
+            total += (section + digit) * 10_000
+            section = digit = 0
+        else:
+            section += (digit or 1) * _CN_MULTIPLIERS[char]
+            digit = 0
+    return Decimal(total + section + digit)

@@ -7,7 +7,6 @@ answer carries; the new index replaces the old one whole when it is ready.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Annotated
 
@@ -126,11 +125,11 @@ def source_reads(*, session: Session, user: StaffUser, community_id: int | None 
 def index_status(*, session: Session, company_id: int) -> IndexStatus:
     """The company's current index, and whether the sources changed since it was built."""
     current = knowledge_index.current_index(session, company_id)
-    faq, passages, fingerprint = knowledge_index.collect(session, company_id)
     if current is None:
-        return IndexStatus(index=None, stale=bool(faq.ids or passages.ids))
-    # As build_index fingerprints a build: what it was built from, then the model's name.
-    expected = hashlib.sha256(f"{fingerprint}|{current.embedding_model}".encode()).hexdigest()
+        has_sources = session.scalar(
+            select(KnowledgeSource.id).where(KnowledgeSource.company_id == company_id).limit(1)
+        )
+        return IndexStatus(index=None, stale=has_sources is not None)
     return IndexStatus(
         index=IndexRead(
             id=current.id,
@@ -141,7 +140,8 @@ def index_status(*, session: Session, company_id: int) -> IndexStatus:
             build_seconds=current.build_seconds,
             size_bytes=current.size_bytes,
         ),
-        stale=current.fingerprint != expected,
+        stale=current.fingerprint
+        != knowledge_index.fingerprint(session, company_id, current.embedding_model),
     )
 
 
