@@ -287,3 +287,17 @@ def test_flooding_the_chat_is_refused_politely(demo_kb: Settings) -> None:
         assert "值班电话" in refused["error"]["message"]
         other = client.post("/api/chat", json={**body, "session_id": sid("s-other")})
         assert other.status_code == 200  # per session, not for everyone
+
+
+def test_chat_still_answers_when_redis_is_unreachable(demo_kb: Settings) -> None:
+    """Redis only carries the rate limit and background jobs: a resident is answered without it."""
+    from tests import services
+
+    settings = demo_kb.model_copy(update={"redis_url": f"redis://127.0.0.1:{services.free_port()}/0"})
+    with LiveServer(settings) as server, server.client() as client:
+        body = client.post(
+            "/api/chat",
+            json={"community": "cuihu", "session_id": sid("s-no-redis"), "text": "电梯停了我被关里面了"},
+        )
+        assert body.status_code == 200, body.text
+        assert body.json()["action"] == "emergency"
