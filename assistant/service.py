@@ -36,7 +36,7 @@ from core.settings import Settings
 from escalation import service as escalation
 from escalation.models import CaseCategory, WorkOrderCategory
 from escalation.sla import REPAIR, case_sla
-from knowledge.retrieval import Mode, Result, get_search
+from knowledge.retrieval import DEFAULT_FUSION, Mode, Result, fusion_for, get_search
 from org.models import Community
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,9 @@ log = logging.getLogger(__name__)
 MAX_TEXT_CHARS = 2000
 HISTORY_TURNS = 6
 HANDOVER_EXPIRES = timedelta(hours=24)  # a hand-off nobody answered for a day returns to the assistant
-# Calibrated on tests/data/routing_dev.jsonl (see `anju eval routing` and docs/BENCHMARKS.md):
-# below this fused score the assistant asks back instead of answering.
-ANSWER_THRESHOLD = 0.38
+# Below the fused score of knowledge.retrieval.Fusion.answer_threshold (per embeddings model,
+# calibrated by bench/routing_cv.py) the assistant asks back instead of answering.
+ANSWER_THRESHOLD = DEFAULT_FUSION.answer_threshold
 # A passage answers only when it is this close to the best item (others are shown as citations).
 CITATION_MARGIN = 0.08
 EXTRACT_CHARS = 200
@@ -156,6 +156,7 @@ def decide(
     *,
     emergency_probability: float | None = None,
     intent_probability: float | None = None,
+    answer_threshold: float = ANSWER_THRESHOLD,
 ) -> Action:
     """The turn's action from the rules, the intent model and the retrieval confidence.
 
@@ -182,9 +183,9 @@ def decide(
         best = max(intent, key=lambda k: intent[k])
         if best in ("work_order", "human", "chitchat") and intent[best] >= intent_probability:
             return Action(best)
-        if best == "clarify" and intent[best] >= intent_probability and confidence < ANSWER_THRESHOLD + 0.15:
+        if best == "clarify" and intent[best] >= intent_probability and confidence < answer_threshold + 0.15:
             return Action.clarify
-    return Action.answer if confidence >= ANSWER_THRESHOLD else Action.clarify
+    return Action.answer if confidence >= answer_threshold else Action.clarify
 
 
 _category_vectors: dict[Emergency, np.ndarray] = {}
@@ -234,11 +235,13 @@ class Assistant:
             session, company_id=community.company_id, community_id=community.id, query=query, k=5,
             query_vector=query_vector, mode=mode,
         )  # fmt: skip
+        calibration = fusion_for(search.encoder.name)
+        results = calibration.supported(results)
         confidence = results[0].score if results else 0.0
         probabilities = None
         if use_intent and vector is not None:
             probabilities = intent.model_for(search.encoder).probabilities(vector)
-        action = decide(decided, confidence, probabilities)
+        action = decide(decided, confidence, probabilities, answer_threshold=calibration.answer_threshold)
         emergency = None
         if action is Action.emergency:
             emergency = decided.emergency or (

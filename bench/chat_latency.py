@@ -41,7 +41,7 @@ def _corpus() -> Path | None:
     return None
 
 
-def prepare(data_dir: Path, redis_url: str, target: int) -> dict[str, float]:
+def prepare(data_dir: Path, redis_url: str, target: int) -> dict[str, object]:
     os.environ["ANJU_DATA_DIR"] = str(data_dir)
     os.environ["ANJU_REDIS_URL"] = redis_url
     from sqlalchemy import func, select
@@ -94,6 +94,7 @@ def prepare(data_dir: Path, redis_url: str, target: int) -> dict[str, float]:
     seconds = time.perf_counter() - started
     index = built.index
     return {
+        "embedding_model": index.embedding_model,
         "passages": index.passages,
         "faq_entries": index.faq_entries,
         "built": built.built,

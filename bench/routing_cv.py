@@ -37,6 +37,7 @@ def main() -> None:
     from assistant.evaluation import RoutingCase, score
     from assistant.service import Assistant, decide
     from core.settings import Settings
+    from knowledge.retrieval import fusion_for, get_search
 
     settings = Settings()
     assistant = Assistant(settings)
@@ -58,12 +59,31 @@ def main() -> None:
     fold_of = {i: number for number, fold in enumerate(folds) for i in fold}
     probabilities = [models[fold_of[i]].probabilities(vectors[i]) for i in range(len(cases))]
 
-    def predict(use_model: bool, emergency: float | None = None, other: float | None = None) -> list[str]:
+    threshold = fusion_for(get_search(settings).encoder.name).answer_threshold
+
+    def predict(
+        use_model: bool,
+        emergency: float | None = None,
+        other: float | None = None,
+        answer: float | None = None,
+    ) -> list[str]:
         return [
             decide(p.route, p.confidence, probabilities[i] if use_model else None,
-                   emergency_probability=emergency, intent_probability=other).value
+                   emergency_probability=emergency, intent_probability=other,
+                   answer_threshold=answer if answer is not None else threshold).value
             for i, p in enumerate(plans)
         ]  # fmt: skip
+
+    answer_sweep = []
+    for answer in (0.2, 0.25, 0.3, 0.34, 0.38, 0.42, 0.46, 0.5):
+        result = score(cases, predict(True, answer=answer))
+        confusion = result["confusion"]
+        answer_sweep.append({
+            "answer_threshold": answer,
+            "accuracy": result["accuracy"],
+            "answer_as_clarify": confusion.get("answer", {}).get("clarify", 0),
+            "clarify_as_answer": confusion.get("clarify", {}).get("answer", 0),
+        })  # fmt: skip
 
     sweep = []
     for emergency in (0.15, 0.2, 0.25, 0.3, 0.4, 0.5):
@@ -79,6 +99,8 @@ def main() -> None:
         "cross_validated": {k: v for k, v in score(cases, predicted).items() if k != "confusion"},
         "rules_only": {k: v for k, v in score(cases, rules_only).items() if k != "confusion"},
         "confusion": score(cases, predicted)["confusion"],
+        "answer_threshold": threshold,
+        "answer_sweep": answer_sweep,
         "sweep": sweep,
     }, ensure_ascii=False))  # fmt: skip
 

@@ -24,7 +24,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging(level=settings.log_level, json_lines=settings.json_logs)
     ensure_embedded_redis(settings)
-    worker = build_worker(settings, worker_class=SimpleWorker)
+    worker = build_worker(settings, worker_class=SimpleWorker)  # type: ignore[arg-type]  # rq types it as Worker
     worker.work(with_scheduler=True, logging_level=settings.rq_log_level)
 
 

