@@ -71,22 +71,27 @@ def install_error_handlers(app: FastAPI) -> None:
     # Anything else is answered by RequestContextMiddleware, where the request id is still known.
 
 
-def _warm_assistant(settings: Settings) -> None:
-    """Load the embeddings model, the intent model and each company's index in the background, so
-    the first resident of the day does not wait for them."""
+def warm_assistant(settings: Settings) -> None:
+    """Load the embeddings model, the intent model and each company's index (the API does it in
+    the background; a worker before it forks, so every job inherits them), so the first resident
+    of the day does not wait for them."""
     try:
         from sqlalchemy import select
 
         from assistant import intent
         from knowledge.retrieval import get_search
+        from knowledge.text import tokens
         from org.models import Company
 
+        tokens("物业费怎么交")  # jieba loads its dictionary on first use: 0.8 s
         search = get_search(settings)
         search.embed_query("物业费怎么交")
         intent.model_for(search.encoder)
         with get_database(settings).session(readonly=True) as session:
             for company_id in session.scalars(select(Company.id)):
-                search.index_for(session, company_id)
+                loaded = search.index_for(session, company_id)
+                if loaded is not None:
+                    _ = loaded.passages.dense, loaded.faq.dense  # build the FAISS indexes now
         log.info("assistant warmed up")
     except Exception:  # a cold start is slower, not broken: the first turn loads what is missing
         log.warning("assistant warm-up failed", exc_info=True)
@@ -103,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.signing_key()  # demo mode: generate the key before the first login needs it
         if settings.warm_assistant:
             threading.Thread(
-                target=_warm_assistant, args=(settings,), name="warm-assistant", daemon=True
+                target=warm_assistant, args=(settings,), name="warm-assistant", daemon=True
             ).start()
         log.info("anju API ready on %s", settings.base_url)
         yield
@@ -123,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from accounts.views import router as accounts_router
     from anju import health, pages
     from assistant.views import router as assistant_router
+    from channels.views import router as channels_router
     from knowledge.views import router as knowledge_router
     from org.views import router as org_router
 
@@ -131,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(org_router)
     app.include_router(knowledge_router)
     app.include_router(assistant_router)
+    app.include_router(channels_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

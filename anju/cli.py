@@ -109,6 +109,16 @@ def worker(burst: bool = typer.Option(False, help="exit when the queues are empt
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     settings = _settings()
     ensure_embedded_redis(settings)
+    if settings.warm_assistant:
+        from anju.app import warm_assistant
+        from core.db import get_database
+
+        warm_assistant(settings)  # before rq forks a work-horse per job: each inherits the models
+        import assistant.service  # noqa: F401  # and what jobs import, instead of once per job
+        import channels.service  # noqa: F401
+        import knowledge.service  # noqa: F401
+
+        get_database(settings).engine.dispose()  # no connection may be shared with the forks
     run_worker(settings, burst=burst)
 
 

@@ -71,3 +71,6 @@ def configure_logging(*, level: str = "INFO", json_lines: bool = True) -> None:
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # httpx logs every request's full URL at INFO: WeChat's token and access_token are in them.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

