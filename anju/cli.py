@@ -172,6 +172,28 @@ def _request_index_builds(settings: Settings) -> None:
         request_index_build(settings, company_id=company_id)
 
 
+def _wait_for_indexes(settings: Settings, timeout: float = 120) -> None:
+    """Hold the banner until every company with a knowledge base has a search index, so the first
+    question asked after "anju is up" is answered (the worker builds it: ~2 s for the demo)."""
+    import time
+
+    from sqlalchemy import select
+
+    from core.db import get_database
+    from knowledge.index import current_index
+    from knowledge.models import KnowledgeSource
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with get_database(settings).session(readonly=True) as session:
+            companies = set(session.scalars(select(KnowledgeSource.company_id).distinct()))
+            missing = [c for c in companies if current_index(session, c) is None]
+        if not missing:
+            return
+        time.sleep(0.5)
+    typer.echo("检索索引还在建立中，稍后即可回答问题", err=True)
+
+
 def _port_free(host: str, port: int) -> bool:
     import socket
 
@@ -219,6 +241,7 @@ def up(
         supervisor.stop()
         raise typer.Exit(1)
     _request_index_builds(settings)
+    _wait_for_indexes(settings)
     base = settings.base_url
     redis_where = f"内嵌 {settings.redis_socket}" if settings.embedded_redis else settings.redis_url
     lines = [
