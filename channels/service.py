@@ -38,13 +38,6 @@ class DeliveryError(AnjuError):
     default_message = "回复未能送达"
 
 
-def community_by_code(session: Session, code: str) -> Community:
-    community = session.scalar(select(Community).where(Community.code == code))
-    if community is None:
-        raise NotFound("找不到该小区")
-    return community
-
-
 def accept(
     session: Session,
     *,

@@ -22,6 +22,7 @@ from core.db import utcnow
 from core.deps import RedisDep, SessionDep, SettingsDep
 from core.errors import AnjuError, Forbidden, NotFound
 from core.settings import Settings, WechatAccount
+from org.service import get_community_by_code
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/channels", tags=["channels"])
@@ -68,7 +69,7 @@ def app_message(
         message = AppMessageIn.model_validate(json.loads(body))
     except (ValueError, ValidationError) as exc:
         raise BadRequest(f"请求体不是有效的消息 JSON：{_reason(exc)}") from None
-    community = service.community_by_code(session, message.community)
+    community = get_community_by_code(session=session, code=message.community)
     inbound, duplicate = service.accept(
         session,
         community=community,
@@ -160,7 +161,7 @@ def wechat_message(
 
     if not incoming.store:
         return answer(incoming.immediate)
-    community = service.community_by_code(session, account.community)
+    community = get_community_by_code(session=session, code=account.community)
     inbound, duplicate = service.accept(
         session,
         community=community,
