@@ -216,6 +216,41 @@ def sweep_abandoned_jobs(
     return SweepReport(recovered)
 
 
+SCHEDULER_SILENT_SECONDS = 15  # an rq scheduler refreshes its locks every second
+_RELEASE_IF_OWNER = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def release_dead_scheduler_locks(connection: redis.Redis) -> list[str]:
+    """Free the scheduler locks of rq schedulers that died with their worker.
+
+    A worker's rq scheduler moves delayed jobs and retries (a job recovered from a dead worker
+    runs again after a back-off) onto their queues. It refreshes its lock to a 61 s TTL every
+    second; a dead one's lock lingers that long, and a live worker claims a free lock only at its
+    next maintenance, so retries of every queue would wait over a minute. A lock not refreshed
+    for SCHEDULER_SILENT_SECONDS is deleted (only if it still names the same owner); a live worker
+    takes it within its maintenance interval. Returns the queues released.
+    """
+    from rq.scheduler import RQScheduler
+
+    released = []
+    for name in QUEUE_NAMES:
+        key = RQScheduler.get_locking_key(name)
+        owner, ttl = connection.get(key), connection.ttl(key)
+        if not owner or ttl < 0 or ttl > DEFAULT_SCHEDULER_LOCK_TTL - SCHEDULER_SILENT_SECONDS:
+            continue
+        if connection.eval(_RELEASE_IF_OWNER, 1, key, owner):
+            released.append(name)
+    if released:
+        log.warning("released the lock of a dead rq scheduler for queue(s) %s", ", ".join(released))
+    return released
+
+
+DEFAULT_SCHEDULER_LOCK_TTL = 61  # rq: the scheduler's interval (1 s) + 60
+
+
 # Periodic jobs the scheduler enqueues: (dotted function path, interval seconds).
 # Domains add theirs here (SLA timers, crawls, index builds) as they arrive.
 def periodic_jobs(settings: Settings) -> list[tuple[str, int]]:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from core.queue import sweep_abandoned_jobs
+from core.queue import release_dead_scheduler_locks, sweep_abandoned_jobs
 from core.redis import get_redis
 from core.settings import get_settings
 
 
 def sweep() -> list[str]:
-    """Periodic: recover jobs abandoned by dead workers. Returns the recovered job ids."""
+    """Periodic: recover jobs abandoned by dead workers, and free their schedulers' locks so a
+    live worker runs the retries on time. Returns the recovered job ids."""
     settings = get_settings()
-    return sweep_abandoned_jobs(
-        get_redis(settings), heartbeat_seconds=settings.worker_heartbeat_seconds
-    ).recovered
+    connection = get_redis(settings)
+    release_dead_scheduler_locks(connection)
+    return sweep_abandoned_jobs(connection, heartbeat_seconds=settings.worker_heartbeat_seconds).recovered
 
 
 def ping(*, token: str = "") -> str:

@@ -219,3 +219,16 @@ def test_a_stop_signal_caught_inside_a_log_call_still_stops_the_worker(sqlite_se
         raise AssertionError("the worker ignored SIGTERM") from None
     assert proc.returncode == 0, err[-2000:]
     assert "stopped after" in out
+
+
+def test_a_dead_schedulers_lock_is_released_and_a_live_ones_kept(redis_url: str) -> None:
+    from core.queue import release_dead_scheduler_locks
+
+    connection = redis.Redis.from_url(redis_url)
+    connection.flushdb()
+    connection.set("rq:scheduler-lock:default", "dead-one", ex=40)  # not refreshed for 21 s
+    connection.set("rq:scheduler-lock:high", "live-one", ex=60)  # refreshed a second ago
+    assert release_dead_scheduler_locks(connection) == ["default"]
+    assert connection.get("rq:scheduler-lock:default") is None
+    assert connection.get("rq:scheduler-lock:high") == b"live-one"
+    connection.flushdb()
