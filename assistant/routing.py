@@ -419,7 +419,7 @@ WORK_ORDER_CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
         _rx(
             r"垃圾",
             r"保洁",
-            r"卫生",
+            r"卫生(?!间)",  # 卫生间 is a place (a bathroom light is engineering)
             r"打扫",
             r"清扫",
             r"狗屎",

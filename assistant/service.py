@@ -29,6 +29,7 @@ from assistant.routing import (
     work_order_category,
 )
 from channels.models import Channel, Conversation, ConversationState, Message, Sender
+from channels.service import resolve_resident
 from core.db import get_database, utcnow
 from core.errors import InvalidInput, NotFound
 from core.masking import mask_text
@@ -406,6 +407,8 @@ class Assistant:
                                         external_id=session_id, context={})  # fmt: skip
             session.add(conversation)
             session.flush()
+        if conversation.resident_id is None:  # new, or the directory has learnt this id since
+            conversation.resident_id = resolve_resident(session, place.id, channel, session_id)
         return conversation
 
     def _answered(self, session: Session, conversation_id: int, client_id: str) -> TurnResult | None:
@@ -701,3 +704,55 @@ class Assistant:
             emergency=category.value,
             duty_phone=place.duty_phone,
         )
+
+
+# --- phone calls -------------------------------------------------------------------------------
+
+# The agent said the resident will be called again, or the resident asked for it.
+AGENT_PROMISED_CALLBACK = re.compile(
+    r"(给您|再给您|稍后|晚点|尽快|马上|核实|查一下|确认).{0,12}(回电|回个?电话|打过来|打给您|联系您|回复您|答复您)"
+    r"|回电给您|电话(联系|回复|答复)您"
+)
+RESIDENT_ASKED_CALLBACK = re.compile(r"回(个)?电话|给我回电|回电给我|打给我|联系我|回复我")
+
+
+@dataclass
+class CallReview:
+    """What a finished call asks of the company: found in the caller's own words."""
+
+    emergency: Emergency | None = None
+    emergency_line: str = ""
+    complaint: str | None = None  # the line that made it a complaint
+    dispute: bool = False
+    repairs: list[str] = field(default_factory=list)
+    location: Any = None
+    promised_callback: bool = False
+    asked_callback: bool = False
+
+
+def review_call(settings: Settings, community_id: int, lines: list[tuple[str, str]]) -> CallReview:
+    """Read a call (speaker, text) with the assistant's own routing, line by line of the caller.
+    A wish to talk to a person means nothing here: the caller was talking to one."""
+    assistant = Assistant(settings)
+    review = CallReview()
+    customer = [text for speaker, text in lines if speaker == "customer"]
+    with assistant.database.session(readonly=True) as session:
+        place = assistant._community(session, community_id)
+        for text in customer:
+            plan = assistant._plan(session, place, text[:MAX_TEXT_CHARS], {})
+            if plan.action is Action.emergency and review.emergency is None:
+                review.emergency = plan.emergency or Emergency.life
+                review.emergency_line = text
+            elif plan.action is Action.work_order:
+                review.repairs.append(text)
+            elif plan.action is Action.human and (
+                plan.route.reason.startswith("complaint") or re.search(r"投诉|不作为|曝光|12345|举报", text)
+            ):
+                review.complaint = review.complaint or text
+                review.dispute = review.dispute or bool(re.search(r"邻居|楼上|楼下|隔壁|对门", text))
+    review.location = parse_location(" ".join(customer))
+    review.promised_callback = any(
+        AGENT_PROMISED_CALLBACK.search(text) for speaker, text in lines if speaker == "agent"
+    )
+    review.asked_callback = any(RESIDENT_ASKED_CALLBACK.search(text) for text in customer)
+    return review

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
+import uuid
 from pathlib import Path
 
 from fastapi import APIRouter, Query, Request
@@ -14,8 +16,9 @@ from sqlalchemy import select
 
 from accounts.views import client_address
 from assistant.schemas import ChatRequest, ChatResponse, CitationOut, HistoryMessage
-from assistant.service import Assistant
+from channels import service as intake
 from channels.models import Channel, Conversation, Message
+from core.db import get_database
 from core.deps import RedisDep, SessionDep, SettingsDep
 from core.errors import NotFound, TooManyRequests
 from org.models import Community
@@ -52,9 +55,18 @@ def chat(body: ChatRequest, request: Request, settings: SettingsDep, redis: Redi
     address, so nobody can flood the company with cases and work orders."""
     _limit(redis, f"session:{body.session_id}", settings.chat_per_session_per_minute)
     _limit(redis, f"address:{client_address(request)}", settings.chat_per_address_per_minute)
-    result = Assistant(settings).turn(
-        community=body.community, session_id=body.session_id, text=body.text, client_id=body.message_id
-    )
+    # Stored in the intake like every channel's message, then answered in the request (the page
+    # waits for it); if this process dies first, the sweeper answers it into the history.
+    message_id = body.message_id or uuid.uuid4().hex
+    key = hashlib.sha256(f"{body.session_id}\0{message_id}".encode()).hexdigest()[:40]
+    with get_database(settings).session() as session:
+        community = session.scalar(select(Community).where(Community.code == body.community))
+        if community is None:
+            raise NotFound("找不到该小区")
+        inbound, _ = intake.accept(session, community=community, channel=Channel.web, external_id=key,
+                                   sender=body.session_id, text=body.text)  # fmt: skip
+        inbound_id = inbound.id
+    result = intake.answer_now(settings, inbound_id)
     return ChatResponse(
         reply=result.reply,
         action=result.action.value,  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 from rq import Retry
@@ -22,12 +22,25 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from channels.models import Channel, DeliveryStatus, InboundMessage, InboundStatus, OutboundDelivery
+from channels.models import (
+    Channel,
+    Conversation,
+    ConversationState,
+    DeliveryStatus,
+    InboundMessage,
+    InboundStatus,
+    Message,
+    OutboundDelivery,
+    Sender,
+)
 from core.db import get_database, utcnow
 from core.errors import AnjuError, InvalidInput, NotFound
-from core.masking import mask_text
+from core.masking import mask_mobile, mask_text
 from core.settings import Settings
-from org.models import Community
+from org.models import Community, IdentityKind, Resident, ResidentIdentity
+
+if TYPE_CHECKING:
+    from assistant.service import CallReview, TurnResult
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +89,16 @@ def accept(
         stored = session.scalar(select(InboundMessage).where(*key))
         assert stored is not None
         return stored, True
-    log.info("%s message %s accepted from %s: %r", channel.value, external_id, mask_text(sender),
+    log.info("%s message %s accepted from %s: %r", channel.value, external_id, masked_sender(channel, sender),
              mask_text(text)[:60])  # fmt: skip
     return message, False
+
+
+def masked_sender(channel: Channel, sender: str) -> str:
+    """A channel's user id as logs may show it: a caller's number (mobile or landline) keeps its
+    last four digits; ids that are not personal data as such (openids, app ids) go through
+    mask_text like any text."""
+    return mask_mobile(sender) if channel is Channel.phone else mask_text(sender)
 
 
 def request_processing(settings: Settings, inbound_id: int) -> None:
@@ -111,6 +131,21 @@ def request_delivery(settings: Settings, delivery_id: int, *, delay: timedelta |
 def process_inbound(settings: Settings, inbound_id: int) -> int | None:
     """The assistant's turn for one inbound message and its reply's delivery (its id; None when
     there is nothing to send). Safe to run again for the same message."""
+    return _process(settings, inbound_id)[1]
+
+
+def answer_now(settings: Settings, inbound_id: int) -> TurnResult:
+    """The web page waits for its answer: the worker's processing, run in the request. A message
+    sent again gets the reply stored the first time."""
+    result, _ = _process(settings, inbound_id, again=True)
+    if result is None:
+        raise InvalidInput("这条消息无法处理")
+    return result
+
+
+def _process(
+    settings: Settings, inbound_id: int, *, again: bool = False
+) -> tuple[TurnResult | None, int | None]:
     from assistant.service import Assistant
 
     database = get_database(settings)
@@ -118,10 +153,14 @@ def process_inbound(settings: Settings, inbound_id: int) -> int | None:
         message = session.get(InboundMessage, inbound_id)
         if message is None:
             raise NotFound(f"inbound message {inbound_id} does not exist")
-        if message.status is InboundStatus.done:
-            return session.scalar(
+        if message.status is InboundStatus.done and not again:
+            return None, session.scalar(
                 select(OutboundDelivery.id).where(OutboundDelivery.inbound_id == inbound_id)
             )
+        if message.channel is Channel.phone:
+            session.rollback()
+            process_call(settings, inbound_id)
+            return None, None  # the call is over: its answer is a call-back task, not a message
         message.status = InboundStatus.processing
         message.claimed_at = utcnow()
         message.attempts += 1
@@ -133,15 +172,8 @@ def process_inbound(settings: Settings, inbound_id: int) -> int | None:
             community=community_id, session_id=sender, text=text, channel=channel, client_id=external_id
         )
     except Exception as exc:
-        permanent = isinstance(exc, InvalidInput)
-        with database.session() as session:
-            message = session.get(InboundMessage, inbound_id)
-            assert message is not None
-            message.error = f"{type(exc).__name__}: {exc}"[:1000]
-            if permanent or message.attempts >= MAX_PROCESS_ATTEMPTS:
-                message.status = InboundStatus.failed  # for agents to see; the sweeper leaves it
-                log.error("inbound message %s failed for good: %s", inbound_id, message.error)
-                return None
+        if _gave_up(settings, inbound_id, exc):
+            return None, None
         raise
 
     with database.session() as session:
@@ -152,7 +184,8 @@ def process_inbound(settings: Settings, inbound_id: int) -> int | None:
         delivery = session.scalar(
             select(OutboundDelivery).where(OutboundDelivery.message_id == result.message_id)
         )
-        if delivery is None and result.message_id:
+        # The web page reads its reply from the response (or the history after a reload).
+        if delivery is None and result.message_id and channel is not Channel.web:
             delivery = OutboundDelivery(
                 company_id=message.company_id,
                 channel=channel,
@@ -195,7 +228,22 @@ def process_inbound(settings: Settings, inbound_id: int) -> int | None:
         # only after WeChat has stopped waiting.
         wait = passive_until - utcnow() if channel is Channel.wechat else None
         request_delivery(settings, delivery_id, delay=wait if wait and wait.total_seconds() > 0 else None)
-    return delivery_id
+    return result, delivery_id
+
+
+def _gave_up(settings: Settings, inbound_id: int, exc: Exception) -> bool:
+    """Record a failed run; True when it was the last (the message is failed, for agents to see;
+    the sweeper leaves it), False when rq or the sweeper should run it again."""
+    with get_database(settings).session() as session:
+        message = session.get(InboundMessage, inbound_id)
+        if message is None:
+            return True
+        message.error = f"{type(exc).__name__}: {exc}"[:1000]
+        if isinstance(exc, InvalidInput) or message.attempts >= MAX_PROCESS_ATTEMPTS:
+            message.status = InboundStatus.failed
+            log.error("inbound message %s failed for good: %s", inbound_id, message.error)
+            return True
+    return False
 
 
 PASSIVE_WINDOW_SECONDS = 5  # WeChat waits this long for the answer to its request
@@ -403,3 +451,279 @@ def sweep_inbound(settings: Settings, now: datetime | None = None) -> dict[str, 
             "sweeper re-enqueued %d inbound message(s) and %d delivery(ies)", len(inbound), len(deliveries)
         )
     return {"inbound": len(inbound), "deliveries": len(deliveries)}
+
+
+# --- who is writing: one resident across channels ----------------------------------------------
+
+IDENTITY_OF: dict[Channel, IdentityKind] = {
+    Channel.wechat: IdentityKind.wechat_openid,
+    Channel.app: IdentityKind.app_user_id,
+    Channel.phone: IdentityKind.mobile,
+}
+
+
+def resolve_resident(session: Session, community_id: int, channel: Channel, sender: str) -> int | None:
+    """The directory's resident behind a channel's user id (openid, app user, caller number);
+    None for a stranger or the anonymous web page."""
+    from org.service import find_resident
+
+    kind = IDENTITY_OF.get(channel)
+    if kind is None or not sender:
+        return None
+    try:
+        resident = find_resident(session=session, community_id=community_id, kind=kind, value=sender)
+    except InvalidInput:  # a caller id that is not a mobile number (a landline, "anonymous")
+        return None
+    return resident.id if resident is not None else None
+
+
+def link_by_mobile(
+    session: Session, community_id: int, channel: Channel, sender: str, mobile: str
+) -> int | None:
+    """A channel that vouches for the resident's mobile (the app verified it at sign-up) links its
+    user id to the directory entry with that number, so its messages join that resident's history.
+    An id already linked to someone else is left alone."""
+    from org.service import find_resident, set_identity
+
+    kind = IDENTITY_OF.get(channel)
+    if kind is None or kind is IdentityKind.mobile:
+        return resolve_resident(session, community_id, channel, sender)
+    known = resolve_resident(session, community_id, channel, sender)
+    if known is not None:
+        return known
+    try:
+        resident = find_resident(
+            session=session, community_id=community_id, kind=IdentityKind.mobile, value=mobile
+        )
+    except InvalidInput:
+        return None
+    if resident is None or resident.identity(kind) is not None:
+        return None  # not in the directory, or already known under another id of this channel
+    set_identity(session=session, resident=resident, kind=kind, value=sender)
+    log.info("%s user %s linked to resident %s by mobile", channel.value, mask_text(sender), resident.id)
+    return resident.id
+
+
+def same_person(session: Session, resident_id: int) -> list[int]:
+    """The directory entries of one person: this resident and, in the same company, every entry
+    with the same mobile number (an owner of two flats, a record per channel)."""
+    resident = session.get(Resident, resident_id)
+    if resident is None:
+        raise NotFound("住户不存在")
+    mobile = resident.identity(IdentityKind.mobile)
+    if not mobile:
+        return [resident.id]
+    company_id = session.scalar(select(Community.company_id).where(Community.id == resident.community_id))
+    ids = session.scalars(
+        select(ResidentIdentity.resident_id)
+        .join(Community, Community.id == ResidentIdentity.community_id)
+        .where(
+            ResidentIdentity.kind == IdentityKind.mobile,
+            ResidentIdentity.value == mobile,
+            Community.company_id == company_id,
+        )
+    )
+    return sorted({resident.id, *ids})
+
+
+def resident_history(
+    session: Session, resident_id: int, *, limit: int = 200
+) -> list[tuple[Message, Conversation]]:
+    """One history for one person across web, WeChat, app and phone: the newest ``limit``
+    messages of every conversation linked to them, oldest first."""
+    people = same_person(session, resident_id)
+    rows = session.execute(
+        select(Message, Conversation)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Conversation.resident_id.in_(people))
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(limit)
+    ).all()
+    return [(m, c) for m, c in reversed(rows)]
+
+
+# --- phone calls -------------------------------------------------------------------------------
+
+CALLBACK_AFTER_PROMISE = timedelta(hours=2)
+CALLBACK_AFTER_REQUEST = timedelta(minutes=30)
+SPEAKERS = {"customer": "住户", "agent": "客服"}
+
+
+def process_call(settings: Settings, inbound_id: int) -> int:
+    """One finished call: its conversation (every utterance), the work orders and cases it
+    raises, and a call-back task when the resident must be called again. Returns the
+    conversation's id. Safe to run again: the call's conversation is written once."""
+    from assistant.service import review_call
+
+    database = get_database(settings)
+    with database.session() as session:
+        message = session.get(InboundMessage, inbound_id)
+        if message is None:
+            raise NotFound(f"inbound message {inbound_id} does not exist")
+        if message.status is InboundStatus.done and message.conversation_id:
+            return message.conversation_id
+        message.status, message.claimed_at = InboundStatus.processing, utcnow()
+        message.attempts += 1
+        community_id = message.community_id
+        call = next((a for a in message.attachments if a.get("type") == "call"), {})
+        lines = [(u["speaker"], u["text"]) for u in call.get("utterances", [])]
+        started = message.sent_at or message.received_at
+    try:
+        review = review_call(settings, community_id, lines)
+        return _store_call(settings, inbound_id, review, call, lines, started)
+    except Exception as exc:
+        if _gave_up(settings, inbound_id, exc):
+            return 0
+        raise
+
+
+def _store_call(
+    settings: Settings,
+    inbound_id: int,
+    review: CallReview,
+    call: dict[str, Any],
+    lines: list[tuple[str, str]],
+    started: datetime,
+) -> int:
+    from assistant.routing import work_order_category
+    from escalation import service as escalation
+    from escalation.models import CaseCategory, WorkOrderCategory
+    from escalation.sla import case_sla
+
+    with get_database(settings).session() as session:
+        message = session.get(InboundMessage, inbound_id)
+        assert message is not None
+        community_id, call_id, caller = message.community_id, message.external_id, message.sender
+        place = session.get(Community, community_id)
+        assert place is not None
+        conversation = session.scalar(
+            select(Conversation)
+            .where(
+                Conversation.community_id == community_id,
+                Conversation.channel == Channel.phone,
+                Conversation.external_id == call_id,
+            )
+            .with_for_update()
+        )
+        if conversation is not None:  # another run wrote it: only the inbound row is left to close
+            message.status, message.processed_at = InboundStatus.done, utcnow()
+            message.conversation_id = conversation.id
+            return conversation.id
+        resident_id = resolve_resident(session, community_id, Channel.phone, caller)
+        conversation = Conversation(
+            company_id=place.company_id, community_id=place.id, channel=Channel.phone, external_id=call_id,
+            resident_id=resident_id, context={}, created_at=started, last_message_at=utcnow(),
+        )  # fmt: skip
+        session.add(conversation)
+        session.flush()
+        for i, utterance in enumerate(call.get("utterances", [])):
+            session.add(
+                Message(
+                    conversation_id=conversation.id,
+                    sender=Sender.resident if utterance["speaker"] == "customer" else Sender.agent,
+                    text=utterance["text"],
+                    client_id=f"{call_id}#{i}",
+                    created_at=started + timedelta(milliseconds=int(utterance.get("begin_ms") or 0)),
+                )
+            )
+        transcript = "\n".join(f"{SPEAKERS.get(s, s)}：{t}" for s, t in lines)
+        resident = session.get(Resident, resident_id) if resident_id else None
+        location = review.location
+        building, unit, room = (location.building, location.unit, location.room) if location else (None,) * 3
+        if not location and resident is not None and resident.room is not None:  # the caller's flat on file
+            flat = resident.room
+            building, unit, room = flat.unit.building.name, flat.unit.name, flat.number
+
+        case = None
+        if review.emergency is not None:
+            case = escalation.open_case(
+                session=session, company_id=place.company_id, community_id=place.id,
+                category=CaseCategory.emergency, reason=f"emergency:{review.emergency.value}",
+                summary=f"电话来电（紧急）：{review.emergency_line}\n{transcript}",
+                conversation_id=conversation.id, resident_id=resident_id,
+            )  # fmt: skip
+        if review.complaint is not None:
+            case = escalation.open_case(
+                session=session, company_id=place.company_id, community_id=place.id,
+                category=CaseCategory.complaint, reason="complaint by phone",
+                summary=f"电话投诉：{review.complaint}\n{transcript}", conversation_id=conversation.id,
+                resident_id=resident_id, dispute=review.dispute,
+            )  # fmt: skip
+        order = None
+        if review.repairs:
+            described = "；".join(review.repairs)
+            order = escalation.create_work_order(
+                session=session, company_id=place.company_id, community_id=place.id,
+                category=WorkOrderCategory(work_order_category(described)),
+                description=f"电话报修：{described}",
+                building=building, unit=unit, room=room, conversation_id=conversation.id,
+                case_id=case.id if case else None, resident_id=resident_id,
+            )  # fmt: skip
+
+        reasons: list[str] = []
+        due = []
+        now = utcnow()
+        if case is not None:
+            emergency = case.category is CaseCategory.emergency
+            reasons.append("紧急事件处置后回访" if emergency else "投诉需电话答复")
+            due.append(case.first_response_due)
+        if review.promised_callback:
+            reasons.append("通话中客服承诺回电")
+            due.append(now + CALLBACK_AFTER_PROMISE)
+        if review.asked_callback:
+            reasons.append("住户要求回电")
+            due.append(now + CALLBACK_AFTER_REQUEST)
+        if not any(s == "customer" for s, _ in lines):
+            reasons.append("没有识别到住户说的话，需回电确认")
+            due.append(now + case_sla(CaseCategory.inquiry).first_response)
+        elif all(s == "customer" for s, _ in lines):
+            reasons.append("来电无人接听（留言），需回电")
+            due.append(now + case_sla(CaseCategory.inquiry).first_response)
+        callback = None
+        if reasons:
+            callback = escalation.request_callback(
+                session=session, company_id=place.company_id, community_id=place.id,
+                conversation_id=conversation.id, phone=caller, reason="；".join(reasons), due_at=min(due),
+                resident_id=resident_id, case_id=case.id if case else None,
+                work_order_id=order.id if order else None,
+            )  # fmt: skip
+
+        done = [f"工单 {order.id}（{order.category.value}）" if order else "",
+                f"{case.category.value}案件 {case.id}" if case else "",
+                f"回电任务 {callback.id}" if callback else ""]  # fmt: skip
+        note = Message(
+            conversation_id=conversation.id,
+            sender=Sender.system,
+            text="通话已记录，" + ("已登记：" + "、".join(d for d in done if d) if any(done) else "无需跟进"),
+            client_id=f"{call_id}#review",
+            case_id=case.id if case else None,
+            work_order_id=order.id if order else None,
+        )
+        session.add(note)
+        session.flush()
+        conversation.state = ConversationState.human if case is not None else ConversationState.closed
+        message.status, message.processed_at, message.error = InboundStatus.done, utcnow(), None
+        message.conversation_id, message.reply_message_id = conversation.id, note.id
+        log.info("call %s from %s stored as conversation %s: %s", call_id, mask_mobile(caller), conversation.id,
+                 note.text)  # fmt: skip
+        return conversation.id
+
+
+EXPORT_LIMIT = 100_000
+
+
+def export_rows(
+    session: Session, community_id: int, *, since: datetime | None = None, until: datetime | None = None
+) -> list[tuple[Message, Conversation]]:
+    """A community's messages in time order, for an export (at most EXPORT_LIMIT)."""
+    query = (
+        select(Message, Conversation)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Conversation.community_id == community_id)
+    )
+    if since is not None:
+        query = query.where(Message.created_at >= since)
+    if until is not None:
+        query = query.where(Message.created_at < until)
+    rows = session.execute(query.order_by(Message.created_at, Message.id).limit(EXPORT_LIMIT)).all()
+    return [(m, c) for m, c in rows]

@@ -7,22 +7,26 @@ import logging
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import ValidationError
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import AwareDatetime, ValidationError
 from redis import Redis
 from redis.exceptions import RedisError
 
+from accounts.deps import roles
+from accounts.models import Role, StaffUser
+from accounts.service import accessible_community_ids, require_community
 from accounts.views import client_address
 from channels import service
-from channels.models import Channel, InboundStatus
-from channels.schemas import Accepted, AppMessageIn
+from channels.models import Channel, Conversation, InboundStatus, Message, Sender
+from channels.schemas import Accepted, AppMessageIn, CallTranscriptIn, HistoryItem
 from channels.signing import BadSignature, check
 from core.db import utcnow
 from core.deps import RedisDep, SessionDep, SettingsDep
-from core.errors import AnjuError, Forbidden, NotFound
+from core.errors import AnjuError, Forbidden, InvalidInput, NotFound
+from core.masking import mask_mobile, mask_text
 from core.settings import Settings, WechatAccount
-from org.service import get_community_by_code
+from org.service import get_community_by_code, get_resident, normalise_mobile
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/channels", tags=["channels"])
@@ -51,25 +55,14 @@ def app_message(
     stores and answers nothing new (``duplicate: true``)."""
     if not settings.app_channel_secret:
         raise NotFound("未启用应用渠道")
-    try:
-        nonce = check(settings.app_channel_secret, request.headers, body,
-                      window_seconds=settings.channel_signature_window_seconds)  # fmt: skip
-    except BadSignature as exc:
-        log.warning("app channel: refused request from %s: %s", client_address(request), exc)
-        raise Forbidden("签名无效") from None
-    try:
-        if not redis.set(
-            f"anju:app-nonce:{nonce}", 1, nx=True, ex=settings.channel_signature_window_seconds * 2
-        ):
-            log.warning("app channel: replayed nonce from %s", client_address(request))
-            raise Forbidden("重复的请求（nonce 已使用）")
-    except RedisError:
-        pass  # without Redis the time window and the idempotency key still hold
+    _check_signed(request, body, settings, redis, "app", settings.app_channel_secret)
     try:
         message = AppMessageIn.model_validate(json.loads(body))
     except (ValueError, ValidationError) as exc:
         raise BadRequest(f"请求体不是有效的消息 JSON：{_reason(exc)}") from None
     community = get_community_by_code(session=session, code=message.community)
+    if message.mobile:
+        service.link_by_mobile(session, community.id, Channel.app, message.user_id, message.mobile)
     inbound, duplicate = service.accept(
         session,
         community=community,
@@ -81,6 +74,74 @@ def app_message(
         sent_at=message.sent_at,
     )
     session.commit()  # stored before the channel hears "accepted"
+    if not duplicate:
+        service.request_processing(settings, inbound.id)
+    accepted = Accepted(id=inbound.id, status=inbound.status.value, duplicate=duplicate)
+    return JSONResponse(accepted.model_dump(), status_code=200 if duplicate else 202)
+
+
+def _check_signed(
+    request: Request, body: bytes, settings: Settings, redis: Redis, channel: str, secret: str
+) -> None:
+    """A server-to-server request signed with the channel's secret, inside the time window, with
+    a nonce never seen before (403 otherwise, and a log line)."""
+    try:
+        nonce = check(secret, request.headers, body, window_seconds=settings.channel_signature_window_seconds)
+    except BadSignature as exc:
+        log.warning("%s channel: refused request from %s: %s", channel, client_address(request), exc)
+        raise Forbidden("签名无效") from None
+    try:
+        if not redis.set(
+            f"anju:{channel}-nonce:{nonce}", 1, nx=True, ex=settings.channel_signature_window_seconds * 2
+        ):
+            log.warning("%s channel: replayed nonce from %s", channel, client_address(request))
+            raise Forbidden("重复的请求（nonce 已使用）")
+    except RedisError:
+        pass  # without Redis the time window and the idempotency key still hold
+
+
+@router.post("/phone/transcripts", status_code=202, response_model=Accepted)
+def phone_transcript(
+    request: Request, body: RawBody, session: SessionDep, settings: SettingsDep, redis: RedisDep
+) -> JSONResponse:
+    """A finished call's transcript from the call centre, signed like the app channel. The call
+    becomes one conversation; what it asks for (a repair, a complaint, an emergency, a call-back)
+    is registered by a worker. Posting the same call_id again stores nothing new."""
+    from channels import phone
+
+    if not settings.phone_channel_secret:
+        raise NotFound("未启用电话渠道")
+    _check_signed(request, body, settings, redis, "phone", settings.phone_channel_secret)
+    try:
+        call = CallTranscriptIn.model_validate(json.loads(body))
+    except (ValueError, ValidationError) as exc:
+        raise BadRequest(f"请求体不是有效的通话转写 JSON：{_reason(exc)}") from None
+    utterances = phone.utterances(call)
+    community = get_community_by_code(session=session, code=call.community)
+    try:
+        caller = normalise_mobile(call.caller)
+    except InvalidInput:
+        caller = call.caller.strip()  # a landline or a withheld number: kept as the switch gave it
+    said = " ".join(u.text for u in utterances if u.speaker == "customer")
+    inbound, duplicate = service.accept(
+        session,
+        community=community,
+        channel=Channel.phone,
+        external_id=call.call_id,
+        sender=caller,
+        text=said[:4000],
+        attachments=[
+            {
+                "type": "call",
+                "agent": call.agent,
+                "started_at": call.started_at.isoformat(),
+                "ended_at": call.ended_at.isoformat() if call.ended_at else None,
+                "utterances": [u.model_dump() for u in utterances],
+            }
+        ],
+        sent_at=call.started_at,
+    )
+    session.commit()
     if not duplicate:
         service.request_processing(settings, inbound.id)
     accepted = Accepted(id=inbound.id, status=inbound.status.value, duplicate=duplicate)
@@ -218,3 +279,80 @@ def _wechat_account(settings: Settings, key: str | None) -> WechatAccount:
     if account is None:
         raise NotFound("找不到该公众号")
     return account
+
+
+# --- what staff read: one history per resident, masked exports ---------------------------------
+
+api = APIRouter(prefix="/api", tags=["conversations"])
+# Conversations are for the people who serve residents, not for the PR desk.
+ServiceUser = Annotated[StaffUser, Depends(roles(Role.agent, Role.supervisor, Role.admin))]
+
+
+def _history_item(message: Message, conversation: Conversation) -> HistoryItem:
+    return HistoryItem(
+        conversation_id=conversation.id,
+        channel=conversation.channel.value,
+        sender=message.sender.value,
+        text=mask_text(message.text),
+        action=message.action,
+        case_id=message.case_id,
+        work_order_id=message.work_order_id,
+        created_at=message.created_at,
+    )
+
+
+@api.get("/residents/{resident_id}/history", response_model=list[HistoryItem])
+def resident_history(
+    resident_id: int, user: ServiceUser, session: SessionDep, limit: int = Query(200, ge=1, le=1000)
+) -> list[HistoryItem]:
+    """Everything this resident said and was told, on every channel (web, WeChat, app, phone) and
+    under every directory entry with the same mobile number, oldest first."""
+    resident = get_resident(session=session, resident_id=resident_id)
+    require_community(session=session, user=user, community_id=resident.community_id)
+    allowed = accessible_community_ids(session=session, user=user)
+    return [
+        _history_item(m, c)
+        for m, c in service.resident_history(session, resident_id, limit=limit)
+        if c.community_id in allowed
+    ]
+
+
+@api.get("/communities/{community_id}/conversations/export", response_class=StreamingResponse)
+def export_conversations(
+    community_id: int,
+    user: ServiceUser,
+    session: SessionDep,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+) -> StreamingResponse:
+    """A CSV of the community's messages (UTF-8 with BOM, opens in Excel), personal data masked:
+    mobile and ID numbers, plates and e-mail addresses in the text, the channel's user ids."""
+    import csv
+    import io
+
+    require_community(session=session, user=user, community_id=community_id)
+    rows = service.export_rows(session, community_id, since=since, until=until)
+    buffer = io.StringIO()
+    buffer.write("\ufeff")
+    writer = csv.writer(buffer)
+    writer.writerow(EXPORT_COLUMNS)
+    for message, conversation in rows:
+        writer.writerow([
+            message.created_at.isoformat(), CHANNEL_NAMES[conversation.channel], conversation.id,
+            conversation.resident_id or "", mask_mobile(conversation.external_id),
+            SENDER_NAMES[message.sender], mask_text(message.text), message.action or "",
+            message.case_id or "", message.work_order_id or "",
+        ])  # fmt: skip
+    filename = f"conversations-{community_id}.csv"
+    return StreamingResponse(
+        iter([buffer.getvalue().encode()]),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+CHANNEL_NAMES = {Channel.web: "网页", Channel.wechat: "微信", Channel.app: "App", Channel.phone: "电话"}
+SENDER_NAMES = {
+    Sender.resident: "住户", Sender.assistant: "助手", Sender.agent: "客服", Sender.system: "系统"
+}  # fmt: skip
+EXPORT_COLUMNS = ["时间", "渠道", "会话", "住户编号", "渠道用户", "发送方", "内容", "动作", "案件", "工单"]

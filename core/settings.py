@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     app_channel_secret: str | None = None
     app_webhook_url: str | None = None
     app_webhook_secret: str | None = None
+    # The call centre posts finished calls' transcripts (POST /channels/phone/transcripts), signed
+    # the same way with phone_channel_secret. A caller's number matches the directory's mobiles.
+    phone_channel_secret: str | None = None
     # Signed requests older or newer than this are refused (replays, skewed clocks).
     channel_signature_window_seconds: int = 300
     # The sweeper re-enqueues messages accepted this long ago and still not processed.

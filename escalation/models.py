@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text
+from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, UTCDateTime, utcnow
@@ -102,3 +102,36 @@ class WorkOrder(Base):
     @property
     def location(self) -> str:
         return "".join(p for p in (self.building, self.unit, self.room) if p)
+
+
+class CallbackStatus(enum.StrEnum):
+    pending = "待回电"
+    done = "已回电"
+    unreachable = "未接通"
+
+
+class CallbackTask(Base):
+    """A resident to be called again (a phone call's reply is a call back): what was promised,
+    by when, and the number to dial, the one raw personal value this needs."""
+
+    __tablename__ = "callback_task"
+    __table_args__ = (
+        UniqueConstraint("conversation_id"),  # one call, one call-back (a re-posted transcript too)
+        Index("ix_callback_task_community_status", "community_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="CASCADE"), index=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversation.id", ondelete="CASCADE"))
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("resident.id", ondelete="SET NULL"))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("escalation_case.id", ondelete="SET NULL"))
+    work_order_id: Mapped[int | None] = mapped_column(ForeignKey("work_order.id", ondelete="SET NULL"))
+    phone: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(200))  # for the agent, in Chinese
+    status: Mapped[CallbackStatus] = mapped_column(
+        Enum(CallbackStatus, native_enum=False, length=16), default=CallbackStatus.pending
+    )
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

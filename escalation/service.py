@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
-from escalation.models import Case, CaseCategory, CaseStatus, WorkOrder, WorkOrderCategory
+from escalation.models import CallbackTask, Case, CaseCategory, CaseStatus, WorkOrder, WorkOrderCategory
 from escalation.sla import REPAIR, case_priority, case_sla
 
 log = logging.getLogger(__name__)
@@ -127,3 +128,37 @@ def set_work_order_location(
     order.room = room or order.room
     session.flush()
     return order
+
+
+def request_callback(
+    *,
+    session: Session,
+    company_id: int,
+    community_id: int,
+    conversation_id: int,
+    phone: str,
+    reason: str,
+    due_at: datetime,
+    resident_id: int | None = None,
+    case_id: int | None = None,
+    work_order_id: int | None = None,
+) -> CallbackTask:
+    """The call-back of one call (a second request for the same call returns the first)."""
+    existing = session.scalar(select(CallbackTask).where(CallbackTask.conversation_id == conversation_id))
+    if existing is not None:
+        return existing
+    task = CallbackTask(
+        company_id=company_id,
+        community_id=community_id,
+        conversation_id=conversation_id,
+        resident_id=resident_id,
+        case_id=case_id,
+        work_order_id=work_order_id,
+        phone=phone[:32],
+        reason=reason[:200],
+        due_at=due_at,
+    )
+    session.add(task)
+    session.flush()
+    log.info("call-back %s due %s in community %s: %s", task.id, due_at.isoformat(), community_id, reason)
+    return task

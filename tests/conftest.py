@@ -204,9 +204,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
         ANJU_SWEEP_INTERVAL_SECONDS=str(settings.sweep_interval_seconds),
         PYTHONPATH=str(ROOT),
     )
-    for name in ("app_channel_secret", "app_webhook_url", "app_webhook_secret"):
+    for name in ("app_channel_secret", "app_webhook_url", "app_webhook_secret", "phone_channel_secret"):
         if value := getattr(settings, name):
             env[f"ANJU_{name.upper()}"] = value
+    if settings.llm_base_url:
+        env.update(ANJU_LLM_BASE_URL=settings.llm_base_url, ANJU_LLM_MODEL=settings.llm_model,
+                   ANJU_LLM_TIMEOUT_SECONDS=str(settings.llm_timeout_seconds))  # fmt: skip
     if settings.wechat_accounts:
         env["ANJU_WECHAT_ACCOUNTS"] = json.dumps([a.model_dump() for a in settings.wechat_accounts])
     env["ANJU_WECHAT_API_BASE"] = settings.wechat_api_base

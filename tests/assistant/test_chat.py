@@ -13,7 +13,16 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from channels.models import Conversation, ConversationState, Message
+from channels.models import (
+    Channel,
+    Conversation,
+    ConversationState,
+    InboundMessage,
+    InboundStatus,
+    Message,
+    OutboundDelivery,
+    Sender,
+)
 from core.db import get_database
 from core.settings import Settings
 from escalation.models import Case, CaseCategory, Priority, WorkOrder
@@ -201,8 +210,14 @@ def test_a_resent_message_is_answered_once(chat: tuple[LiveServer, httpx.Client]
     assert again["work_order_id"] == ok[0]["work_order_id"]
     with get_database(server.settings).session() as session:
         assert session.scalar(select(func.count()).select_from(WorkOrder)) == 1
-        stored = select(func.count()).select_from(Message).where(Message.client_id == "m-1")
-        assert session.scalar(stored) == 1
+        said = select(func.count()).select_from(Message).where(Message.sender == Sender.resident)
+        assert session.scalar(said) == 1
+        # Through the intake like every channel: one stored inbound message, processed, linked.
+        inbound = session.scalars(select(InboundMessage)).one()
+        assert inbound.channel is Channel.web and inbound.status is InboundStatus.done
+        assert inbound.sender == sid("s-dup") and inbound.text == "楼道灯坏了"
+        assert inbound.conversation_id == ok[0]["conversation_id"] and inbound.reply_message_id is not None
+        assert session.scalar(select(func.count()).select_from(OutboundDelivery)) == 0  # the page has it
 
 
 def test_bad_input_gets_clear_errors(chat: tuple[LiveServer, httpx.Client]) -> None:

@@ -223,3 +223,53 @@ def test_bad_requests_get_clear_errors_and_store_nothing(demo: Settings, backend
     assert rows(settings, InboundMessage) == 1  # only the one good request
     with LiveServer(demo) as live, live.client() as client:  # the channel not configured
         assert post(client, message("你好")).status_code == 404
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_answer_leaves_the_message_to_another_and_one_reply(
+    demo_kb: Settings, backend: FakeAppBackend, start_worker: Any, tmp_path: Any
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.assistant.test_llm import FakeChatServer, completion
+    from tests.conftest import ROOT, settings_env
+
+    with FakeChatServer() as llm:
+        first_call = threading.Event()
+
+        def slow_then_fast(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            if not first_call.is_set():
+                first_call.set()
+                llm.release.wait(6)  # the model is still writing when the worker dies
+            return 200, completion(body, "物业费可以在 App 的生活缴费里交。")
+
+        llm.behaviour = slow_then_fast
+        settings = configured(demo_kb, backend).model_copy(
+            update={"llm_base_url": llm.base_url, "llm_model": "qwen-test", "llm_timeout_seconds": 8.0}
+        )
+        first = start_worker(settings)
+        scheduler = subprocess.Popen(
+            [sys.executable, "-m", "anju.cli", "scheduler"], env=settings_env(settings), cwd=ROOT,
+            stdout=(tmp_path / "scheduler.log").open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            with LiveServer(settings) as live, live.client() as client:
+                assert post(client, message("物业费在哪交啊", "killed-1")).status_code == 202
+                wait_for(first_call.is_set, message="the first worker to be writing the answer")
+                first.kill()
+                start_worker(settings)
+                wait_for(lambda: backend.received, timeout=60, message="the reply from the second worker")
+                time.sleep(3)  # room for a second reply, which must not come
+        finally:
+            scheduler.terminate()
+            scheduler.wait(timeout=10)
+    [reply] = backend.replies()
+    assert reply["reply_to"] == "killed-1" and reply["action"] == "answer"
+    with get_database(settings).session(readonly=True) as session:
+        inbound = session.scalars(select(InboundMessage)).one()
+        assert inbound.status is InboundStatus.done and inbound.attempts == 2
+        assert (
+            session.scalar(select(func.count()).select_from(Message).where(Message.sender == "assistant"))
+            == 1
+        )
