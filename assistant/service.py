@@ -420,15 +420,28 @@ class Assistant:
         reply = session.scalar(select(Message).where(Message.reply_to_id == inbound.id))
         if reply is None:
             return None
+        action = Action(reply.action or "clarify")
+        emergency = duty_phone = None
+        if action is Action.emergency:  # the same reply as the first time, emergency details included
+            from escalation.models import Case
+
+            case = session.get(Case, reply.case_id) if reply.case_id else None
+            if case is not None and case.reason.startswith("emergency:"):
+                emergency = case.reason.split(":", 1)[1]
+            conversation = session.get(Conversation, conversation_id)
+            place = session.get(Community, conversation.community_id) if conversation else None
+            duty_phone = place.duty_phone if place else None
         return TurnResult(
             reply=reply.text,
-            action=Action(reply.action or "clarify"),
+            action=action,
             citations=[Citation(**c) for c in reply.citations or []],
             confidence=reply.confidence or 0.0,
             case_id=reply.case_id,
             work_order_id=reply.work_order_id,
             conversation_id=conversation_id,
             message_id=reply.id,
+            emergency=emergency,
+            duty_phone=duty_phone,
         )
 
     def history(self, session: Session, conversation_id: int) -> list[Message]:

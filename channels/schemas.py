@@ -82,3 +82,31 @@ class HistoryItem(BaseModel):
     case_id: int | None
     work_order_id: int | None
     created_at: datetime
+
+
+class FailedMessage(BaseModel):
+    id: int
+    channel: str
+    sender: str  # masked
+    text: str  # masked
+    error: str | None
+    attempts: int
+    received_at: datetime
+
+
+class FailedDelivery(BaseModel):
+    id: int
+    channel: str
+    conversation_id: int
+    recipient: str  # masked
+    reply: str
+    error: str | None
+    attempts: int
+    created_at: datetime
+
+
+class IntakeProblems(BaseModel):
+    """What the intake could not do on its own: for agents to see, answer or retry."""
+
+    failed_messages: list[FailedMessage]
+    failed_deliveries: list[FailedDelivery]

@@ -704,8 +704,8 @@ def _store_call(
         conversation.state = ConversationState.human if case is not None else ConversationState.closed
         message.status, message.processed_at, message.error = InboundStatus.done, utcnow(), None
         message.conversation_id, message.reply_message_id = conversation.id, note.id
-        log.info("call %s from %s stored as conversation %s: %s", call_id, mask_mobile(caller), conversation.id,
-                 note.text)  # fmt: skip
+        log.info("call %s from %s stored as conversation %s: %s", call_id, mask_mobile(caller),
+                 conversation.id, note.text)  # fmt: skip
         return conversation.id
 
 
@@ -727,3 +727,59 @@ def export_rows(
         query = query.where(Message.created_at < until)
     rows = session.execute(query.order_by(Message.created_at, Message.id).limit(EXPORT_LIMIT)).all()
     return [(m, c) for m, c in rows]
+
+
+# --- what went wrong, for agents ---------------------------------------------------------------
+
+PROBLEMS_LIMIT = 200
+
+
+def failed_inbound(session: Session, community_id: int) -> list[InboundMessage]:
+    """Messages processing gave up on (newest first): agents answer these themselves or retry."""
+    return list(
+        session.scalars(
+            select(InboundMessage)
+            .where(InboundMessage.community_id == community_id, InboundMessage.status == InboundStatus.failed)
+            .order_by(InboundMessage.id.desc())
+            .limit(PROBLEMS_LIMIT)
+        )
+    )
+
+
+def failed_deliveries(session: Session, community_id: int) -> list[tuple[OutboundDelivery, Conversation]]:
+    """Replies that never reached the resident (newest first), with their conversation."""
+    rows = session.execute(
+        select(OutboundDelivery, Conversation)
+        .join(Conversation, Conversation.id == OutboundDelivery.conversation_id)
+        .where(Conversation.community_id == community_id, OutboundDelivery.status == DeliveryStatus.failed)
+        .order_by(OutboundDelivery.id.desc())
+        .limit(PROBLEMS_LIMIT)
+    ).all()
+    return [(d, c) for d, c in rows]
+
+
+def retry_inbound(session: Session, settings: Settings, inbound_id: int) -> InboundMessage:
+    """An agent asks for a failed message to be processed again (once the cause is fixed)."""
+    message = session.get(InboundMessage, inbound_id)
+    if message is None:
+        raise NotFound("消息不存在")
+    if message.status is not InboundStatus.failed:
+        raise InvalidInput("只有处理失败的消息可以重试")
+    message.status, message.attempts, message.error = InboundStatus.accepted, 0, None
+    session.commit()
+    request_processing(settings, message.id)
+    return message
+
+
+def retry_delivery(session: Session, settings: Settings, delivery_id: int) -> OutboundDelivery:
+    """An agent sends a failed reply again (the app's webhook is back, the resident wrote again)."""
+    delivery = session.get(OutboundDelivery, delivery_id)
+    if delivery is None:
+        raise NotFound("回复记录不存在")
+    if delivery.status is not DeliveryStatus.failed:
+        raise InvalidInput("只有发送失败的回复可以重发")
+    delivery.status, delivery.attempts, delivery.last_error = DeliveryStatus.pending, 0, None
+    delivery.created_at = utcnow()  # a fresh 48-hour check and sweep clock
+    session.commit()
+    request_delivery(settings, delivery.id)
+    return delivery

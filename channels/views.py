@@ -18,8 +18,24 @@ from accounts.models import Role, StaffUser
 from accounts.service import accessible_community_ids, require_community
 from accounts.views import client_address
 from channels import service
-from channels.models import Channel, Conversation, InboundStatus, Message, Sender
-from channels.schemas import Accepted, AppMessageIn, CallTranscriptIn, HistoryItem
+from channels.models import (
+    Channel,
+    Conversation,
+    InboundMessage,
+    InboundStatus,
+    Message,
+    OutboundDelivery,
+    Sender,
+)
+from channels.schemas import (
+    Accepted,
+    AppMessageIn,
+    CallTranscriptIn,
+    FailedDelivery,
+    FailedMessage,
+    HistoryItem,
+    IntakeProblems,
+)
 from channels.signing import BadSignature, check
 from core.db import utcnow
 from core.deps import RedisDep, SessionDep, SettingsDep
@@ -356,3 +372,64 @@ SENDER_NAMES = {
     Sender.resident: "住户", Sender.assistant: "助手", Sender.agent: "客服", Sender.system: "系统"
 }  # fmt: skip
 EXPORT_COLUMNS = ["时间", "渠道", "会话", "住户编号", "渠道用户", "发送方", "内容", "动作", "案件", "工单"]
+
+
+def _failed_message(m: InboundMessage) -> FailedMessage:
+    return FailedMessage(
+        id=m.id,
+        channel=m.channel.value,
+        sender=service.masked_sender(m.channel, m.sender),
+        text=mask_text(m.text),
+        error=m.error,
+        attempts=m.attempts,
+        received_at=m.received_at,
+    )
+
+
+def _failed_delivery(d: OutboundDelivery, c: Conversation) -> FailedDelivery:
+    return FailedDelivery(
+        id=d.id,
+        channel=d.channel.value,
+        conversation_id=c.id,
+        recipient=service.masked_sender(d.channel, d.recipient),
+        reply=mask_text(str(d.payload.get("reply", ""))),
+        error=d.last_error,
+        attempts=d.attempts,
+        created_at=d.created_at,
+    )
+
+
+@api.get("/communities/{community_id}/intake/problems", response_model=IntakeProblems)
+def intake_problems(community_id: int, user: ServiceUser, session: SessionDep) -> IntakeProblems:
+    """Messages the intake gave up on and replies that never arrived, newest first."""
+    require_community(session=session, user=user, community_id=community_id)
+    return IntakeProblems(
+        failed_messages=[_failed_message(m) for m in service.failed_inbound(session, community_id)],
+        failed_deliveries=[
+            _failed_delivery(d, c) for d, c in service.failed_deliveries(session, community_id)
+        ],
+    )
+
+
+@api.post("/intake/messages/{inbound_id}/retry", response_model=Accepted)
+def retry_message(inbound_id: int, user: ServiceUser, session: SessionDep, settings: SettingsDep) -> Accepted:
+    message = session.get(InboundMessage, inbound_id)
+    if message is None:
+        raise NotFound("消息不存在")
+    require_community(session=session, user=user, community_id=message.community_id)
+    message = service.retry_inbound(session, settings, inbound_id)
+    return Accepted(id=message.id, status=message.status.value, duplicate=False)
+
+
+@api.post("/intake/deliveries/{delivery_id}/retry", response_model=Accepted)
+def retry_delivery(
+    delivery_id: int, user: ServiceUser, session: SessionDep, settings: SettingsDep
+) -> Accepted:
+    delivery = session.get(OutboundDelivery, delivery_id)
+    if delivery is None:
+        raise NotFound("回复记录不存在")
+    conversation = session.get(Conversation, delivery.conversation_id)
+    assert conversation is not None
+    require_community(session=session, user=user, community_id=conversation.community_id)
+    delivery = service.retry_delivery(session, settings, delivery_id)
+    return Accepted(id=delivery.id, status=delivery.status.value, duplicate=False)

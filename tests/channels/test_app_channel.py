@@ -273,3 +273,38 @@ def test_a_worker_killed_mid_answer_leaves_the_message_to_another_and_one_reply(
             session.scalar(select(func.count()).select_from(Message).where(Message.sender == "assistant"))
             == 1
         )
+
+
+def test_a_reply_that_never_arrives_is_shown_to_agents_and_sent_again_on_request(
+    demo_kb: Settings, start_worker: Any
+) -> None:
+    backend = FakeAppBackend(fail=10**6)  # the app's backend is down
+    try:
+        settings = configured(demo_kb, backend).model_copy(
+            update={"delivery_max_attempts": 2, "delivery_backoff_seconds": [1]}
+        )
+        start_worker(settings)
+        with LiveServer(settings) as live, live.client() as client:
+            assert post(client, message("我的手机13900001234，物业费在哪交")).status_code == 202
+
+            def failed() -> bool:
+                return rows(settings, OutboundDelivery, OutboundDelivery.status == DeliveryStatus.failed) == 1
+
+            wait_for(failed, timeout=40, message="the delivery to fail for good")
+            with live.login("agent") as agent:
+                problems = agent.get("/api/communities/1/intake/problems").json()
+                assert problems["failed_messages"] == []
+                [shown] = problems["failed_deliveries"]
+                assert shown["channel"] == "app" and shown["attempts"] == 2 and "HTTP 503" in shown["error"]
+                assert "13900001234" not in json.dumps(problems, ensure_ascii=False)
+                backend.fail = 0  # the app's backend is back
+                retried = agent.post(f"/api/intake/deliveries/{shown['id']}/retry")
+                assert retried.status_code == 200 and retried.json()["status"] == "pending"
+                wait_for(lambda: backend.received, message="the reply sent again")
+                again = agent.post(f"/api/intake/deliveries/{shown['id']}/retry")
+                assert again.status_code == 422  # sent now: nothing to retry
+                assert agent.get("/api/communities/1/intake/problems").json()["failed_deliveries"] == []
+                assert agent.post("/api/intake/deliveries/99999/retry").status_code == 404
+    finally:
+        backend.close()
+    assert len(backend.replies()) == 1
