@@ -219,7 +219,7 @@ def wechat_message(
             raise wechat.WechatRejected(403, "plaintext message to an account in safe mode")
         else:
             _check_nonce(redis, account.key, params, body)
-        incoming = wechat.read_message(xml)
+        incoming = wechat.read_message(xml, account.menu)
     except wechat.WechatRejected as exc:
         log.warning(
             "wechat %s: refused message from %s: %s", account.key, client_address(request), exc.reason

@@ -137,9 +137,10 @@ WELCOME = (
 )
 VOICE_UNHEARD = "抱歉，这条语音没有识别出文字，请再说一遍或直接打字告诉我。"
 IMAGE_ONLY = "收到您的图片。请再用文字说一下需要什么帮助（报修请说明楼栋、单元和房号）。"
+MENU_UNKNOWN = "这个菜单暂时不可用，请直接发文字告诉我您需要什么帮助，比如：物业费怎么交、我要报修。"
 
 
-def read_message(xml: str) -> Incoming:
+def read_message(xml: str, menu: dict[str, str] | None = None) -> Incoming:
     from wechatpy import parse_message
 
     try:
@@ -149,12 +150,12 @@ def read_message(xml: str) -> Incoming:
     sender = str(getattr(message, "source", "") or "")
     if not sender:
         raise WechatRejected(400, "message without FromUserName")
-    incoming = _read(message, sender)
+    incoming = _read(message, sender, menu or {})
     incoming.account_id = str(getattr(message, "target", "") or "")
     return incoming
 
 
-def _read(message: Any, sender: str) -> Incoming:
+def _read(message: Any, sender: str, menu: dict[str, str]) -> Incoming:
     kind = message.type
     if kind == "event":
         event = str(getattr(message, "event", "")).lower()
@@ -165,8 +166,11 @@ def _read(message: Any, sender: str) -> Incoming:
         ]  # events have no MsgId: sender + CreateTime
         if event == "subscribe":
             return Incoming(key, sender, store=False, immediate=WELCOME)
-        if event == "click":
-            return Incoming(key, sender, text=str(getattr(message, "key", "") or ""))
+        if event == "click":  # a menu button: its configured question, never the raw key
+            if event_key in menu:
+                return Incoming(key, sender, text=menu[event_key])
+            log.warning("wechat menu key %r is not configured (WechatAccount.menu)", event_key[:64])
+            return Incoming(key, sender, store=False, immediate=MENU_UNKNOWN)
         return Incoming(key, sender, store=False)  # unsubscribe, view…: nothing to answer
     external_id = f"{sender}:{message.id}"
     if kind == "text":

@@ -30,6 +30,9 @@ class WechatAccount(BaseModel):
     aes_key: str | None = None  # EncodingAESKey (43 characters); None: plaintext mode
     previous_aes_key: str | None = None  # accepted too while a new key is rolled out
     community: str  # the community's code
+    # Custom menu buttons (自定义菜单, type "click"): EventKey -> what the press means, asked as if
+    # the resident had typed it, e.g. {"FEE": "物业费怎么交", "REPAIR": "我要报修"}.
+    menu: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _keys(self) -> WechatAccount:

@@ -272,3 +272,18 @@ def test_events_voice_and_bad_input(demo: Settings, api: FakeWechatApi) -> None:
         assert forged.status_code == 403
         assert push(client, text_xml("漏" * settings.max_body_bytes)).status_code == 413
     assert rows(settings, InboundMessage) == 2  # the voice message and 4001 are on record; nothing else
+
+
+def test_a_menu_button_asks_its_configured_question_never_its_raw_key() -> None:
+    from channels import wechat
+
+    def click(key: str) -> str:
+        return ("<xml><ToUserName>gh_anju</ToUserName><FromUserName>oMenu</FromUserName>"
+                f"<CreateTime>{int(time.time())}</CreateTime><MsgType>event</MsgType><Event>CLICK</Event>"
+                f"<EventKey>{key}</EventKey></xml>")  # fmt: skip
+
+    menu = {"FEE": "物业费怎么交", "REPAIR": "我要报修"}
+    fee = wechat.read_message(click("FEE"), menu)
+    assert fee.store and fee.text == "物业费怎么交" and fee.external_id.startswith("oMenu:")
+    unknown = wechat.read_message(click("V1001_OLD_BUTTON"), menu)
+    assert not unknown.store and unknown.immediate == wechat.MENU_UNKNOWN and not unknown.text
