@@ -114,8 +114,12 @@ def worker(burst: bool = typer.Option(False, help="exit when the queues are empt
         from core.db import get_database
 
         warm_assistant(settings)  # before rq forks a work-horse per job: each inherits the models
+        import httpx  # noqa: F401
+
         import assistant.service  # noqa: F401  # and what jobs import, instead of once per job
-        import channels.service  # noqa: F401
+        import channels.service
+        import channels.signing  # a delivery job's imports (~160 ms each, once per fork)
+        import channels.wechat  # noqa: F401
         import knowledge.service  # noqa: F401
 
         get_database(settings).engine.dispose()  # no connection may be shared with the forks

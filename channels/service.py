@@ -396,6 +396,26 @@ def _send_wechat(settings: Settings, delivery_id: int) -> tuple[str | None, bool
     return None, False
 
 
+SWEEP_LIMIT = 500  # rows per kind and sweep: a backlog is worked off over several sweeps
+
+
+def _without_job(settings: Settings, inbound_ids: list[int]) -> list[int]:
+    """Messages claimed by a job that no longer exists (Redis restarted empty under it): they
+    need not wait for the job timeout to be processed again."""
+    from core.redis import get_redis
+
+    if not inbound_ids:
+        return []
+    try:
+        with get_redis(settings).pipeline(transaction=False) as pipe:
+            for inbound_id in inbound_ids:
+                pipe.exists(f"rq:job:inbound-{inbound_id}")
+            exists = pipe.execute()
+    except (RedisError, OSError):
+        return []
+    return [i for i, found in zip(inbound_ids, exists, strict=True) if not found]
+
+
 def sweep_inbound(settings: Settings, now: datetime | None = None) -> dict[str, int]:
     """Re-enqueue messages accepted but never processed (no worker took them, Redis lost the
     job, the worker died) and deliveries still pending with no job behind them."""
@@ -405,7 +425,8 @@ def sweep_inbound(settings: Settings, now: datetime | None = None) -> dict[str, 
     with get_database(settings).session(readonly=True) as session:
         inbound = list(
             session.scalars(
-                select(InboundMessage.id).where(
+                select(InboundMessage.id)
+                .where(
                     or_(
                         (InboundMessage.status == InboundStatus.accepted)
                         & (InboundMessage.received_at < fresh),
@@ -413,13 +434,28 @@ def sweep_inbound(settings: Settings, now: datetime | None = None) -> dict[str, 
                         & (InboundMessage.claimed_at < hung),
                     )
                 )
+                .order_by(InboundMessage.id)
+                .limit(SWEEP_LIMIT)
+            )
+        )
+        claimed = list(
+            session.scalars(
+                select(InboundMessage.id)
+                .where(
+                    InboundMessage.status == InboundStatus.processing,
+                    InboundMessage.claimed_at < fresh,
+                    InboundMessage.claimed_at >= hung,
+                )
+                .order_by(InboundMessage.id)
+                .limit(SWEEP_LIMIT)
             )
         )
         deliveries = list(
             session.scalars(
-                select(OutboundDelivery.id).where(
-                    OutboundDelivery.status == DeliveryStatus.pending, OutboundDelivery.created_at < fresh
-                )
+                select(OutboundDelivery.id)
+                .where(OutboundDelivery.status == DeliveryStatus.pending, OutboundDelivery.created_at < fresh)
+                .order_by(OutboundDelivery.id)
+                .limit(SWEEP_LIMIT)
             )
         )
         stuck = list(
@@ -429,6 +465,7 @@ def sweep_inbound(settings: Settings, now: datetime | None = None) -> dict[str, 
                 )
             )
         )
+    inbound += _without_job(settings, claimed)
     if stuck:  # the worker died mid-send: whether it arrived is unknown, so it is tried again
         from sqlalchemy import update
 

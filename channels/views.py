@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import AwareDatetime, ValidationError
 from redis import Redis
@@ -17,7 +20,7 @@ from accounts.deps import roles
 from accounts.models import Role, StaffUser
 from accounts.service import accessible_community_ids, require_community
 from accounts.views import client_address
-from channels import service
+from channels import batching, service
 from channels.models import (
     Channel,
     Conversation,
@@ -37,7 +40,7 @@ from channels.schemas import (
     IntakeProblems,
 )
 from channels.signing import BadSignature, check
-from core.db import utcnow
+from core.db import get_database, utcnow
 from core.deps import RedisDep, SessionDep, SettingsDep
 from core.errors import AnjuError, Forbidden, InvalidInput, NotFound
 from core.masking import mask_mobile, mask_text
@@ -63,37 +66,67 @@ RawBody = Annotated[bytes, Depends(raw_body)]
 
 
 @router.post("/app/messages", status_code=202, response_model=Accepted)
-def app_message(
-    request: Request, body: RawBody, session: SessionDep, settings: SettingsDep, redis: RedisDep
-) -> JSONResponse:
+async def app_message(request: Request) -> JSONResponse:
     """A resident's message from the app's backend, signed (see channels.signing). 202 once it is
     stored; the reply arrives later at the configured webhook. Resending the same message_id
     stores and answers nothing new (``duplicate: true``)."""
+    settings: Settings = request.app.state.settings
     if not settings.app_channel_secret:
         raise NotFound("未启用应用渠道")
-    _check_signed(request, body, settings, redis, "app", settings.app_channel_secret)
+    body = await request.body()
+    _check_signed(request, body, settings, request.app.state.redis, "app", settings.app_channel_secret)
     try:
-        message = AppMessageIn.model_validate(json.loads(body))
-    except (ValueError, ValidationError) as exc:
+        message = AppMessageIn.model_validate_json(body)
+    except ValidationError as exc:
         raise BadRequest(f"请求体不是有效的消息 JSON：{_reason(exc)}") from None
-    community = get_community_by_code(session=session, code=message.community)
-    if message.mobile:
-        service.link_by_mobile(session, community.id, Channel.app, message.user_id, message.mobile)
-    inbound, duplicate = service.accept(
-        session,
-        community=community,
-        channel=Channel.app,
-        external_id=message.message_id,
-        sender=message.user_id,
-        text=message.text,
-        attachments=[a.model_dump(exclude_none=True) for a in message.attachments],
-        sent_at=message.sent_at,
-    )
-    session.commit()  # stored before the channel hears "accepted"
-    if not duplicate:
-        service.request_processing(settings, inbound.id)
-    accepted = Accepted(id=inbound.id, status=inbound.status.value, duplicate=duplicate)
-    return JSONResponse(accepted.model_dump(), status_code=200 if duplicate else 202)
+    place = await _community(settings, message.community)
+    stored = await batching.accept(
+        settings,
+        batching.Pending(
+            company_id=place.company_id, community_id=place.id, channel=Channel.app,
+            external_id=message.message_id, sender=message.user_id, text=message.text,
+            attachments=[a.model_dump(exclude_none=True) for a in message.attachments],
+            sent_at=message.sent_at,
+        ),
+    )  # fmt: skip
+    if message.mobile and not stored.duplicate:
+        await run_in_threadpool(_link_by_mobile, settings, place.id, message.user_id, message.mobile)
+    accepted = Accepted(id=stored.id, status=stored.status.value, duplicate=stored.duplicate)
+    return JSONResponse(accepted.model_dump(), status_code=200 if stored.duplicate else 202)
+
+
+def _link_by_mobile(settings: Settings, community_id: int, user_id: str, mobile: str) -> None:
+    with get_database(settings).session() as session:
+        service.link_by_mobile(session, community_id, Channel.app, user_id, mobile)
+
+
+@dataclass(frozen=True)
+class _Place:
+    id: int
+    company_id: int
+
+
+_places: dict[tuple[str, str], tuple[float, _Place]] = {}
+PLACE_CACHE_SECONDS = 60.0
+
+
+async def _community(settings: Settings, code: str) -> _Place:
+    """The community behind a code, cached for a minute per process (every message names one)."""
+    import time
+
+    key = (settings.sqlalchemy_url, code)
+    cached = _places.get(key)
+    if cached is not None and time.monotonic() - cached[0] < PLACE_CACHE_SECONDS:
+        return cached[1]
+
+    def look_up() -> _Place:
+        with get_database(settings).session(readonly=True) as session:
+            community = get_community_by_code(session=session, code=code)
+            return _Place(community.id, community.company_id)
+
+    place = await run_in_threadpool(look_up)
+    _places[key] = (time.monotonic(), place)
+    return place
 
 
 def _check_signed(
@@ -192,14 +225,7 @@ def wechat_verify(request: Request, settings: SettingsDep, key: str | None = Non
 
 @router.post("/wechat")
 @router.post("/wechat/{key}")
-def wechat_message(
-    request: Request,
-    body: RawBody,
-    session: SessionDep,
-    settings: SettingsDep,
-    redis: RedisDep,
-    key: str | None = None,
-) -> Response:
+async def wechat_message(request: Request, key: str | None = None) -> Response:
     """A message or event pushed by WeChat. Stored once (WeChat retries three times when no reply
     comes within 5 s); answered passively when the answer is ready in time, otherwise ``success``
     now and a customer-service message later."""
@@ -208,8 +234,11 @@ def wechat_message(
     from channels import wechat
 
     started = time.monotonic()
+    settings: Settings = request.app.state.settings
+    redis: Redis = request.app.state.redis
     account = _wechat_account(settings, key)
     params = dict(request.query_params)
+    body = await request.body()
     try:
         wechat.check_signature(account, params, window_seconds=settings.channel_signature_window_seconds)
         xml = wechat.safe_xml(body)
@@ -238,32 +267,39 @@ def wechat_message(
 
     if not incoming.store:
         return answer(incoming.immediate)
-    community = get_community_by_code(session=session, code=account.community)
-    inbound, duplicate = service.accept(
-        session,
-        community=community,
-        channel=Channel.wechat,
-        external_id=incoming.external_id,
-        sender=incoming.sender,
-        text=incoming.text,
-        attachments=incoming.attachments,
-        account=account.key,
-        status=InboundStatus.done if incoming.immediate else InboundStatus.accepted,
-    )
-    session.commit()
+    place = await _community(settings, account.community)
+    stored = await batching.accept(
+        settings,
+        batching.Pending(
+            company_id=place.company_id, community_id=place.id, channel=Channel.wechat,
+            external_id=incoming.external_id, sender=incoming.sender, text=incoming.text,
+            attachments=incoming.attachments, account=account.key,
+            status=InboundStatus.done if incoming.immediate else InboundStatus.accepted,
+        ),
+    )  # fmt: skip
     if incoming.immediate:  # an unreadable voice, a picture: a fixed reply, no assistant turn
-        return answer(None if duplicate else incoming.immediate)
-    inbound_id, received_at = inbound.id, inbound.received_at
-    session.close()  # nothing more to write here; the worker writes the answer
-    if not duplicate:
-        service.request_processing(settings, inbound_id)
+        return answer(None if stored.duplicate else incoming.immediate)
     window = min(settings.wechat_passive_reply_seconds, service.PASSIVE_WINDOW_SECONDS - 0.5)
-    while time.monotonic() - started < window and utcnow() - received_at < timedelta(seconds=window):
-        reply = service.claim_passive(settings, inbound_id, received_at)
+    if window <= 0 or _backlogged(redis):
+        return answer(None)  # the answer cannot be ready in time: "success" now, the API sends it
+    while time.monotonic() - started < window and utcnow() - stored.received_at < timedelta(seconds=window):
+        await asyncio.sleep(0.05)
+        reply = await run_in_threadpool(service.claim_passive, settings, stored.id, stored.received_at)
         if reply is not None:
             return answer(reply)
-        time.sleep(0.05)
     return answer(None)
+
+
+BACKLOG_JOBS = 1  # more jobs than this waiting: no answer comes within the passive window
+
+
+def _backlogged(redis: Redis) -> bool:
+    """Jobs are waiting ahead of this message (workers busy): waiting for a passive reply would
+    only hold the callback up."""
+    try:
+        return int(redis.llen("rq:queue:default")) > BACKLOG_JOBS
+    except RedisError:
+        return True
 
 
 def _check_nonce(redis: Redis, account: str, params: dict[str, str], body: bytes) -> None:

@@ -168,11 +168,33 @@ def build_worker(
     return worker
 
 
+PENDING_STATUSES = {"queued", "started", "scheduled", "deferred"}
+
+
 def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
-    """Run one rq worker over all queues, with rq's scheduler for retries and delayed jobs."""
+    """Run one rq worker over all queues, with rq's scheduler for retries and delayed jobs.
+
+    rq gives up when Redis goes away under it (a restart): the worker then starts over once Redis
+    answers again, and the job it was running is recovered by the sweepers."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one intra-op thread for any model a job loads
-    worker = build_worker(settings, name=name)
-    return bool(worker.work(burst=burst, with_scheduler=True, logging_level=settings.rq_log_level))
+    while True:
+        worker = build_worker(settings, name=name)
+        try:
+            return bool(worker.work(burst=burst, with_scheduler=True, logging_level=settings.rq_log_level))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if worker._stop_requested:
+                return False
+            log.warning("worker lost Redis (%s); starting over when it is back", exc)
+            _wait_for_redis(settings)
+
+
+def _wait_for_redis(settings: Settings, *, every: float = 1.0) -> None:
+    while True:
+        try:
+            get_redis(settings).ping()
+            return
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            time.sleep(every)
 
 
 @dataclass
@@ -279,10 +301,19 @@ def run_scheduler(settings: Settings, *, stop_after: float | None = None) -> Non
     started = time.monotonic()
     log.info("scheduler started with %s", periodic_jobs(settings))
     while not stopping:
-        for func_path, interval in periodic_jobs(settings):
-            slot = int(time.time() // interval)
-            if connection.set(f"anju:periodic:{func_path}:{slot}", 1, nx=True, ex=interval * 2):
-                queue.enqueue(func_path, job_timeout=max(interval, 30), result_ttl=interval * 4)
+        try:
+            for func_path, interval in periodic_jobs(settings):
+                slot = int(time.time() // interval)
+                if connection.set(f"anju:periodic:{func_path}:{slot}", 1, nx=True, ex=interval * 2):
+                    # One id per periodic job: a sweep still queued behind a backlog is not joined by
+                    # another (they would pile up on the high queue).
+                    job_id = "periodic-" + func_path.replace(".", "-")
+                    earlier = queue.fetch_job(job_id)
+                    if earlier is None or earlier.get_status(refresh=False) not in PENDING_STATUSES:
+                        queue.enqueue(func_path, job_id=job_id, job_timeout=max(interval, 30),
+                                      result_ttl=interval * 4)  # fmt: skip
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:  # Redis restarting
+            log.warning("scheduler: Redis unavailable (%s); trying again", exc)
         if stop_after is not None and time.monotonic() - started > stop_after:
             break
         time.sleep(1)
