@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -92,6 +93,11 @@ def warm_assistant(settings: Settings) -> None:
                 loaded = search.index_for(session, company_id)
                 if loaded is not None:
                     _ = loaded.passages.dense, loaded.faq.dense  # build the FAISS indexes now
+        # Hundreds of thousands of long-lived objects (jieba's dictionary, the models' tables) now
+        # sit in the collector's oldest generation; each full collection walked them all and
+        # stalled requests for a good part of a second. Frozen, they are never walked again.
+        gc.collect()
+        gc.freeze()
         log.info("assistant warmed up")
     except Exception:  # a cold start is slower, not broken: the first turn loads what is missing
         log.warning("assistant warm-up failed", exc_info=True)

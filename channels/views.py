@@ -44,6 +44,7 @@ from core.db import get_database, utcnow
 from core.deps import RedisDep, SessionDep, SettingsDep
 from core.errors import AnjuError, Forbidden, InvalidInput, NotFound
 from core.masking import mask_mobile, mask_text
+from core.redis import get_async_redis
 from core.settings import Settings, WechatAccount
 from org.service import get_community_by_code, get_resident, normalise_mobile
 
@@ -74,7 +75,7 @@ async def app_message(request: Request) -> JSONResponse:
     if not settings.app_channel_secret:
         raise NotFound("未启用应用渠道")
     body = await request.body()
-    _check_signed(request, body, settings, request.app.state.redis, "app", settings.app_channel_secret)
+    await _check_signed_async(request, body, settings, "app", settings.app_channel_secret)
     try:
         message = AppMessageIn.model_validate_json(body)
     except ValidationError as exc:
@@ -114,7 +115,7 @@ async def _community(settings: Settings, code: str) -> _Place:
     """The community behind a code, cached for a minute per process (every message names one)."""
     import time
 
-    key = (settings.sqlalchemy_url, code)
+    key = (settings.database_url or str(settings.data_dir), code)
     cached = _places.get(key)
     if cached is not None and time.monotonic() - cached[0] < PLACE_CACHE_SECONDS:
         return cached[1]
@@ -129,24 +130,50 @@ async def _community(settings: Settings, code: str) -> _Place:
     return place
 
 
-def _check_signed(
-    request: Request, body: bytes, settings: Settings, redis: Redis, channel: str, secret: str
-) -> None:
-    """A server-to-server request signed with the channel's secret, inside the time window, with
-    a nonce never seen before (403 otherwise, and a log line)."""
+def _signed_nonce(request: Request, body: bytes, settings: Settings, channel: str, secret: str) -> str:
+    """The nonce of a server-to-server request signed with the channel's secret inside the time
+    window (403 otherwise, and a log line)."""
     try:
-        nonce = check(secret, request.headers, body, window_seconds=settings.channel_signature_window_seconds)
+        return check(secret, request.headers, body, window_seconds=settings.channel_signature_window_seconds)
     except BadSignature as exc:
         log.warning("%s channel: refused request from %s: %s", channel, client_address(request), exc)
         raise Forbidden("签名无效") from None
+
+
+def _replayed(request: Request, channel: str) -> Forbidden:
+    log.warning("%s channel: replayed nonce from %s", channel, client_address(request))
+    return Forbidden("重复的请求（nonce 已使用）")
+
+
+def _check_signed(
+    request: Request, body: bytes, settings: Settings, redis: Redis, channel: str, secret: str
+) -> None:
+    """Signed, in the window, and a nonce never seen before. Without Redis the time window and
+    the idempotency key still hold."""
+    nonce = _signed_nonce(request, body, settings, channel, secret)
     try:
-        if not redis.set(
+        fresh = redis.set(
             f"anju:{channel}-nonce:{nonce}", 1, nx=True, ex=settings.channel_signature_window_seconds * 2
-        ):
-            log.warning("%s channel: replayed nonce from %s", channel, client_address(request))
-            raise Forbidden("重复的请求（nonce 已使用）")
+        )
     except RedisError:
-        pass  # without Redis the time window and the idempotency key still hold
+        return
+    if not fresh:
+        raise _replayed(request, channel)
+
+
+async def _check_signed_async(
+    request: Request, body: bytes, settings: Settings, channel: str, secret: str
+) -> None:
+    """_check_signed for async views: the nonce's round trip does not block the event loop."""
+    nonce = _signed_nonce(request, body, settings, channel, secret)
+    try:
+        fresh = await get_async_redis(settings).set(
+            f"anju:{channel}-nonce:{nonce}", 1, nx=True, ex=settings.channel_signature_window_seconds * 2
+        )
+    except (RedisError, OSError):
+        return
+    if not fresh:
+        raise _replayed(request, channel)
 
 
 @router.post("/phone/transcripts", status_code=202, response_model=Accepted)
@@ -235,7 +262,6 @@ async def wechat_message(request: Request, key: str | None = None) -> Response:
 
     started = time.monotonic()
     settings: Settings = request.app.state.settings
-    redis: Redis = request.app.state.redis
     account = _wechat_account(settings, key)
     params = dict(request.query_params)
     body = await request.body()
@@ -247,7 +273,7 @@ async def wechat_message(request: Request, key: str | None = None) -> Response:
         elif account.aes_key:  # safe mode configured: a plaintext body is not from WeChat
             raise wechat.WechatRejected(403, "plaintext message to an account in safe mode")
         else:
-            _check_nonce(redis, account.key, params, body)
+            await _check_nonce(settings, account.key, params, body)
         incoming = wechat.read_message(xml, account.menu)
     except wechat.WechatRejected as exc:
         log.warning(
@@ -280,7 +306,7 @@ async def wechat_message(request: Request, key: str | None = None) -> Response:
     if incoming.immediate:  # an unreadable voice, a picture: a fixed reply, no assistant turn
         return answer(None if stored.duplicate else incoming.immediate)
     window = min(settings.wechat_passive_reply_seconds, service.PASSIVE_WINDOW_SECONDS - 0.5)
-    if window <= 0 or _backlogged(redis):
+    if window <= 0 or await _backlogged(settings):
         return answer(None)  # the answer cannot be ready in time: "success" now, the API sends it
     while time.monotonic() - started < window and utcnow() - stored.received_at < timedelta(seconds=window):
         await asyncio.sleep(0.05)
@@ -293,16 +319,16 @@ async def wechat_message(request: Request, key: str | None = None) -> Response:
 BACKLOG_JOBS = 1  # more jobs than this waiting: no answer comes within the passive window
 
 
-def _backlogged(redis: Redis) -> bool:
+async def _backlogged(settings: Settings) -> bool:
     """Jobs are waiting ahead of this message (workers busy): waiting for a passive reply would
     only hold the callback up."""
     try:
-        return int(redis.llen("rq:queue:default")) > BACKLOG_JOBS
-    except RedisError:
+        return int(await get_async_redis(settings).llen("rq:queue:default")) > BACKLOG_JOBS
+    except (RedisError, OSError):
         return True
 
 
-def _check_nonce(redis: Redis, account: str, params: dict[str, str], body: bytes) -> None:
+async def _check_nonce(settings: Settings, account: str, params: dict[str, str], body: bytes) -> None:
     """Plaintext mode signs token, timestamp and nonce but not the body: a signature seen before
     may only come back with the same body (WeChat's own retries), never with another one."""
     import hashlib
@@ -311,13 +337,14 @@ def _check_nonce(redis: Redis, account: str, params: dict[str, str], body: bytes
 
     digest = hashlib.sha256(body).hexdigest()
     key = f"anju:wechat-nonce:{account}:{params.get('timestamp')}:{params.get('nonce')}"
+    redis = get_async_redis(settings)
     try:
-        if not redis.set(key, digest, nx=True, ex=WECHAT_NONCE_SECONDS):
-            seen = redis.get(key)
+        if not await redis.set(key, digest, nx=True, ex=WECHAT_NONCE_SECONDS):
+            seen = await redis.get(key)
             seen = seen.decode() if isinstance(seen, bytes) else seen
             if seen != digest:
                 raise wechat.WechatRejected(403, "signature reused with another body")
-    except RedisError:
+    except (RedisError, OSError):
         pass  # without Redis the time window still limits a replay
 
 

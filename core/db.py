@@ -63,12 +63,17 @@ class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 30_000, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str, *, sqlite_busy_timeout_ms: int = 30_000, sqlite_pooled: bool = False, **kwargs: Any
+) -> Engine:
+    """``sqlite_pooled``: keep SQLite connections open (for one long-lived writer thread) instead
+    of opening one per session."""
     if url.startswith("sqlite"):
+        pooled = sqlite_pooled or ":memory:" in url
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": sqlite_busy_timeout_ms / 1000},
-            poolclass=NullPool if ":memory:" not in url else None,
+            poolclass=None if pooled else NullPool,
             **kwargs,
         )
         _configure_sqlite(engine, sqlite_busy_timeout_ms)

@@ -14,7 +14,9 @@ import os
 import signal
 import subprocess
 import time
+import weakref
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -34,6 +36,23 @@ def get_redis(settings: Settings) -> redis.Redis:
             url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30
         )
     return _clients[url]
+
+
+_async_clients: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def get_async_redis(settings: Settings) -> Any:
+    """An asyncio Redis client for the running event loop: async views must not block their loop
+    on a round trip (under load each one waits for Redis to be scheduled)."""
+    import asyncio
+
+    from redis import asyncio as aioredis
+
+    url = settings.effective_redis_url
+    clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    if url not in clients:
+        clients[url] = aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
+    return clients[url]
 
 
 def redis_executable() -> str:
