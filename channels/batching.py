@@ -91,11 +91,31 @@ class IntakeWriter:
                     break
             try:
                 self._write(batch)
-            except Exception as exc:  # the database is down or locked too long: every request says so
-                log.exception("intake batch of %d message(s) not stored", len(batch))
+            except Exception:
+                if len(batch) == 1:
+                    self._fail(batch)
+                    continue
+                # One bad row (a value the database refuses) must not fail its neighbours: each is
+                # written on its own, and only what fails again is reported to its sender.
+                log.warning("intake batch of %d message(s) failed; writing them one by one", len(batch))
                 for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
+                    if pending.future.done():
+                        continue
+                    try:
+                        self._write([pending])
+                    except Exception:
+                        self._fail([pending])
+
+    def _fail(self, batch: list[Pending]) -> None:
+        """The database is down, locked too long or refuses the row: the request says so (5xx) and
+        the channel sends it again."""
+        import sys
+
+        exc = sys.exc_info()[1] or RuntimeError("intake write failed")
+        log.exception("%d intake message(s) not stored", len(batch))
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(exc)
 
     def _write(self, batch: list[Pending]) -> None:
         from sqlalchemy.dialects import postgresql, sqlite

@@ -54,3 +54,17 @@ def test_a_database_that_cannot_be_reached_fails_every_waiting_request(demo: Set
     for future in futures:
         with pytest.raises(Exception, match=r"(?i)connect"):
             future.result(timeout=30)
+
+
+def test_one_row_the_database_refuses_does_not_fail_its_batch(demo: Settings) -> None:
+    bad = pending("orphan")
+    bad.community_id = 99_999  # a community deleted while its code was still cached
+    burst = [pending(f"ok-{i}") for i in range(20)]
+    burst.insert(10, bad)
+    with ThreadPoolExecutor(8) as pool:
+        futures = list(pool.map(lambda p: batching.submit(demo, p), burst))
+    with pytest.raises(Exception, match=r"(?i)foreign key"):
+        futures[10].result(timeout=30)
+    assert all(not f.result(timeout=30).duplicate for i, f in enumerate(futures) if i != 10)
+    with get_database(demo).session(readonly=True) as session:
+        assert session.scalar(select(func.count()).select_from(InboundMessage)) == 20
