@@ -268,6 +268,19 @@ class Group:
         return found
 
 
+def tear_down(group: Group, dbs: Databases, workdir: Path, *, keep: bool) -> list[dict[str, Any]]:
+    """Stop every process, drop the benchmark databases, remove the folder unless kept; the
+    processes left behind (should be none)."""
+    group.stop_all()
+    dbs.drop_all()
+    leftovers = group.leftovers()
+    if keep:
+        print(f"kept {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return leftovers
+
+
 def _ours(p: psutil.Process, workdir: Path) -> bool:
     """A process of this run: our folder is in its command line or its ANJU_DATA_DIR (so a pid
     recycled by someone else's process is never touched)."""

@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import sys
 import time
 from collections import Counter
@@ -70,6 +69,7 @@ from bench.intake_common import (
     query,
     service_env,
     start_fakes,
+    tear_down,
     today,
     wait_quiet,
     wait_ready,
@@ -495,13 +495,7 @@ def main() -> int:
         interrupted = True
         print("\ninterrupted: stopping everything", file=sys.stderr, flush=True)
     finally:
-        run.group.stop_all()
-        run.dbs.drop_all()
-        leftovers = run.group.leftovers()
-        if args.keep:
-            print(f"kept {run.workdir}")
-        else:
-            shutil.rmtree(run.workdir, ignore_errors=True)
+        leftovers = tear_down(run.group, run.dbs, run.workdir, keep=args.keep)
     info["leftovers"] = leftovers
     info["wall_s"] = round(time.monotonic() - started, 1)
     if result:

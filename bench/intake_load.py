@@ -74,6 +74,7 @@ from bench.intake_common import (
     query,
     service_env,
     start_fakes,
+    tear_down,
     today,
     wait_quiet,
     wait_ready,
@@ -483,13 +484,7 @@ def main() -> int:
         interrupted = True
         print("\ninterrupted: stopping everything", file=sys.stderr, flush=True)
     finally:
-        bench.group.stop_all()
-        bench.dbs.drop_all()
-        leftovers = bench.group.leftovers()
-        if args.keep:
-            print(f"kept {bench.workdir}")
-        else:
-            shutil.rmtree(bench.workdir, ignore_errors=True)
+        leftovers = tear_down(bench.group, bench.dbs, bench.workdir, keep=args.keep)
     info["wall_s"] = round(time.monotonic() - started, 1)
     info["leftovers"] = leftovers
     if results:
