@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from accounts.views import client_address
 from assistant.schemas import ChatRequest, ChatResponse, CitationOut, HistoryMessage
+from channels import batching
 from channels import service as intake
 from channels.models import Channel, Conversation, Message
 from core.db import get_database
@@ -59,14 +60,17 @@ def chat(body: ChatRequest, request: Request, settings: SettingsDep, redis: Redi
     # waits for it); if this process dies first, the sweeper answers it into the history.
     message_id = body.message_id or uuid.uuid4().hex
     key = hashlib.sha256(f"{body.session_id}\0{message_id}".encode()).hexdigest()[:40]
-    with get_database(settings).session() as session:
+    with get_database(settings).session(readonly=True) as session:
         community = session.scalar(select(Community).where(Community.code == body.community))
         if community is None:
             raise NotFound("找不到该小区")
-        inbound, _ = intake.accept(session, community=community, channel=Channel.web, external_id=key,
-                                   sender=body.session_id, text=body.text)  # fmt: skip
-        inbound_id = inbound.id
-    result = intake.answer_now(settings, inbound_id)
+        company_id, community_id = community.company_id, community.id
+    pending = batching.Pending(
+        company_id=company_id, community_id=community_id, channel=Channel.web, external_id=key,
+        sender=body.session_id, text=body.text, queue_job=False,
+    )  # fmt: skip
+    stored = batching.submit(settings, pending).result()
+    result = intake.answer_now(settings, stored.id)
     return ChatResponse(
         reply=result.reply,
         action=result.action.value,  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import and_, or_, select
 
 from channels.models import Channel, InboundMessage, InboundStatus
+from channels.service import masked_sender
 from core.db import utcnow
 from core.masking import mask_text
 from core.settings import Settings
@@ -45,6 +46,7 @@ class Pending:
     sent_at: datetime | None = None
     account: str | None = None
     status: InboundStatus = InboundStatus.accepted
+    queue_job: bool = True  # False: the request answers it itself (the web page); the sweeper is the fallback
     future: Future[Stored] = field(default_factory=Future)
 
     @property
@@ -184,13 +186,15 @@ class IntakeWriter:
             if pending is not first[pending.key]:  # the same message twice in one batch
                 result = Stored(result.id, result.status, result.received_at, duplicate=True)
             pending.future.set_result(result)
-        fresh = [stored[p.key] for p in first.values() if not stored[p.key].duplicate]
-        self._enqueue([s.id for s in fresh if s.status is InboundStatus.accepted])
+        self._enqueue([
+            stored[p.key].id for p in first.values()
+            if p.queue_job and not stored[p.key].duplicate and stored[p.key].status is InboundStatus.accepted
+        ])  # fmt: skip
         if log.isEnabledFor(logging.INFO):
             for p in first.values():
                 if not stored[p.key].duplicate:
                     log.info("%s message %s accepted from %s: %r", p.channel.value, p.external_id,
-                             _masked(p.channel, p.sender), mask_text(p.text)[:60])  # fmt: skip
+                             masked_sender(p.channel, p.sender), mask_text(p.text)[:60])  # fmt: skip
 
     def _enqueue(self, inbound_ids: list[int]) -> None:
         """The processing jobs of the new messages, in one pipeline. Without Redis the messages
@@ -250,12 +254,6 @@ def _checkpoint_elsewhere(engine: Any) -> None:
                 log.warning("WAL checkpoint failed: %s", exc)
 
     threading.Thread(target=run, name="intake-checkpoint", daemon=True).start()
-
-
-def _masked(channel: Channel, sender: str) -> str:
-    from channels.service import masked_sender
-
-    return masked_sender(channel, sender)
 
 
 _writers: dict[tuple[str, str | None], IntakeWriter] = {}  # per database and Redis

@@ -1,9 +1,9 @@
 """One intake for every channel: store each inbound message once, process it as a job, send the
 reply back through the channel it came from.
 
-Flow: a channel's endpoint checks the request, ``accept`` commits the normalised message (a
-duplicate returns the stored one), the endpoint acknowledges, and ``request_processing``
-enqueues ``process_inbound``. The database is the source of truth: when the enqueue fails or a
+Flow: a channel's endpoint checks the request, hands the normalised message to the intake writer
+(channels.batching: committed once, a duplicate returns the stored row, ``process_inbound``
+enqueued), and acknowledges. The database is the source of truth: when the enqueue fails or a
 worker dies, ``sweep_inbound`` re-enqueues what was accepted and never processed. Processing is
 idempotent (the assistant keys the turn by the channel's message id; one delivery per reply), so
 running it twice stores one turn and sends one reply.
@@ -49,49 +49,6 @@ class DeliveryError(AnjuError):
     status_code = 502
     code = "delivery_failed"
     default_message = "回复未能送达"
-
-
-def accept(
-    session: Session,
-    *,
-    community: Community,
-    channel: Channel,
-    external_id: str,
-    sender: str,
-    text: str,
-    attachments: list[dict[str, Any]] | None = None,
-    sent_at: datetime | None = None,
-    account: str | None = None,
-    status: InboundStatus = InboundStatus.accepted,
-) -> tuple[InboundMessage, bool]:
-    """Store the message once (True: it was stored before). Commit before acknowledging."""
-    key = (InboundMessage.company_id == community.company_id, InboundMessage.channel == channel,
-           InboundMessage.external_id == external_id)  # fmt: skip
-    existing = session.scalar(select(InboundMessage).where(*key))
-    if existing is not None:
-        return existing, True
-    message = InboundMessage(
-        company_id=community.company_id,
-        community_id=community.id,
-        channel=channel,
-        external_id=external_id,
-        sender=sender,
-        account=account,
-        text=text.strip(),
-        attachments=attachments or [],
-        sent_at=sent_at,
-        status=status,
-    )
-    try:
-        with session.begin_nested():
-            session.add(message)
-    except IntegrityError:  # the same message arriving at the same moment on another connection
-        stored = session.scalar(select(InboundMessage).where(*key))
-        assert stored is not None
-        return stored, True
-    log.info("%s message %s accepted from %s: %r", channel.value, external_id, masked_sender(channel, sender),
-             mask_text(text)[:60])  # fmt: skip
-    return message, False
 
 
 def masked_sender(channel: Channel, sender: str) -> str:

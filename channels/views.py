@@ -13,7 +13,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import AwareDatetime, ValidationError
-from redis import Redis
 from redis.exceptions import RedisError
 
 from accounts.deps import roles
@@ -41,7 +40,7 @@ from channels.schemas import (
 )
 from channels.signing import BadSignature, check
 from core.db import get_database, utcnow
-from core.deps import RedisDep, SessionDep, SettingsDep
+from core.deps import SessionDep, SettingsDep
 from core.errors import AnjuError, Forbidden, InvalidInput, NotFound
 from core.masking import mask_mobile, mask_text
 from core.redis import get_async_redis
@@ -58,14 +57,6 @@ class BadRequest(AnjuError):
     default_message = "请求格式不对"
 
 
-async def raw_body(request: Request) -> bytes:
-    """The body exactly as sent: the signature covers these bytes."""
-    return await request.body()
-
-
-RawBody = Annotated[bytes, Depends(raw_body)]
-
-
 @router.post("/app/messages", status_code=202, response_model=Accepted)
 async def app_message(request: Request) -> JSONResponse:
     """A resident's message from the app's backend, signed (see channels.signing). 202 once it is
@@ -75,7 +66,7 @@ async def app_message(request: Request) -> JSONResponse:
     if not settings.app_channel_secret:
         raise NotFound("未启用应用渠道")
     body = await request.body()
-    await _check_signed_async(request, body, settings, "app", settings.app_channel_secret)
+    await _check_signed(request, body, settings, "app", settings.app_channel_secret)
     try:
         message = AppMessageIn.model_validate_json(body)
     except ValidationError as exc:
@@ -145,26 +136,9 @@ def _replayed(request: Request, channel: str) -> Forbidden:
     return Forbidden("重复的请求（nonce 已使用）")
 
 
-def _check_signed(
-    request: Request, body: bytes, settings: Settings, redis: Redis, channel: str, secret: str
-) -> None:
-    """Signed, in the window, and a nonce never seen before. Without Redis the time window and
-    the idempotency key still hold."""
-    nonce = _signed_nonce(request, body, settings, channel, secret)
-    try:
-        fresh = redis.set(
-            f"anju:{channel}-nonce:{nonce}", 1, nx=True, ex=settings.channel_signature_window_seconds * 2
-        )
-    except RedisError:
-        return
-    if not fresh:
-        raise _replayed(request, channel)
-
-
-async def _check_signed_async(
-    request: Request, body: bytes, settings: Settings, channel: str, secret: str
-) -> None:
-    """_check_signed for async views: the nonce's round trip does not block the event loop."""
+async def _check_signed(request: Request, body: bytes, settings: Settings, channel: str, secret: str) -> None:
+    """Signed, in the window, and a nonce never seen before (the round trip does not block the
+    event loop). Without Redis the time window and the idempotency key still hold."""
     nonce = _signed_nonce(request, body, settings, channel, secret)
     try:
         fresh = await get_async_redis(settings).set(
@@ -177,51 +151,45 @@ async def _check_signed_async(
 
 
 @router.post("/phone/transcripts", status_code=202, response_model=Accepted)
-def phone_transcript(
-    request: Request, body: RawBody, session: SessionDep, settings: SettingsDep, redis: RedisDep
-) -> JSONResponse:
+async def phone_transcript(request: Request) -> JSONResponse:
     """A finished call's transcript from the call centre, signed like the app channel. The call
     becomes one conversation; what it asks for (a repair, a complaint, an emergency, a call-back)
     is registered by a worker. Posting the same call_id again stores nothing new."""
     from channels import phone
 
+    settings: Settings = request.app.state.settings
     if not settings.phone_channel_secret:
         raise NotFound("未启用电话渠道")
-    _check_signed(request, body, settings, redis, "phone", settings.phone_channel_secret)
+    body = await request.body()
+    await _check_signed(request, body, settings, "phone", settings.phone_channel_secret)
     try:
         call = CallTranscriptIn.model_validate(json.loads(body))
     except (ValueError, ValidationError) as exc:
         raise BadRequest(f"请求体不是有效的通话转写 JSON：{_reason(exc)}") from None
     utterances = phone.utterances(call)
-    community = get_community_by_code(session=session, code=call.community)
+    place = await _community(settings, call.community)
     try:
         caller = normalise_mobile(call.caller)
     except InvalidInput:
         caller = call.caller.strip()  # a landline or a withheld number: kept as the switch gave it
     said = " ".join(u.text for u in utterances if u.speaker == "customer")
-    inbound, duplicate = service.accept(
-        session,
-        community=community,
-        channel=Channel.phone,
-        external_id=call.call_id,
-        sender=caller,
-        text=said[:4000],
-        attachments=[
-            {
-                "type": "call",
-                "agent": call.agent,
-                "started_at": call.started_at.isoformat(),
-                "ended_at": call.ended_at.isoformat() if call.ended_at else None,
-                "utterances": [u.model_dump() for u in utterances],
-            }
-        ],
-        sent_at=call.started_at,
-    )
-    session.commit()
-    if not duplicate:
-        service.request_processing(settings, inbound.id)
-    accepted = Accepted(id=inbound.id, status=inbound.status.value, duplicate=duplicate)
-    return JSONResponse(accepted.model_dump(), status_code=200 if duplicate else 202)
+    record = {
+        "type": "call",
+        "agent": call.agent,
+        "started_at": call.started_at.isoformat(),
+        "ended_at": call.ended_at.isoformat() if call.ended_at else None,
+        "utterances": [u.model_dump() for u in utterances],
+    }
+    stored = await batching.accept(
+        settings,
+        batching.Pending(
+            company_id=place.company_id, community_id=place.id, channel=Channel.phone,
+            external_id=call.call_id, sender=caller, text=said[:4000], attachments=[record],
+            sent_at=call.started_at,
+        ),
+    )  # fmt: skip
+    accepted = Accepted(id=stored.id, status=stored.status.value, duplicate=stored.duplicate)
+    return JSONResponse(accepted.model_dump(), status_code=200 if stored.duplicate else 202)
 
 
 def _reason(exc: Exception) -> str:
