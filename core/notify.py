@@ -1,0 +1,307 @@
+"""Group-robot webhooks (企业微信, 钉钉, 飞书) and a pluggable SMS seam, for staff alerts.
+
+The escalation console pages people through these (SLA breaches, emergencies) and the
+opinion monitor will post its alerts through them. Each platform's custom robot takes one
+JSON POST; what differs is the body, the signature and how it answers:
+
+- 企业微信群机器人 ``POST https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEY``: no
+  signing (the key is the credential). ``markdown`` (content at most 4096 bytes) cannot @
+  anyone by mobile, only ``text`` (at most 2048 bytes) has ``mentioned_mobile_list``.
+  Answers ``{"errcode": 0, "errmsg": "ok"}``.
+- 钉钉自定义机器人 ``POST https://oapi.dingtalk.com/robot/send?access_token=TOKEN``; with 加签
+  the query also carries ``timestamp`` (ms) and ``sign`` = urlEncode(base64(HmacSHA256(key=
+  secret, msg=f"{timestamp}\\n{secret}"))); the timestamp must be within an hour of the
+  server's clock. A bad signature is answered (HTTP 200) with ``errcode`` 310000.
+- 飞书自定义机器人 ``POST https://open.feishu.cn/open-apis/bot/v2/hook/TOKEN``; with 签名校验
+  the BODY carries ``timestamp`` (seconds, a string) and ``sign`` = base64(HmacSHA256(key=
+  f"{timestamp}\\n{secret}", msg=b"")) — key and message the other way round from 钉钉. It
+  answers ``{"StatusCode": 0, "StatusMessage": "success", "code": 0, "data": {}, "msg":
+  "success"}`` (older deployments only ``StatusCode``); a bad signature is ``code`` 19021.
+
+The webhook URL holds the robot's credential: it is never logged nor put in an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import hmac
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from core.errors import AnjuError
+from core.masking import mask_mobile, mask_text
+
+log = logging.getLogger(__name__)
+
+WECOM_MARKDOWN_MAX_BYTES = 4096  # 企业微信 markdown.content limit (UTF-8 bytes)
+WECOM_TEXT_MAX_BYTES = 2048  # 企业微信 text.content limit (UTF-8 bytes)
+FEISHU_CARD_TEMPLATE = "red"  # header colour: every caller so far is an alert that wants attention
+ERROR_BODY_CHARS = 200  # how much of a platform's error answer goes into the message
+
+
+class RobotKind(enum.StrEnum):
+    wecom = "wecom"  # 企业微信群机器人
+    dingtalk = "dingtalk"  # 钉钉自定义机器人
+    feishu = "feishu"  # 飞书自定义机器人
+
+
+ROBOT_LABELS = {
+    RobotKind.wecom: "企业微信群机器人",
+    RobotKind.dingtalk: "钉钉机器人",
+    RobotKind.feishu: "飞书机器人",
+}
+
+
+@dataclass(frozen=True)
+class RobotTarget:
+    """One group robot. ``secret``: 钉钉 "加签" / 飞书 "签名校验" secret (企业微信 has none).
+    ``name`` is what people call the group ("翠湖花园值班群"), shown in errors instead of the URL."""
+
+    kind: RobotKind
+    url: str
+    secret: str | None = None
+    name: str = ""
+
+    def __repr__(self) -> str:  # the URL and the secret are credentials: keep them out of tracebacks
+        return f"RobotTarget(kind={self.kind.value!r}, robot={robot_name(self)!r})"
+
+
+class NotifyError(AnjuError):
+    status_code = 502
+    code = "notify_failed"
+    default_message = "通知发送失败"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: RobotKind | None = None,
+        http_status: int | None = None,
+        errcode: int | str | None = None,
+    ) -> None:
+        self.kind, self.http_status, self.errcode = kind, http_status, errcode
+        details = {"robot": kind.value if kind else None, "http_status": http_status, "errcode": errcode}
+        super().__init__(message, details={k: v for k, v in details.items() if v is not None})
+
+
+def robot_name(target: RobotTarget) -> str:
+    """企业微信群机器人「翠湖花园值班群」, or the host and the token's last 4 characters."""
+    label = ROBOT_LABELS[target.kind]
+    if target.name:
+        return f"{label}「{target.name}」"
+    parts = urlsplit(target.url)
+    query = parse_qs(parts.query)
+    token = (query.get("key") or query.get("access_token") or [parts.path.rstrip("/").rsplit("/", 1)[-1]])[0]
+    return f"{label}（{parts.hostname or '?'}，…{token[-4:]}）"
+
+
+def dingtalk_sign(*, secret: str, timestamp_ms: str) -> str:
+    """钉钉加签 before URL encoding (the HTTP client percent-encodes the query value once)."""
+    digest = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def feishu_sign(*, secret: str, timestamp_s: str) -> str:
+    """飞书签名校验: the HMAC key is "timestamp\\nsecret" and the message is empty."""
+    digest = hmac.new(f"{timestamp_s}\n{secret}".encode(), b"", hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def robot_payload(
+    *,
+    kind: RobotKind,
+    title: str,
+    markdown: str,
+    at_mobiles: Sequence[str] = (),
+    secret: str | None = None,
+    now: float | None = None,
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """(extra query parameters, JSON body) of one message in the platform's own format.
+
+    ``at_mobiles`` are @-mentioned where the platform can do it by mobile number:
+    - 企业微信: markdown cannot @ by mobile, so with mentions the message is sent as ``text``
+      (markup stripped) with ``mentioned_mobile_list`` — for paging, a ping that reaches the
+      phone matters more than formatting. Without mentions it stays ``markdown``.
+    - 钉钉: ``at.atMobiles``, and "@mobile" in the text, where 钉钉 shows it as the member's name.
+    - 飞书: custom robots can only @ by open_id/user_id, not by mobile; mentions are dropped
+      (the SMS seam reaches those people).
+    Query values are unencoded: the HTTP client encodes them.
+    """
+    now = time.time() if now is None else now
+    if kind is RobotKind.wecom:
+        if at_mobiles:
+            content = _truncate_bytes(f"{title}\n{markdown_to_text(markdown)}", WECOM_TEXT_MAX_BYTES)
+            mention = {"content": content, "mentioned_mobile_list": list(at_mobiles)}
+            return {}, {"msgtype": "text", "text": mention}
+        content = _truncate_bytes(f"### {title}\n{markdown}", WECOM_MARKDOWN_MAX_BYTES)
+        return {}, {"msgtype": "markdown", "markdown": {"content": content}}
+    if kind is RobotKind.dingtalk:
+        text = f"### {title}\n\n{markdown}"
+        if at_mobiles:
+            text += "\n\n" + " ".join(f"@{m}" for m in at_mobiles)
+        body: dict[str, Any] = {
+            "msgtype": "markdown",
+            "markdown": {"title": title, "text": text},
+            "at": {"atMobiles": list(at_mobiles), "isAtAll": False},
+        }
+        if not secret:
+            return {}, body
+        timestamp_ms = str(int(now * 1000))
+        return {
+            "timestamp": timestamp_ms,
+            "sign": dingtalk_sign(secret=secret, timestamp_ms=timestamp_ms),
+        }, body
+    if kind is RobotKind.feishu:
+        body = {
+            "msg_type": "interactive",
+            "card": {
+                "header": {
+                    "title": {"tag": "plain_text", "content": title},
+                    "template": FEISHU_CARD_TEMPLATE,
+                },
+                "elements": [{"tag": "markdown", "content": markdown}],
+            },
+        }
+        if secret:
+            timestamp_s = str(int(now))
+            body = {
+                "timestamp": timestamp_s,
+                "sign": feishu_sign(secret=secret, timestamp_s=timestamp_s),
+                **body,
+            }
+        return {}, body
+    raise ValueError(f"unknown robot kind {kind!r}")
+
+
+def send_robot(
+    target: RobotTarget,
+    *,
+    title: str,
+    markdown: str,
+    at_mobiles: Sequence[str] = (),
+    timeout: float = 10.0,
+) -> None:
+    """Post one message; raise NotifyError unless the platform says it was accepted."""
+    import httpx
+
+    name = robot_name(target)
+    params, body = robot_payload(
+        kind=target.kind, title=title, markdown=markdown, at_mobiles=at_mobiles, secret=target.secret
+    )
+    try:
+        # Merge explicitly: since httpx 0.28 ``params=`` replaces the URL's own query, which would
+        # drop 钉钉's access_token. copy_merge_params percent-encodes the sign exactly once.
+        url = httpx.URL(target.url).copy_merge_params(params)
+        response = httpx.post(url, json=body, timeout=timeout)
+    except httpx.TimeoutException as exc:
+        raise NotifyError(f"{name} 发送失败：{timeout:g} 秒内没有响应", kind=target.kind) from exc
+    except httpx.HTTPError as exc:  # connection refused, DNS, TLS, bad URL …
+        raise NotifyError(f"{name} 发送失败：无法连接（{type(exc).__name__}）", kind=target.kind) from exc
+    status = response.status_code
+    if not 200 <= status < 300:
+        snippet = response.text[:ERROR_BODY_CHARS]
+        raise NotifyError(
+            f"{name} 发送失败：HTTP {status} {snippet}".rstrip(), kind=target.kind, http_status=status
+        )
+    try:
+        answer = response.json()
+    except ValueError as exc:
+        raise NotifyError(f"{name} 发送失败：响应不是 JSON", kind=target.kind, http_status=status) from exc
+    errcode, errmsg = _answer_code(target.kind, answer)
+    if errcode != 0:
+        raise NotifyError(
+            f"{name} 发送失败：errcode {errcode} {errmsg[:ERROR_BODY_CHARS]}".rstrip(),
+            kind=target.kind,
+            http_status=status,
+            errcode=errcode,
+        )
+    log.info("robot %s accepted message %r", name, title)
+
+
+def _answer_code(kind: RobotKind, answer: Any) -> tuple[int | str, str]:
+    """(error code, message) of a platform's JSON answer; 0 is accepted. A missing code is not
+    taken as success: a page that may not have arrived must be reported."""
+    if not isinstance(answer, dict):
+        return "missing", "响应格式不对"
+    if kind is RobotKind.feishu:
+        # current answers carry both ``code`` and the legacy ``StatusCode``; older ones only the latter
+        for code_key, msg_key in (("code", "msg"), ("StatusCode", "StatusMessage")):
+            if code_key in answer and answer[code_key] != 0:
+                return answer[code_key], str(answer.get(msg_key, ""))
+        if "code" in answer or "StatusCode" in answer:
+            return 0, ""
+        return "missing", "响应中没有 code"
+    if "errcode" not in answer:
+        return "missing", "响应中没有 errcode"
+    return answer["errcode"], str(answer.get("errmsg", ""))
+
+
+class SmsGateway(Protocol):
+    def send(self, *, phone: str, text: str) -> None: ...
+
+
+class LogSms:
+    """Logs the SMS instead of sending it, until a real gateway is plugged in; number masked."""
+
+    def send(self, *, phone: str, text: str) -> None:
+        log.info("sms (log only, not sent) to %s: %s", mask_mobile(phone), mask_text(text))
+
+
+def notify(
+    *,
+    targets: Sequence[RobotTarget],
+    sms: SmsGateway | None,
+    phones: Sequence[str],
+    title: str,
+    markdown: str,
+    timeout: float = 10.0,
+) -> list[str]:
+    """Post to every robot (@-mentioning ``phones``) and text every phone; one failure never
+    stops the rest. Returns one error line (Chinese, for the console) per failed delivery."""
+    errors: list[str] = []
+    for target in targets:
+        try:
+            send_robot(target, title=title, markdown=markdown, at_mobiles=phones, timeout=timeout)
+        except NotifyError as exc:
+            log.warning("robot delivery failed: %s", exc.message)
+            errors.append(exc.message)
+        except Exception as exc:  # a bug in one channel must not silence the others
+            log.exception("robot %s raised while sending", robot_name(target))
+            errors.append(f"{robot_name(target)} 发送失败：{type(exc).__name__}")
+    if sms is not None:
+        text = f"{title}\n{markdown_to_text(markdown)}"
+        for phone in phones:
+            try:
+                sms.send(phone=phone, text=text)
+            except Exception as exc:  # the gateway is pluggable: any failure is one failed delivery
+                log.warning("sms to %s failed: %s", mask_mobile(phone), type(exc).__name__)
+                errors.append(f"短信 {mask_mobile(phone)} 发送失败：{type(exc).__name__}")
+    return errors
+
+
+_LINK_RE = re.compile(r"\[([^\]]*)\]\(([^)\s]*)\)")
+_TAG_RE = re.compile(r"</?(?:font|at)\b[^>]*>")
+_LINE_MARK_RE = re.compile(r"^\s{0,3}(?:#{1,6}\s+|>\s?)", re.MULTILINE)
+
+
+def markdown_to_text(markdown: str) -> str:
+    """The few markdown marks our messages use, removed for plain-text channels (SMS, text)."""
+    text = _LINK_RE.sub(lambda m: f"{m.group(1)} {m.group(2)}".strip(), markdown)
+    text = _TAG_RE.sub("", text)
+    text = _LINE_MARK_RE.sub("", text)
+    return text.replace("**", "").replace("`", "")
+
+
+def _truncate_bytes(text: str, limit: int) -> str:
+    """At most ``limit`` UTF-8 bytes, cut on a character boundary and marked with "…"."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - len("…".encode())].decode(errors="ignore") + "…"
