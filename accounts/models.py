@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, TimestampMixin, UTCDateTime
@@ -33,6 +33,8 @@ class StaffUser(TimestampMixin, Base):
     # True: every community of the company, present and future (admins, head-office PR).
     all_communities: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Skill groups whose cases this agent takes (客服, 投诉, 应急, …); empty: all of them.
+    skills: Mapped[list[str]] = mapped_column(JSON, default=list)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     scopes: Mapped[list[StaffCommunity]] = relationship(cascade="all, delete-orphan")

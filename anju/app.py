@@ -136,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from assistant.views import router as assistant_router
     from channels.views import api as conversations_router
     from channels.views import router as channels_router
+    from escalation.views import router as escalation_router
     from knowledge.views import router as knowledge_router
     from org.views import router as org_router
 
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(assistant_router)
     app.include_router(channels_router)
     app.include_router(conversations_router)
+    app.include_router(escalation_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

@@ -29,6 +29,7 @@ class DemoAccount:
 
 DEMO_ACCOUNTS = (
     DemoAccount("agent", "客服小林", Role.agent, ("cuihu", "jinjiang")),
+    DemoAccount("agent2", "客服小周", Role.agent, ("cuihu", "jinjiang")),
     DemoAccount("supervisor", "客服主管王敏", Role.supervisor, ("cuihu", "jinjiang", "binjiang")),
     DemoAccount("pr", "品牌专员陈晨", Role.pr, ("cuihu", "jinjiang", "binjiang")),
     DemoAccount("admin", "系统管理员", Role.admin, ()),
@@ -122,9 +123,35 @@ def seed_demo(
             community_ids=[codes[c].id for c in account.communities],
         )
     session.flush()
+    seed_demo_console(session, company.id, codes)
     if knowledge:
         seed_demo_knowledge(session, company.id)
     return company
+
+
+DEMO_CANNED_REPLIES = (
+    ("已收到", "您好，我是客服，您的情况已经收到，正在为您处理，请稍候。"),
+    ("已派维修", "您好，已为您安排维修师傅，师傅会先电话联系您确认上门时间。"),
+    ("需要核实", "您好，这个问题需要和相关部门核实，我们核实后会第一时间回复您。"),
+    ("办结致谢", "问题已处理完毕，感谢您的耐心。之后会有一条满意度回访，请您抽空评价。"),
+)
+
+
+def seed_demo_console(session: Session, company_id: int, codes: dict[str, Community]) -> None:
+    """Canned replies and each community's emergency chain (numbers only: the demo has no group
+    robot, so pages go to the log-only SMS gateway)."""
+    from escalation.models import CannedReply, DutyContact
+
+    for title, text in DEMO_CANNED_REPLIES:
+        session.add(CannedReply(company_id=company_id, title=title, text=text))
+    for index, community in enumerate(codes.values()):
+        session.add_all([
+            DutyContact(community_id=community.id, level=0, name="值班工程师", phone=f"1390000{index}001",
+                        ack_seconds=300),
+            DutyContact(community_id=community.id, level=1, name="项目经理", phone=f"1390000{index}002",
+                        ack_seconds=300),
+        ])  # fmt: skip
+    session.flush()
 
 
 DEMO_KNOWLEDGE = (("faq.csv", "居民常见问题"), ("service-standard.md", None))

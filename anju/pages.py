@@ -130,6 +130,25 @@ def workspace(request: Request, session: SessionDep) -> Response:
     )
 
 
+@router.get("/console", response_class=HTMLResponse)
+def console_page(request: Request, session: SessionDep) -> Response:
+    """The agent console: the live queue, a case with its whole history, replies, notes,
+    work orders, call-backs, and the supervisor's view."""
+    user = _page_user(request, session)
+    if user is None:
+        return RedirectResponse("/login?next=/console", status_code=303)
+    context: dict[str, object] = {"user": user, "role_label": ROLE_LABELS[user.role]}
+    if user.role not in (Role.agent, Role.supervisor, Role.admin):
+        return templates.TemplateResponse(
+            request,
+            "workspace.html",
+            {**context, "communities": [], "counts": {}, "is_admin": False, "forbidden": True},
+            403,
+        )
+    context["is_supervisor"] = user.role in (Role.supervisor, Role.admin)
+    return templates.TemplateResponse(request, "console.html", context)
+
+
 @router.get("/admin/knowledge", response_class=HTMLResponse)
 def knowledge_page(request: Request, session: SessionDep) -> Response:
     user = _page_user(request, session)

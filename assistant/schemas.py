@@ -43,8 +43,10 @@ class ChatResponse(BaseModel):
 
 
 class HistoryMessage(BaseModel):
+    id: int
     sender: Literal["resident", "assistant", "agent", "system"]
     text: str
-    action: ActionName | None = None
+    # The assistant's action; a person's messages: "survey" (回访), "work_order" (a work order done).
+    action: ActionName | Literal["survey"] | None = None
     citations: list[CitationOut] = []
     created_at: str

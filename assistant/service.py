@@ -254,6 +254,22 @@ class Assistant:
             )  # fmt: skip
         return _Plan(decided, results, confidence, query, vector, action, emergency, probabilities)
 
+    def suggest(self, *, community_id: int, text: str, k: int = 3) -> list[tuple[str, Citation, float]]:
+        """Replies an agent may send for the resident's last message: extracts of the best
+        passages of the community's knowledge base, each with where it comes from."""
+        search = get_search(self.settings)
+        with self.database.session(readonly=True) as session:
+            place = self._community(session, community_id)
+            try:
+                vector: np.ndarray | None = search.embed_query(text)
+            except Exception:
+                vector = None
+            results = search.search(
+                session, company_id=place.company_id, community_id=place.id, query=text, k=k,
+                query_vector=vector, mode="hybrid" if vector is not None else "bm25",
+            )  # fmt: skip
+        return [(extract(r.text, 240), _citation(r), round(float(r.score), 4)) for r in results]
+
     def _nearest_emergency(self, vector: np.ndarray) -> Emergency:
         """The category of an emergency the rules did not name: the closest category description."""
         search = get_search(self.settings)
@@ -354,15 +370,28 @@ class Assistant:
         conversation.last_message_at = now
         context = dict(conversation.context or {})
         held = conversation.state is ConversationState.human  # decided now, not from the read snapshot
+        survey = None
+        if plan is not None and context.get("awaiting_survey") and plan.action is not Action.emergency:
+            survey = escalation.answer_survey(
+                session=session, settings=self.settings, conversation=conversation, text=text
+            )
+            context = dict(conversation.context or {})  # the survey is no longer awaited either way
+            held = conversation.state is ConversationState.human  # a low score hands it back to a person
         if plan is None:
             result = TurnResult(
                 reply="您好像还没有输入内容，请直接告诉我您遇到的问题～", action=Action.clarify
             )
+        elif survey is not None:
+            action = Action.human if survey.reopened else Action.chitchat
+            result = TurnResult(reply=survey.reply, action=action, case_id=survey.case_id, confidence=1.0)
         elif held and plan.action is not Action.emergency:
             result = self._while_held(session, conversation, text, plan)
         else:
             result = self._act(session, place, conversation, context, text, plan, written)
         conversation.context = context
+        result.conversation_id = conversation.id
+        if not result.reply:  # a person holds the conversation: the assistant stays silent
+            return result
         reply = Message(
             conversation_id=conversation.id,
             sender=Sender.assistant,
@@ -376,7 +405,6 @@ class Assistant:
         )
         session.add(reply)
         session.flush()
-        result.conversation_id = conversation.id
         result.message_id = reply.id
         result.duty_phone = result.duty_phone or (
             place.duty_phone if result.action is Action.emergency else None
@@ -418,8 +446,8 @@ class Assistant:
         if inbound is None:
             return None
         reply = session.scalar(select(Message).where(Message.reply_to_id == inbound.id))
-        if reply is None:
-            return None
+        if reply is None:  # stored while a person held the conversation: nothing was said
+            return TurnResult(reply="", action=Action.human, conversation_id=conversation_id)
         action = Action(reply.action or "clarify")
         emergency = duty_phone = None
         if action is Action.emergency:  # the same reply as the first time, emergency details included
@@ -585,7 +613,8 @@ class Assistant:
         dispute = bool(re.search(r"邻居|楼上|楼下|隔壁|对门", text))
         category = CaseCategory.complaint if complaint else CaseCategory.inquiry
         case = escalation.open_case(
-            session=session, company_id=place.company_id, community_id=place.id, category=category,
+            session=session, settings=self.settings, company_id=place.company_id, community_id=place.id,
+            category=category,
             reason=reason, summary=self._summary(session, conversation, text),
             conversation_id=conversation.id,
             resident_id=conversation.resident_id, dispute=dispute,
@@ -608,15 +637,23 @@ class Assistant:
         return TurnResult(reply=reply, action=Action.human, case_id=case.id, confidence=1.0)
 
     def _while_held(self, session: Session, conversation: Conversation, text: str, plan: _Plan) -> TurnResult:
-        """A person holds the conversation: the message joins the case; the assistant only says so."""
-        if plan.action is Action.chitchat:
-            return TurnResult(reply="好的，客服看到后会回复您。", action=Action.human, confidence=1.0)
+        """A person holds the conversation: the message joins the case. Until an agent has taken
+        the case the assistant says it was passed on; after that it stays silent."""
+        chitchat = plan.action is Action.chitchat
         complaint = plan.action is Action.human and plan.route.reason.startswith("complaint")
         case = escalation.open_case(
-            session=session, company_id=conversation.company_id, community_id=conversation.community_id,
+            session=session, settings=self.settings, company_id=conversation.company_id,
+            community_id=conversation.community_id,
             category=CaseCategory.complaint if complaint else CaseCategory.inquiry, reason="follow-up",
             summary=f"住户：{text}", conversation_id=conversation.id, resident_id=conversation.resident_id,
+            waiting=not chitchat,
         )  # fmt: skip
+        if case.assignee_id is not None and case.category is not CaseCategory.emergency:
+            return TurnResult(reply="", action=Action.human, case_id=case.id, confidence=1.0)
+        if chitchat:
+            return TurnResult(
+                reply="好的，客服看到后会回复您。", action=Action.human, case_id=case.id, confidence=1.0
+            )
         reply = "已收到，您的消息已转给人工客服，请稍候。"
         if case.category is CaseCategory.emergency:
             place = session.get(Community, conversation.community_id)
@@ -681,7 +718,7 @@ class Assistant:
     ) -> TurnResult:
         category = plan.emergency or Emergency.life
         case = escalation.open_case(
-            session=session, company_id=place.company_id, community_id=place.id,
+            session=session, settings=self.settings, company_id=place.company_id, community_id=place.id,
             category=CaseCategory.emergency, reason=f"emergency:{category.value}",
             summary=self._summary(session, conversation, text), conversation_id=conversation.id,
             resident_id=conversation.resident_id,

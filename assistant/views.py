@@ -8,7 +8,8 @@ import uuid
 from pathlib import Path
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from redis import Redis
 from redis.exceptions import RedisError
@@ -22,6 +23,7 @@ from channels.models import Channel, Conversation, Message
 from core.db import get_database
 from core.deps import RedisDep, SessionDep, SettingsDep
 from core.errors import NotFound, TooManyRequests
+from core.live import conversation_topic, stream
 from org.models import Community
 
 router = APIRouter(tags=["assistant"])
@@ -66,9 +68,14 @@ def chat(body: ChatRequest, request: Request, settings: SettingsDep, redis: Redi
             raise NotFound("找不到该小区")
         company_id, community_id = community.company_id, community.id
     pending = batching.Pending(
-        company_id=company_id, community_id=community_id, channel=Channel.web, external_id=key,
-        sender=body.session_id, text=body.text, queue_job=False,
-    )  # fmt: skip
+        company_id=company_id,
+        community_id=community_id,
+        channel=Channel.web,
+        external_id=key,
+        sender=body.session_id,
+        text=body.text,
+        queue_job=False,
+    )
     stored = batching.submit(settings, pending).result()
     result = intake.answer_now(settings, stored.id)
     return ChatResponse(
@@ -90,8 +97,10 @@ def chat_history(
     session: SessionDep,
     community: str = Query(max_length=64),
     session_id: str = Query(min_length=16, max_length=128),
+    after: int = Query(default=0, ge=0, description="only messages with a larger id (new ones)"),
 ) -> list[HistoryMessage]:
-    """The messages of this web chat session, oldest first (the page restores them on reload)."""
+    """The messages of this web chat session, oldest first (the page restores them on reload,
+    and fetches an agent's reply when its live stream says one arrived)."""
     conversation = session.scalar(
         select(Conversation)
         .join(Community, Community.id == Conversation.community_id)
@@ -104,18 +113,53 @@ def chat_history(
     if conversation is None:
         return []
     messages = session.scalars(
-        select(Message).where(Message.conversation_id == conversation.id).order_by(Message.id)
+        select(Message)
+        .where(Message.conversation_id == conversation.id, Message.id > after)
+        .order_by(Message.id.desc())
+        .limit(100)
     ).all()
     return [
         HistoryMessage(
+            id=m.id,
             sender=m.sender.value,  # type: ignore[arg-type]
             text=m.text,
             action=m.action,  # type: ignore[arg-type]
             citations=[CitationOut(**c) for c in m.citations or []],
             created_at=m.created_at.isoformat(),
         )
-        for m in messages[-100:]
+        for m in reversed(messages)
     ]
+
+
+@router.get("/api/chat/stream")
+async def chat_stream(
+    settings: SettingsDep,
+    community: str = Query(max_length=64),
+    session_id: str = Query(min_length=16, max_length=128),
+) -> StreamingResponse:
+    """Server-sent events for the chat page: a person wrote to this session (an agent's reply,
+    the survey). The page then fetches the new messages from the history."""
+
+    def find() -> int | None:
+        with get_database(settings).session(readonly=True) as session:
+            return session.scalar(
+                select(Conversation.id)
+                .join(Community, Community.id == Conversation.community_id)
+                .where(
+                    Community.code == community,
+                    Conversation.channel == Channel.web,
+                    Conversation.external_id == session_id,
+                )
+            )
+
+    conversation_id = await run_in_threadpool(find)
+    if conversation_id is None:
+        raise NotFound("会话还不存在：发出第一条消息后再连接")
+    return StreamingResponse(
+        stream(settings, [conversation_topic(conversation_id)]),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get("/chat/{community}", response_class=HTMLResponse, include_in_schema=False)

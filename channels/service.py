@@ -631,14 +631,14 @@ def _store_call(
         case = None
         if review.emergency is not None:
             case = escalation.open_case(
-                session=session, company_id=place.company_id, community_id=place.id,
+                session=session, settings=settings, company_id=place.company_id, community_id=place.id,
                 category=CaseCategory.emergency, reason=f"emergency:{review.emergency.value}",
                 summary=f"电话来电（紧急）：{review.emergency_line}\n{transcript}",
                 conversation_id=conversation.id, resident_id=resident_id,
             )  # fmt: skip
         if review.complaint is not None:
             case = escalation.open_case(
-                session=session, company_id=place.company_id, community_id=place.id,
+                session=session, settings=settings, company_id=place.company_id, community_id=place.id,
                 category=CaseCategory.complaint, reason="complaint by phone",
                 summary=f"电话投诉：{review.complaint}\n{transcript}", conversation_id=conversation.id,
                 resident_id=resident_id, dispute=review.dispute,
@@ -777,3 +777,69 @@ def retry_delivery(session: Session, settings: Settings, delivery_id: int) -> Ou
     session.commit()
     request_delivery(settings, delivery.id)
     return delivery
+
+
+# --- a person's replies ------------------------------------------------------------------------
+
+
+def send_to_resident(
+    *,
+    session: Session,
+    settings: Settings,
+    conversation: Conversation,
+    text: str,
+    sender: Sender = Sender.agent,
+    action: str | None = None,
+    case_id: int | None = None,
+) -> Message:
+    """A message from a person (an agent's reply, a survey) into the conversation, sent out on
+    the channel the resident used once the transaction commits. The web chat page receives it
+    over its live stream; WeChat as a customer-service message (inside the 48-hour window); the
+    app through its signed webhook. A phone call cannot be answered in writing: call back."""
+    from core.events import after_commit
+    from core.live import conversation_topic, publish
+
+    text = text.strip()
+    if not text:
+        raise InvalidInput("回复内容不能为空")
+    if conversation.channel is Channel.phone:
+        raise InvalidInput("电话渠道无法发送文字回复，请回电给住户")
+    message = Message(
+        conversation_id=conversation.id, sender=sender, text=text, action=action, case_id=case_id
+    )
+    session.add(message)
+    conversation.last_message_at = utcnow()
+    session.flush()
+    if conversation.channel is not Channel.web:
+        latest = session.scalar(
+            select(InboundMessage)
+            .where(InboundMessage.conversation_id == conversation.id)
+            .order_by(InboundMessage.id.desc())
+            .limit(1)
+        )
+        community = session.get(Community, conversation.community_id)
+        delivery = OutboundDelivery(
+            company_id=conversation.company_id,
+            channel=conversation.channel,
+            conversation_id=conversation.id,
+            message_id=message.id,
+            inbound_id=latest.id if latest is not None else None,  # WeChat's 48-hour window runs from it
+            recipient=conversation.external_id,
+            payload={
+                "account": latest.account if latest is not None else None,
+                "reply_to": None,
+                "community": community.code if community else None,
+                "user_id": conversation.external_id,
+                "reply": text,
+                "action": action or sender.value,
+                "citations": [],
+                "case_id": case_id,
+            },
+        )
+        session.add(delivery)
+        session.flush()
+        delivery_id = delivery.id
+        after_commit(session, lambda: request_delivery(settings, delivery_id))
+    event = {"type": "message", "conversation_id": conversation.id, "message_id": message.id}
+    after_commit(session, lambda: publish(settings, conversation_topic(conversation.id), event))
+    return message

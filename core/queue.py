@@ -279,6 +279,7 @@ def periodic_jobs(settings: Settings) -> list[tuple[str, int]]:
     return [
         ("core.tasks.sweep", settings.sweep_interval_seconds),
         ("channels.tasks.sweep_inbound", settings.sweep_interval_seconds),
+        ("escalation.tasks.sweep", settings.sweep_interval_seconds),
     ]
 
 

@@ -41,6 +41,20 @@ class WechatAccount(BaseModel):
         return self
 
 
+class RobotSetting(BaseModel):
+    """A group robot that receives notices (企业微信 / 钉钉 / 飞书 webhook), see core.notify."""
+
+    kind: str  # wecom, dingtalk or feishu
+    url: str
+    secret: str | None = None  # DingTalk 加签 / Feishu 签名校验 secret
+
+    @model_validator(mode="after")
+    def _kind(self) -> RobotSetting:
+        if self.kind not in ("wecom", "dingtalk", "feishu"):
+            raise ValueError("robot kind must be wecom, dingtalk or feishu")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ANJU_", env_file=".env", extra="ignore")
 
@@ -129,6 +143,19 @@ class Settings(BaseSettings):
     # A resident waits for this at most twice (one retry); then the extractive answer is used.
     llm_timeout_seconds: float = 8.0
     llm_max_tokens: int = 400  # 2–4 short sentences need ~150 tokens; replies over 400 chars are refused
+
+    # The agent console (escalation). Business hours in China Standard Time: a non-urgent case that
+    # arrives outside them starts its SLA clock at the next opening; emergencies never wait.
+    # Property call centres usually answer around the clock (24 小时客服), hence the default.
+    business_hours: str = "00:00-24:00"
+    agent_max_open_cases: int = 10  # cases one agent may hold at once (claiming more is refused)
+    # A resident left waiting this long by the agent holding the case: the case goes back to the queue.
+    case_idle_minutes: float = 30
+    survey_low_score: int = 2  # a 回访 score at or below this reopens the case for a supervisor
+    survey_close_after_hours: int = 72  # a resolved case whose survey gets no answer closes after this
+    # Supervisors' group robots (JSON list in ANJU_SUPERVISOR_ROBOTS): SLA breaches and emergencies
+    # nobody on the duty chain acknowledged. Without one, notices only reach the console.
+    supervisor_robots: list[RobotSetting] = []
 
     sqlite_busy_timeout_ms: int = 30_000  # writers wait up to 30 s for the write lock instead of failing
 

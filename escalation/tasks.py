@@ -1,0 +1,129 @@
+"""rq jobs of the escalation domain: SLA timers, emergency paging, notices to supervisors, and
+the periodic sweep (lost timers, idle cases, unanswered surveys). Each takes ids and opens its
+own session."""
+
+from __future__ import annotations
+
+import logging
+
+from core.queue import enqueue, job_session
+from core.settings import get_settings
+from escalation import service
+
+log = logging.getLogger(__name__)
+
+
+def check_sla(*, case_id: int, version: int, kind: str) -> str:
+    settings = get_settings()
+    with job_session() as session:
+        return service.check_sla(
+            session=session, settings=settings, case_id=case_id, version=version, kind=kind
+        ).outcome
+
+
+def notify_supervisors(*, case_id: int, kind: str) -> int:
+    """A breach (or an emergency nobody took) to the supervisors' robots; returns how many got it.
+    A robot that fails makes the job fail, and rq retries it (for that robot only: the ones that
+    took it are remembered on the job)."""
+    from rq import get_current_job
+
+    from core.notify import RobotKind, RobotTarget, send_robot
+
+    settings = get_settings()
+    with job_session() as session:
+        notice = service.supervisor_notice(session=session, settings=settings, case_id=case_id, kind=kind)
+    if notice is None or not settings.supervisor_robots:
+        return 0
+    job = get_current_job()
+    done: list[int] = list(job.meta.get("sent", [])) if job is not None else []
+    errors = []
+    for index, robot in enumerate(settings.supervisor_robots):
+        if index in done:
+            continue
+        try:
+            send_robot(
+                RobotTarget(RobotKind(robot.kind), robot.url, robot.secret),
+                title=notice[0],
+                markdown=notice[1],
+            )
+            done.append(index)
+        except Exception as exc:
+            errors.append(f"{robot.kind}: {exc}")
+    if job is not None:
+        job.meta["sent"] = done
+        job.save_meta()
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    return len(done)
+
+
+def page_duty(*, case_id: int, level: int) -> str:
+    """Page one level of the community's duty chain, and check back for the acknowledgement when
+    its time is up (the next job pages the next level unless someone acknowledged)."""
+    from core.notify import LogSms, RobotKind, RobotTarget, send_robot
+
+    settings = get_settings()
+    with job_session() as session:
+        page = service.page_step(session=session, settings=settings, case_id=case_id, level=level)
+        contact = None
+        if page is not None and page.contact is not None:
+            c = page.contact
+            contact = (c.name, c.phone, c.robot_kind, c.robot_url, c.robot_secret)
+    if page is None:
+        return "stopped"
+    if page.next_check is not None:
+        enqueue(
+            page_duty,
+            queue="high",
+            job_id=f"page-{case_id}-{level + 1}",
+            settings=settings,
+            delay=page.next_check,
+            retry=None,
+            case_id=case_id,
+            level=level + 1,
+        )
+    failures: list[str] = []
+    if contact is None:
+        enqueue(
+            notify_supervisors,
+            job_id=f"unacknowledged-{case_id}",
+            settings=settings,
+            case_id=case_id,
+            kind="unacknowledged",
+        )
+        return "supervisors"
+    _name, phone, kind, url, secret = contact
+    if url and kind:
+        try:
+            send_robot(
+                RobotTarget(RobotKind(kind), url, secret),
+                title=page.title,
+                markdown=page.text,
+                at_mobiles=[phone] if phone else [],
+            )
+        except Exception as exc:
+            failures.append(f"群机器人：{exc}")
+    if phone:
+        try:
+            LogSms().send(phone=phone, text=f"{page.title} 请尽快确认处置")
+        except Exception as exc:
+            failures.append(f"短信：{exc}")
+    if failures:
+        with job_session() as session:
+            service.note_page_failure(
+                session=session, settings=settings, case_id=case_id, level=level, errors=failures
+            )
+    return "paged" if not failures else "page_failed"
+
+
+def sweep() -> dict[str, list[int]]:
+    """Periodic: breaches whose timers were lost, idle cases back to the queue, unanswered
+    surveys closed."""
+    settings = get_settings()
+    with job_session() as session:
+        breached = service.sweep_sla(session=session, settings=settings)
+    with job_session() as session:
+        released = service.release_idle(session=session, settings=settings)
+    with job_session() as session:
+        closed = service.close_unanswered(session=session, settings=settings)
+    return {"breached": breached, "released": released, "closed": closed}
