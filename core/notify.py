@@ -254,6 +254,20 @@ class LogSms:
         log.info("sms (log only, not sent) to %s: %s", mask_mobile(phone), mask_text(text))
 
 
+def sms_gateway(spec: str | None) -> SmsGateway:
+    """The operator's SMS gateway: ``package.module:Class`` (built without arguments, reading its
+    own configuration) implementing SmsGateway; unset, messages are only logged."""
+    if not spec:
+        return LogSms()
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not name:
+        raise ValueError(f"sms gateway {spec!r}: expected package.module:Class")
+    gateway: SmsGateway = getattr(importlib.import_module(module), name)()
+    return gateway
+
+
 def notify(
     *,
     targets: Sequence[RobotTarget],

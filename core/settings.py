@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     # Supervisors' group robots (JSON list in ANJU_SUPERVISOR_ROBOTS): SLA breaches and emergencies
     # nobody on the duty chain acknowledged. Without one, notices only reach the console.
     supervisor_robots: list[RobotSetting] = []
+    # Texts to the duty chain's phones: "package.module:Class" implementing core.notify.SmsGateway
+    # (the operator's SMS provider). Unset: the text is logged (number masked), not sent.
+    sms_gateway: str | None = None
 
     sqlite_busy_timeout_ms: int = 30_000  # writers wait up to 30 s for the write lock instead of failing
 

@@ -197,6 +197,14 @@ class WorkOrderMove(BaseModel):
     assignee_name: str | None = Field(default=None, max_length=64)
 
 
+class WorkOrderCreate(BaseModel):
+    category: Literal["工程", "保洁", "秩序", "绿化", "客服"]
+    description: str = Field(min_length=1, max_length=2000)
+    building: str | None = Field(default=None, max_length=32)
+    unit: str | None = Field(default=None, max_length=32)
+    room: str | None = Field(default=None, max_length=32)
+
+
 class WorkOrderHandOff(BaseModel):
     department: Literal["工程", "保洁", "秩序", "绿化", "客服"]
     note: str = Field(min_length=1, max_length=1000)

@@ -1361,6 +1361,48 @@ def create_work_order(
     return order
 
 
+def work_order_for_case(
+    *,
+    session: Session,
+    settings: Settings,
+    user: StaffUser,
+    case_id: int,
+    category: WorkOrderCategory,
+    description: str,
+    building: str | None = None,
+    unit: str | None = None,
+    room: str | None = None,
+) -> WorkOrder:
+    """An agent turns what the resident asked into a work order for a department, linked to the
+    case and its conversation (the resident is told when it is done)."""
+    case = get_case(session=session, user=user, case_id=case_id)
+    if not description.strip():
+        raise InvalidInput("请填写工单内容")
+    order = create_work_order(
+        session=session,
+        company_id=case.company_id,
+        community_id=case.community_id,
+        category=category,
+        description=description.strip(),
+        building=building,
+        unit=unit,
+        room=room,
+        conversation_id=case.conversation_id,
+        case_id=case.id,
+        resident_id=case.resident_id,
+    )
+    _event(
+        session,
+        case,
+        CaseEventKind.work_order,
+        f"{user.display_name} 派发{category.value}工单 {order.id}",
+        actor=user,
+        data={"work_order_id": order.id},
+    )
+    _changed(session, settings, case, "work_order")
+    return order
+
+
 def set_work_order_location(
     *, session: Session, order: WorkOrder, building: str | None, unit: str | None, room: str | None
 ) -> WorkOrder:

@@ -60,7 +60,7 @@ def notify_supervisors(*, case_id: int, kind: str) -> int:
 def page_duty(*, case_id: int, level: int) -> str:
     """Page one level of the community's duty chain, and check back for the acknowledgement when
     its time is up (the next job pages the next level unless someone acknowledged)."""
-    from core.notify import LogSms, RobotKind, RobotTarget, send_robot
+    from core.notify import RobotKind, RobotTarget, send_robot, sms_gateway
 
     settings = get_settings()
     with job_session() as session:
@@ -105,7 +105,7 @@ def page_duty(*, case_id: int, level: int) -> str:
             failures.append(f"群机器人：{exc}")
     if phone:
         try:
-            LogSms().send(phone=phone, text=f"{page.title} 请尽快确认处置")
+            sms_gateway(settings.sms_gateway).send(phone=phone, text=f"{page.title} 请尽快确认处置")
         except Exception as exc:
             failures.append(f"短信：{exc}")
     if failures:

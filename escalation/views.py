@@ -28,6 +28,7 @@ from escalation.models import (
     Priority,
     Survey,
     WorkOrder,
+    WorkOrderCategory,
     WorkOrderStatus,
 )
 from org.models import Community, IdentityKind, Resident
@@ -543,6 +544,25 @@ def _work_order_detail(session: SessionDep, order: WorkOrder) -> schemas.WorkOrd
 @router.get("/api/work-orders/{order_id}", response_model=schemas.WorkOrderDetail)
 def get_work_order(order_id: int, user: CurrentUser, session: SessionDep) -> schemas.WorkOrderDetail:
     return _work_order_detail(session, service.get_work_order(session=session, user=user, order_id=order_id))
+
+
+@router.post("/api/cases/{case_id}/work-orders", response_model=schemas.WorkOrderRead, status_code=201)
+def create_work_order(
+    case_id: int, body: schemas.WorkOrderCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> schemas.WorkOrderRead:
+    """A work order from the case, for the department that does the work."""
+    order = service.work_order_for_case(
+        session=session,
+        settings=settings,
+        user=user,
+        case_id=case_id,
+        category=WorkOrderCategory(body.category),
+        description=body.description,
+        building=body.building,
+        unit=body.unit,
+        room=body.room,
+    )
+    return work_order_read(order)
 
 
 @router.post("/api/work-orders/{order_id}/move", response_model=schemas.WorkOrderDetail)

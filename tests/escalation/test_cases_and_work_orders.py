@@ -62,10 +62,13 @@ def test_a_phone_case_is_answered_by_calling_back(demo_kb: Settings) -> None:
 
     settings = demo_kb.model_copy(update={"phone_channel_secret": phone.SECRET})
     with LiveServer(settings) as live, live.client() as client, live.login("agent") as agent:
-        call = phone.call(call_id=f"c-{uuid.uuid4().hex[:8]}", utterances=[
-            phone.said("customer", 0, "我要投诉，你们保安天天睡觉"),
-            phone.said("agent", 5000, "好的，我们核实后给您回电"),
-        ])  # fmt: skip
+        call = phone.call(
+            call_id=f"c-{uuid.uuid4().hex[:8]}",
+            utterances=[
+                phone.said("customer", 0, "我要投诉，你们保安天天睡觉"),
+                phone.said("agent", 5000, "好的，我们核实后给您回电"),
+            ],
+        )
         assert phone.post(client, call).status_code == 202
         with get_database(settings).session(readonly=True) as session:
             inbound_id = session.scalar(select(InboundMessage.id))
@@ -134,6 +137,25 @@ def test_a_work_order_goes_through_its_flow_with_notes_photos_and_a_hand_off(dem
         ).json()
         told = [m for m in said if m["sender"] == "system"]
         assert told and f"工单 {order_id}" in told[-1]["text"]
+
+
+def test_an_agent_dispatches_a_work_order_from_a_case(demo: Settings) -> None:
+    with LiveServer(demo) as live, live.login("agent") as agent:
+        _, case_id = handed_over(live, "我要投诉，地下车库的灯坏了一周了")
+        made = agent.post(
+            f"/api/cases/{case_id}/work-orders",
+            json={"category": "工程", "description": "地下车库 B2 照明损坏", "building": "车库"},
+        )
+        assert made.status_code == 201 and made.json()["case_id"] == case_id
+        detail = agent.get(f"/api/cases/{case_id}").json()
+        assert [o["id"] for o in detail["work_orders"]] == [made.json()["id"]]
+        assert any(e["kind"] == "work_order" for e in detail["events"])
+        assert (
+            agent.post(
+                f"/api/cases/{case_id}/work-orders", json={"category": "水电", "description": "x"}
+            ).status_code
+            == 422
+        )
 
 
 def test_bad_input_gets_a_clear_error_and_changes_nothing(demo_kb: Settings) -> None:
