@@ -6,6 +6,7 @@ clear error and changes nothing."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -224,3 +225,30 @@ def test_channel_of_the_case_is_shown(demo_kb: Settings) -> None:
     with LiveServer(demo_kb) as live, live.login("agent") as agent:
         _, case_id = handed_over(live)
         assert agent.get(f"/api/cases/{case_id}").json()["case"]["channel"] == Channel.web.value
+
+
+def test_an_agent_reply_to_a_wechat_resident_goes_out_as_a_customer_service_message(
+    demo_kb: Settings, start_worker: Any
+) -> None:
+    from tests.channels import test_wechat as wx
+
+    api = wx.FakeWechatApi()
+    try:
+        settings = wx.configured(demo_kb, api, passive=0.15)
+        wx.worker_ready(settings, start_worker)
+        with LiveServer(settings) as live, live.client() as wechat, live.login("agent") as agent:
+            assert (
+                wx.push(wechat, wx.text_xml("我要投诉，门口垃圾堆了三天", openid="oWx42")).status_code == 200
+            )
+            case = wait_for(lambda: agent.get("/api/cases").json(), message="the case")[0]
+            assert case["channel"] == "wechat"
+            agent.post(
+                f"/api/cases/{case['id']}/reply", json={"text": "您好，保洁已在清运。"}
+            ).raise_for_status()
+            sent = wait_for(
+                lambda: [m for m in api.sent if "保洁已在清运" in json.dumps(m, ensure_ascii=False)],
+                message="the customer-service message",
+            )
+            assert sent[0]["touser"] == "oWx42" and sent[0]["msgtype"] == "text"
+    finally:
+        api.close()
