@@ -252,12 +252,14 @@ def up(
         "",
         "安居已启动 (anju is up)",
         f"  工作台 / login:  {base}/login",
+        f"  客服工作台:      {base}/console",
         f"  API 文档:        {base}/api/docs",
         f"  就绪检查:        {base}/readyz",
         f"  数据目录:        {settings.data_dir.resolve()}",
         f"  Redis:           {redis_where}",
     ]
     if settings.mode is Mode.demo:
+        lines.append(f"  住户聊天(演示):  {base}/chat/cuihu")
         lines.append("  演示账号 (demo logins), 密码均为 / password: " + DEMO_PASSWORD)
         lines += [f"    {a.username:<11} {a.display_name}" for a in DEMO_ACCOUNTS]
     lines.append("按 Ctrl-C 停止 (Ctrl-C stops everything)")
