@@ -1189,6 +1189,17 @@ def _group_key(session: Session, case_or_survey: Any, by: str, names: dict[tuple
     return names[("a", ident)]
 
 
+def _report_scope(*, session: Session, user: StaffUser, by: str, community_id: int | None) -> set[int]:
+    """The communities a report covers (a supervisor's, or the one asked for)."""
+    if by not in ("community", "agent", "category"):
+        raise InvalidInput("by 应为 community、agent 或 category")
+    if user.role not in (Role.supervisor, Role.admin):
+        raise Forbidden("只有主管可以查看报表")
+    if community_id is None:
+        return accessible_community_ids(session=session, user=user)
+    return {require_community(session=session, user=user, community_id=community_id).id}
+
+
 def sla_report(
     *,
     session: Session,
@@ -1199,15 +1210,7 @@ def sla_report(
     community_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """SLA compliance of the cases created in [since, until), per community, agent or category."""
-    if by not in ("community", "agent", "category"):
-        raise InvalidInput("by 应为 community、agent 或 category")
-    if user.role not in (Role.supervisor, Role.admin):
-        raise Forbidden("只有主管可以查看报表")
-    ids = (
-        accessible_community_ids(session=session, user=user)
-        if community_id is None
-        else {require_community(session=session, user=user, community_id=community_id).id}
-    )
+    ids = _report_scope(session=session, user=user, by=by, community_id=community_id)
     cases = session.scalars(
         select(Case).where(
             Case.company_id == user.company_id,
@@ -1242,15 +1245,7 @@ def csat_report(
     community_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """Satisfaction (回访) of surveys sent in [since, until): answered, average, share 4–5."""
-    if by not in ("community", "agent", "category"):
-        raise InvalidInput("by 应为 community、agent 或 category")
-    if user.role not in (Role.supervisor, Role.admin):
-        raise Forbidden("只有主管可以查看报表")
-    ids = (
-        accessible_community_ids(session=session, user=user)
-        if community_id is None
-        else {require_community(session=session, user=user, community_id=community_id).id}
-    )
+    ids = _report_scope(session=session, user=user, by=by, community_id=community_id)
     surveys = session.scalars(
         select(Survey).where(
             Survey.company_id == user.company_id,
