@@ -26,7 +26,7 @@ user_app = typer.Typer(help="员工账号", no_args_is_help=True)
 residents_app = typer.Typer(help="住户档案", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(residents_app, name="residents")
-eval_app = typer.Typer(help="质量评估（检索、分流）", no_args_is_help=True)
+eval_app = typer.Typer(help="质量评估（检索、分流、情感）", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
 
@@ -488,9 +488,10 @@ def eval_routing(
         labelled = read_routing_cases(cases)
         with database.session(readonly=True) as session:
             place = session.scalar(
-                select(Community).where(Community.code == community) if community
+                select(Community).where(Community.code == community)
+                if community
                 else select(Community).order_by(Community.id).limit(1)
-            )  # fmt: skip
+            )
             if place is None:
                 typer.echo("找不到小区", err=True)
                 raise typer.Exit(1)
@@ -504,8 +505,10 @@ def eval_routing(
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False))
         return
-    typer.echo(f"{report['n']} 条用例：accuracy {report['accuracy']:.3f}，emergency recall "
-               f"{report['emergency_recall']}，误报紧急 {report['emergency_false_alarms']} 条")  # fmt: skip
+    typer.echo(
+        f"{report['n']} 条用例：accuracy {report['accuracy']:.3f}，emergency recall "
+        f"{report['emergency_recall']}，误报紧急 {report['emergency_false_alarms']} 条"
+    )
     actions = ["answer", "clarify", "chitchat", "work_order", "human", "emergency"]
     typer.echo("expected \\ got".ljust(16) + "".join(a[:10].rjust(11) for a in actions))
     for expected, row in report["confusion"].items():
@@ -514,6 +517,52 @@ def eval_routing(
         for case, (action, confidence) in zip(labelled, predicted, strict=True):
             if action not in case.ok:
                 typer.echo(f"- {case.text}  期望 {list(case.ok)}，得到 {action} ({confidence:.2f})")
+
+
+@eval_app.command("sentiment")
+def eval_sentiment(
+    cases: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="JSONL：每行 {text, label: neg|neu|pos}")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
+    errors: Annotated[bool, typer.Option(help="列出判错的用例")] = False,
+) -> None:
+    """Sentiment quality: accuracy, macro-F1 and recall per class, beside snownlp and pysenti."""
+    import json
+
+    from core.errors import AnjuError
+    from sentiment.evaluation import evaluate, read_cases
+
+    try:
+        report = evaluate(read_cases(cases))
+    except AnjuError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from None
+    wrong = report.pop("errors")
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False))
+        return
+    rows = [("anju", report)] + [(name, line) for name, line in report["baselines"].items() if line]
+    typer.echo(f"{report['n']} 条用例")
+    typer.echo(
+        "model".ljust(10)
+        + "accuracy".rjust(10)
+        + "macro-F1".rjust(10)
+        + "".join(f"recall {c}".rjust(12) for c in ("neg", "neu", "pos"))
+    )
+    for name, line in rows:
+        typer.echo(
+            name.ljust(10)
+            + f"{line['accuracy']:.3f}".rjust(10)
+            + f"{line['macro_f1']:.3f}".rjust(10)
+            + "".join(f"{line['recall'][c]:.3f}".rjust(12) for c in ("neg", "neu", "pos"))
+        )
+    for name, line in report["baselines"].items():
+        if line is None:
+            typer.echo(f"({name} 未安装，跳过)")
+    if errors:
+        for miss in wrong:
+            typer.echo(f"- [{miss['label']} → {miss['got']} {miss['score']:+.2f}] {miss['text']}")
 
 
 def main() -> None:

@@ -1,0 +1,256 @@
+"""Three-class Chinese sentiment (neg / neu / pos) for posts about a property company.
+
+A softmax regression over sparse features of one post:
+- jieba words (with this domain's words kept whole), word pairs and character pairs;
+- the lexicon (sentiment.lexicon) read with its modifiers: a negator within three words turns a
+  polar word around (没有乱收费), degree words scale it (非常满意), and the clause after 但是 /
+  结果 counts on its own, since it usually decides;
+- cues: sarcasm (呵呵, 🙂, praise in quotes next to a complaint), notices (通知, 届时, 敬请谅解),
+  information questions against rhetorical ones (凭什么, 干什么用的).
+
+It is trained once per process (well under a second) on sentiment/data/train.jsonl, our own
+labelled posts, and never on the evaluation sets under tests/data/. ``score`` is
+P(pos) - P(neg), in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib.resources import files
+from typing import Any
+
+import numpy as np
+
+from sentiment import lexicon
+
+log = logging.getLogger(__name__)
+
+CLASSES = ("neg", "neu", "pos")
+L2 = 1.0  # chosen by 5-fold cross-validation on the training set (bench/sentiment_cv.py)
+NEGATION_WINDOW = 3  # words after a negator that it still turns around
+_CLAUSE = re.compile(r"[，,。！!？?；;\n]")
+_CJK_OR_WORD = re.compile(r"[\u4e00-\u9fff]|[a-z0-9]+", re.I)
+
+
+@dataclass(frozen=True)
+class Sentiment:
+    label: str  # neg, neu, pos
+    score: float  # P(pos) - P(neg), -1 … 1
+    probabilities: dict[str, float]
+    negative_words: list[str] = field(default_factory=list)  # what a PR officer sees as the reason
+    positive_words: list[str] = field(default_factory=list)
+    cues: list[str] = field(default_factory=list)  # 反讽, 通知, 提问, 反问
+
+
+_jieba_lock = threading.Lock()
+_tokenizer: Any = None
+
+
+def _tokenize(text: str) -> list[str]:
+    global _tokenizer
+    if _tokenizer is None:
+        with _jieba_lock:
+            if _tokenizer is None:
+                import jieba
+
+                tokenizer = jieba.Tokenizer()
+                tokenizer.initialize()
+                for word in lexicon.USER_WORDS:
+                    tokenizer.add_word(word, freq=2000)
+                _tokenizer = tokenizer
+    return [t for t in _tokenizer.lcut(text) if t.strip()]
+
+
+def _normalise(text: str) -> str:
+    return " ".join((text or "").split()).lower()
+
+
+@dataclass
+class _Read:
+    """What the lexicon sees in a post."""
+
+    features: dict[str, float]
+    negative_words: list[str]
+    positive_words: list[str]
+    cues: list[str]
+
+
+def read(text: str) -> _Read:
+    """The features of one post, and the words and cues behind them."""
+    text = _normalise(text)
+    tokens = _tokenize(text)
+    f: dict[str, float] = {}
+
+    def add(name: str, value: float = 1.0) -> None:
+        f[name] = f.get(name, 0.0) + value
+
+    for token in tokens:
+        add("w:" + token)
+    for a, b in itertools.pairwise(tokens):
+        add(f"b:{a}_{b}")
+    chars = _CJK_OR_WORD.findall(text)
+    for a, b in itertools.pairwise(chars):
+        add(f"c:{a}{b}")
+
+    negative_words: list[str] = []
+    positive_words: list[str] = []
+    after_contrast = False
+    negated_for = 0
+    degree = 1.0
+    for token in tokens:
+        if _CLAUSE.fullmatch(token):
+            negated_for, degree = 0, 1.0
+            continue
+        if token in lexicon.CONTRAST:
+            after_contrast = True
+            negated_for, degree = 0, 1.0
+            continue
+        if token in lexicon.NEGATORS:
+            negated_for = NEGATION_WINDOW
+            continue
+        if token in lexicon.DEGREE:
+            degree = lexicon.DEGREE[token]
+            continue
+        polar = 1 if token in lexicon.POSITIVE else -1 if token in lexicon.NEGATIVE else 0
+        if polar:
+            negated = negated_for > 0
+            kind = ("pos" if polar > 0 else "neg") + ("_negated" if negated else "")
+            add("lex:" + kind, degree)
+            if after_contrast:
+                add("after:" + kind, degree)
+            (positive_words if (polar > 0) != negated else negative_words).append(
+                ("不" if negated else "") + token
+            )
+            degree = 1.0
+        negated_for = max(0, negated_for - 1)
+
+    cues: list[str] = []
+    if any(cue in text for cue in lexicon.SARCASM):
+        add("cue:sarcasm")
+        cues.append("反讽")
+        if negative_words or "“" in text or '"' in text:
+            add("cue:sarcasm_with_complaint")
+    notices = sum(1 for cue in lexicon.NOTICE if cue in text)
+    if notices:
+        add("cue:notice", min(notices, 4))
+        cues.append("通知")
+    if any(cue in text for cue in lexicon.RHETORICAL):
+        add("cue:rhetorical")
+        cues.append("反问")
+    elif any(cue in text for cue in lexicon.QUESTION):
+        add("cue:question")
+        cues.append("提问")
+    if "!" in text or "！" in text:
+        add("cue:exclaim")
+    if re.search(r"[😡🤬😤👎🙄💢]", text):
+        add("cue:angry_emoji")
+    if re.search(r"[👍❤️🌹💐🙏]", text):
+        add("cue:warm_emoji")
+    add("len:" + ("short" if len(text) < 15 else "medium" if len(text) < 60 else "long"))
+    add("bias")
+    return _Read(f, negative_words, positive_words, cues)
+
+
+@dataclass(frozen=True)
+class SentimentModel:
+    vocabulary: dict[str, int]
+    weights: np.ndarray  # (features, classes)
+
+    def probabilities_of(self, features: dict[str, float]) -> np.ndarray:
+        logits = np.zeros(len(CLASSES))
+        for name, value in features.items():
+            index = self.vocabulary.get(name)
+            if index is not None:
+                logits += value * self.weights[index]
+        logits -= logits.max()
+        p = np.exp(logits)
+        return p / p.sum()  # type: ignore[no-any-return]
+
+    def classify(self, text: str) -> Sentiment:
+        seen = read(text)
+        p = self.probabilities_of(seen.features)
+        label = CLASSES[int(p.argmax())]
+        return Sentiment(
+            label=label,
+            score=round(float(p[2] - p[0]), 4),
+            probabilities={c: round(float(v), 4) for c, v in zip(CLASSES, p, strict=True)},
+            negative_words=list(dict.fromkeys(seen.negative_words)),
+            positive_words=list(dict.fromkeys(seen.positive_words)),
+            cues=seen.cues,
+        )
+
+    def classify_many(self, texts: Iterable[str]) -> list[Sentiment]:
+        return [self.classify(t) for t in texts]
+
+
+def train(texts: Sequence[str], labels: Sequence[str], *, l2: float = L2) -> SentimentModel:
+    """Softmax regression (L-BFGS), classes weighted by inverse frequency."""
+    from scipy import sparse
+    from scipy.optimize import minimize
+
+    rows = [read(t).features for t in texts]
+    vocabulary: dict[str, int] = {}
+    for row in rows:
+        for name in row:
+            vocabulary.setdefault(name, len(vocabulary))
+    data, indices, indptr = [], [], [0]
+    for row in rows:
+        for name, value in row.items():
+            indices.append(vocabulary[name])
+            data.append(value)
+        indptr.append(len(indices))
+    x = sparse.csr_matrix((data, indices, indptr), shape=(len(rows), len(vocabulary)), dtype=np.float64)
+    y = np.array([CLASSES.index(label) for label in labels])
+    n, dim, k = len(rows), len(vocabulary), len(CLASSES)
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    sample_weight = (n / (k * np.maximum(counts, 1)))[y]
+    onehot = np.eye(k)[y]
+    total = sample_weight.sum()
+
+    def loss(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        w = flat.reshape(dim, k)
+        logits = x @ w
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        nll = -(sample_weight * np.log(np.maximum((p * onehot).sum(axis=1), 1e-12))).sum() / total
+        grad = x.T @ ((p - onehot) * sample_weight[:, None]) / total
+        value = nll + 0.5 * l2 / n * float((w * w).sum())
+        return value, np.asarray(grad + l2 / n * w).ravel()
+
+    result = minimize(loss, np.zeros(dim * k), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    return SentimentModel(vocabulary, result.x.reshape(dim, k))
+
+
+def training_set() -> tuple[list[str], list[str]]:
+    raw = files("sentiment").joinpath("data/train.jsonl").read_text(encoding="utf-8")
+    cases = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    return [c["text"] for c in cases], [c["label"] for c in cases]
+
+
+_model: SentimentModel | None = None
+_model_lock = threading.Lock()
+
+
+def get_model() -> SentimentModel:
+    """The process's model, trained on first use."""
+    global _model
+    if _model is None:
+        with _model_lock:
+            if _model is None:
+                texts, labels = training_set()
+                _model = train(texts, labels)
+                log.info(
+                    "sentiment model trained on %d posts (%d features)", len(texts), len(_model.vocabulary)
+                )
+    return _model
+
+
+def classify(text: str) -> Sentiment:
+    return get_model().classify(text)

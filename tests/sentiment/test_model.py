@@ -1,0 +1,80 @@
+"""Sentiment for posts about a property company: the cases general-purpose models get wrong
+(a water-cut notice, sarcasm, negated complaints, questions), the eval command, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sentiment.model import classify
+from tests.conftest import ROOT
+
+DATA = ROOT / "tests" / "data"
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("因二次供水管道漏水抢修，明天上午9点至12点3栋停水，请提前储水，给您带来不便敬请谅解。", "neu"),
+        ("物业费可以在App里交吗？", "neu"),
+        ("楼上漏水三天了，打了五次电话物业一直推诿，这就是你们的服务？", "neg"),
+        ("呵呵，真是好物业，电梯坏了一周没人修", "neg"),
+        ("维修师傅半夜冒雨来修水管，太负责了，必须点赞", "pos"),
+        ("物业一点都不推诿，当天就派人来处理了，满意", "pos"),
+        ("物业强制收取装修保证金，霸王条款，已投诉到12345", "neg"),
+    ],
+)
+def test_the_posts_property_companies_care_about(text: str, label: str) -> None:
+    result = classify(text)
+    assert result.label == label, result
+    assert -1 <= result.score <= 1
+
+
+def test_the_reasons_are_words_a_pr_officer_reads() -> None:
+    result = classify("物业乱收费还不作为，业主准备拉横幅维权")
+    assert result.label == "neg"
+    assert {"乱收费", "不作为", "拉横幅", "维权"} <= set(result.negative_words)
+    notice = classify("温馨提示：本周六上午消防演练，届时请勿惊慌")
+    assert "通知" in notice.cues and notice.label == "neu"
+
+
+def eval_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "anju.cli", "eval", "sentiment", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_eval_on_the_dev_set_reports_the_product_beside_both_baselines() -> None:
+    done = eval_cli("--cases", str(DATA / "sentiment_dev.jsonl"), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["n"] >= 300
+    assert (
+        report["accuracy"] >= 0.90 and report["macro_f1"] >= 0.88
+    )  # the issue's targets (docs/BENCHMARKS.md)
+    assert set(report["recall"]) == {"neg", "neu", "pos"}
+    for name in ("snownlp", "pysenti"):
+        assert report["baselines"][name]["macro_f1"] < report["macro_f1"]
+
+
+def test_eval_refuses_a_file_with_a_wrong_label(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"text": "物业真好", "label": "pos"}\n{"text": "差", "label": "negative"}\n', encoding="utf-8"
+    )
+    done = eval_cli("--cases", str(bad))
+    assert done.returncode == 1 and "第 2 行" in done.stderr and "neg、neu 或 pos" in done.stderr
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("not json\n", encoding="utf-8")
+    assert "第 1 行" in eval_cli("--cases", str(broken)).stderr
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    assert eval_cli("--cases", str(empty)).returncode == 1
