@@ -38,6 +38,16 @@ _CLAUSE = re.compile(r"[，,。！!？?；;\n]")
 _CJK_OR_WORD = re.compile(r"[\u4e00-\u9fff]|[a-z0-9]+", re.I)
 
 
+def _any_of(words: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)))
+
+
+_SARCASM = _any_of(lexicon.SARCASM)
+_NOTICE = _any_of(lexicon.NOTICE)
+_RHETORICAL = _any_of(lexicon.RHETORICAL)
+_QUESTION = _any_of(lexicon.QUESTION)
+
+
 @dataclass(frozen=True)
 class Sentiment:
     label: str  # neg, neu, pos
@@ -64,7 +74,8 @@ def _tokenize(text: str) -> list[str]:
                 for word in lexicon.USER_WORDS:
                     tokenizer.add_word(word, freq=2000)
                 _tokenizer = tokenizer
-    return [t for t in _tokenizer.lcut(text) if t.strip()]
+    # Without the HMM for unknown words: 20% faster, and the character pairs cover new words.
+    return [t for t in _tokenizer.lcut(text, HMM=False) if t.strip()]
 
 
 def _normalise(text: str) -> str:
@@ -131,19 +142,19 @@ def read(text: str) -> _Read:
         negated_for = max(0, negated_for - 1)
 
     cues: list[str] = []
-    if any(cue in text for cue in lexicon.SARCASM):
+    if _SARCASM.search(text):
         add("cue:sarcasm")
         cues.append("反讽")
         if negative_words or "“" in text or '"' in text:
             add("cue:sarcasm_with_complaint")
-    notices = sum(1 for cue in lexicon.NOTICE if cue in text)
+    notices = len(set(_NOTICE.findall(text)))
     if notices:
         add("cue:notice", min(notices, 4))
         cues.append("通知")
-    if any(cue in text for cue in lexicon.RHETORICAL):
+    if _RHETORICAL.search(text):
         add("cue:rhetorical")
         cues.append("反问")
-    elif any(cue in text for cue in lexicon.QUESTION):
+    elif _QUESTION.search(text):
         add("cue:question")
         cues.append("提问")
     if "!" in text or "！" in text:
@@ -163,11 +174,13 @@ class SentimentModel:
     weights: np.ndarray  # (features, classes)
 
     def probabilities_of(self, features: dict[str, float]) -> np.ndarray:
-        logits = np.zeros(len(CLASSES))
-        for name, value in features.items():
-            index = self.vocabulary.get(name)
-            if index is not None:
-                logits += value * self.weights[index]
+        vocabulary = self.vocabulary
+        known = [(vocabulary[name], value) for name, value in features.items() if name in vocabulary]
+        if known:
+            indices, values = zip(*known, strict=True)
+            logits = np.asarray(values) @ self.weights[list(indices)]
+        else:
+            logits = np.zeros(len(CLASSES))
         logits -= logits.max()
         p = np.exp(logits)
         return p / p.sum()  # type: ignore[no-any-return]
