@@ -3,11 +3,14 @@ call-backs, reports, the live stream, and the acknowledgement link of an emergen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from accounts.deps import CurrentUser, get_current_user
 from accounts.models import StaffUser
@@ -31,7 +34,7 @@ from escalation.models import (
     WorkOrderCategory,
     WorkOrderStatus,
 )
-from org.models import Community, IdentityKind, Resident
+from org.models import Community, IdentityKind, Resident, Room, Unit
 
 router = APIRouter(tags=["console"])
 
@@ -40,45 +43,88 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def case_read(session: SessionDep, case: Case, names: dict[tuple[str, int], str | None]) -> schemas.CaseRead:
-    """One row of the queue (``names`` caches community and agent names across rows)."""
-    if ("c", case.community_id) not in names:
-        place = session.get(Community, case.community_id)
-        names[("c", case.community_id)] = place.name if place else None
-    if case.assignee_id and ("a", case.assignee_id) not in names:
-        agent = session.get(StaffUser, case.assignee_id)
-        names[("a", case.assignee_id)] = agent.display_name if agent else None
-    conversation = session.get(Conversation, case.conversation_id) if case.conversation_id else None
-    resident = session.get(Resident, case.resident_id) if case.resident_id else None
-    now = utcnow()
-    return schemas.CaseRead(
-        id=case.id,
-        community_id=case.community_id,
-        community=names[("c", case.community_id)] or "",
-        channel=conversation.channel.value if conversation else None,
-        category=case.category.value,
-        priority=case.priority.value,
-        status=case.status.value,
-        reason=case.reason,
-        summary=mask_text(case.summary[-300:]),
-        skill=case.skill,
-        assignee_id=case.assignee_id,
-        assignee=names.get(("a", case.assignee_id)) if case.assignee_id else None,
-        resident=_resident_label(resident),
-        created_at=case.created_at.isoformat(),
-        first_response_due=case.first_response_due.isoformat(),
-        resolve_due=case.resolve_due.isoformat(),
-        next_due=case.next_due.isoformat(),
-        first_response_at=_iso(case.first_response_at),
-        resolved_at=_iso(case.resolved_at),
-        waiting_since=_iso(case.waiting_since),
-        overdue=case.active and case.next_due < now,
-        response_breached=case.response_breached_at is not None,
-        resolve_breached=case.resolve_breached_at is not None,
-        needs_supervisor=case.needs_supervisor,
-        acknowledged_at=_iso(case.acknowledged_at),
-        reopen_count=case.reopen_count,
+def case_reads(session: SessionDep, cases: Sequence[Case]) -> list[schemas.CaseRead]:
+    """Rows of the queue: the names, channels and residents of all of them in four queries (one
+    list of 200 cases is read by 20 consoles every few seconds)."""
+    if not cases:
+        return []
+    places = dict(
+        session.execute(
+            select(Community.id, Community.name).where(Community.id.in_({c.community_id for c in cases}))
+        ).all()
     )
+    agent_ids = {c.assignee_id for c in cases if c.assignee_id}
+    agents = (
+        dict(
+            session.execute(
+                select(StaffUser.id, StaffUser.display_name).where(StaffUser.id.in_(agent_ids))
+            ).all()
+        )
+        if agent_ids
+        else {}
+    )
+    conversation_ids = {c.conversation_id for c in cases if c.conversation_id}
+    channels = (
+        dict(
+            session.execute(
+                select(Conversation.id, Conversation.channel).where(Conversation.id.in_(conversation_ids))
+            ).all()
+        )
+        if conversation_ids
+        else {}
+    )
+    resident_ids = {c.resident_id for c in cases if c.resident_id}
+    residents = (
+        {
+            r.id: r
+            for r in session.scalars(
+                select(Resident)
+                .where(Resident.id.in_(resident_ids))
+                .options(selectinload(Resident.room).selectinload(Room.unit).selectinload(Unit.building))
+            )
+        }
+        if resident_ids
+        else {}
+    )
+    now = utcnow()
+    out = []
+    for case in cases:
+        channel = channels.get(case.conversation_id) if case.conversation_id else None
+        out.append(
+            schemas.CaseRead(
+                id=case.id,
+                community_id=case.community_id,
+                community=places.get(case.community_id, ""),
+                channel=channel.value if channel else None,
+                category=case.category.value,
+                priority=case.priority.value,
+                status=case.status.value,
+                reason=case.reason,
+                summary=mask_text(case.summary[-300:]),
+                skill=case.skill,
+                assignee_id=case.assignee_id,
+                assignee=agents.get(case.assignee_id) if case.assignee_id else None,
+                resident=_resident_label(residents.get(case.resident_id) if case.resident_id else None),
+                created_at=case.created_at.isoformat(),
+                first_response_due=case.first_response_due.isoformat(),
+                resolve_due=case.resolve_due.isoformat(),
+                next_due=case.next_due.isoformat(),
+                first_response_at=_iso(case.first_response_at),
+                resolved_at=_iso(case.resolved_at),
+                waiting_since=_iso(case.waiting_since),
+                overdue=case.active and case.next_due < now,
+                response_breached=case.response_breached_at is not None,
+                resolve_breached=case.resolve_breached_at is not None,
+                needs_supervisor=case.needs_supervisor,
+                acknowledged_at=_iso(case.acknowledged_at),
+                reopen_count=case.reopen_count,
+            )
+        )
+    return out
+
+
+def case_read(session: SessionDep, case: Case) -> schemas.CaseRead:
+    return case_reads(session, [case])[0]
 
 
 def _resident_label(resident: Resident | None) -> str | None:
@@ -147,9 +193,8 @@ def list_cases(
     community_id: int | None = None,
 ) -> list[schemas.CaseRead]:
     """The queue: by priority (紧急 first), then the next SLA due time."""
-    names: dict[tuple[str, int], str | None] = {}
     cases = service.list_cases(session=session, user=user, view=view, community_id=community_id)
-    return [case_read(session, c, names) for c in cases]
+    return case_reads(session, cases)
 
 
 @router.get("/api/cases/{case_id}", response_model=schemas.CaseDetail)
@@ -157,7 +202,6 @@ def get_case(case_id: int, user: CurrentUser, session: SessionDep) -> schemas.Ca
     """Everything at once: the whole conversation with the assistant's citations, the timeline,
     the resident (masked) and their past cases, work orders, surveys."""
     case = service.get_case(session=session, user=user, case_id=case_id)
-    names: dict[tuple[str, int], str | None] = {}
     resident = session.get(Resident, case.resident_id) if case.resident_id else None
     orders = session.query(WorkOrder).filter(
         (WorkOrder.case_id == case.id)
@@ -165,7 +209,7 @@ def get_case(case_id: int, user: CurrentUser, session: SessionDep) -> schemas.Ca
     )
     surveys = session.query(Survey).filter(Survey.case_id == case.id).order_by(Survey.id)
     return schemas.CaseDetail(
-        case=case_read(session, case, names),
+        case=case_read(session, case),
         messages=[_message_read(m) for m in service.conversation_messages(session=session, case=case)],
         events=[_event_read(session, e) for e in service.timeline(session=session, case=case)],
         resident=schemas.ResidentRead(
@@ -176,7 +220,7 @@ def get_case(case_id: int, user: CurrentUser, session: SessionDep) -> schemas.Ca
         )
         if resident
         else None,
-        past_cases=[case_read(session, c, names) for c in service.past_cases(session=session, case=case)],
+        past_cases=case_reads(session, service.past_cases(session=session, case=case)),
         work_orders=[work_order_read(o) for o in orders.order_by(WorkOrder.id)],
         surveys=[
             schemas.SurveyRead(
@@ -211,14 +255,12 @@ def create_case(
         resident_id=body.resident_id,
         actor=user,
     )
-    return case_read(session, case, {})
+    return case_read(session, case)
 
 
 @router.post("/api/cases/{case_id}/claim", response_model=schemas.CaseRead)
 def claim(case_id: int, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> schemas.CaseRead:
-    return case_read(
-        session, service.claim(session=session, settings=settings, user=user, case_id=case_id), {}
-    )
+    return case_read(session, service.claim(session=session, settings=settings, user=user, case_id=case_id))
 
 
 @router.post("/api/cases/{case_id}/assign", response_model=schemas.CaseRead)
@@ -228,7 +270,7 @@ def assign(
     case = service.assign(
         session=session, settings=settings, user=user, case_id=case_id, agent_id=body.agent_id, note=body.note
     )
-    return case_read(session, case, {})
+    return case_read(session, case)
 
 
 @router.post("/api/cases/{case_id}/transfer", response_model=schemas.CaseRead)
@@ -244,7 +286,7 @@ def transfer(
         agent_id=body.agent_id,
         skill=body.skill,
     )
-    return case_read(session, case, {})
+    return case_read(session, case)
 
 
 @router.post("/api/cases/{case_id}/reply", response_model=schemas.MessageRead, status_code=201)
@@ -277,7 +319,7 @@ def set_priority(
         priority=Priority(body.priority),
         note=body.note,
     )
-    return case_read(session, case, {})
+    return case_read(session, case)
 
 
 @router.post("/api/cases/{case_id}/resolve", response_model=schemas.CaseRead)
@@ -286,7 +328,7 @@ def resolve(
 ) -> schemas.CaseRead:
     """Resolved: SLA timers stop, the survey goes to the resident, the assistant answers again."""
     case = service.resolve(session=session, settings=settings, user=user, case_id=case_id, note=body.note)
-    return case_read(session, case, {})
+    return case_read(session, case)
 
 
 @router.post("/api/cases/{case_id}/reopen", response_model=schemas.CaseRead)
@@ -296,7 +338,7 @@ def reopen(
     case = service.reopen_by(
         session=session, settings=settings, user=user, case_id=case_id, reason=body.reason
     )
-    return case_read(session, case, {})
+    return case_read(session, case)
 
 
 @router.post("/api/cases/{case_id}/acknowledge", response_model=schemas.CaseRead)
@@ -306,7 +348,7 @@ def acknowledge(
     """An emergency taken: the duty chain stops paging."""
     case = service.get_case(session=session, user=user, case_id=case_id)
     service.acknowledge(session=session, settings=settings, case=case, by=user.display_name, actor=user)
-    return case_read(session, case, {})
+    return case_read(session, case)
 
 
 @router.post("/api/cases/{case_id}/survey", response_model=schemas.SurveyRead)
