@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from accounts import service
 from accounts.models import Role, StaffUser, TokenKind
-from core.deps import SessionDep
+from core.db import Database
 from core.errors import Forbidden, Unauthorized
 
 SESSION_COOKIE = "anju_session"
@@ -26,19 +26,29 @@ def _same_origin(request: Request) -> bool:
     return f"{parts.scheme}://{parts.netloc}" == f"{request.url.scheme}://{request.url.netloc}"
 
 
-def get_current_user(request: Request, session: SessionDep) -> StaffUser:
+def get_current_user(request: Request) -> StaffUser:
+    """The caller, read in a short session of its own: a view's write transaction starts only
+    when the view itself writes, not while the request waits for a thread."""
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Authorization 头应为 Bearer <token>")
-        return service.user_for_token(session=session, token=token.strip(), kind=TokenKind.api)
+        return _user(request, token.strip(), TokenKind.api)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         if request.method not in _SAFE_METHODS and not _same_origin(request):
             raise Forbidden("跨站请求被拒绝")
-        return service.user_for_token(session=session, token=cookie, kind=TokenKind.session)
+        return _user(request, cookie, TokenKind.session)
     raise Unauthorized()
+
+
+def _user(request: Request, token: str, kind: TokenKind) -> StaffUser:
+    database: Database = request.app.state.database
+    with database.session(readonly=True) as session:
+        user = service.user_for_token(session=session, token=token, kind=kind)
+        _ = user.scopes  # loaded now: the views read the user's communities after this session
+    return user
 
 
 CurrentUser = Annotated[StaffUser, Depends(get_current_user)]

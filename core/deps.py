@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import redis
@@ -17,15 +17,28 @@ def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """One session per request: committed when the view returns, rolled back when it raises.
 
     GET and HEAD requests read only (HTTP says they must not change anything), so they get a
     read-only session that never waits behind a writer on SQLite.
+
+    An async dependency on purpose: the commit runs on the event loop as soon as the view returns
+    (a few milliseconds), never in a second trip through the thread pool. A write transaction
+    that had to wait for a free pool thread to commit would hold SQLite's write lock while every
+    pool thread waits for that lock: the whole API would stop until the busy timeout.
     """
     database: Database = request.app.state.database
-    with database.session(readonly=request.method in ("GET", "HEAD")) as session:
+    readonly = request.method in ("GET", "HEAD")
+    session = (database.read_sessionmaker if readonly else database.sessionmaker)()
+    try:
         yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 def get_redis_dep(request: Request) -> redis.Redis:

@@ -94,10 +94,10 @@ def test_admin_sees_every_community_and_creates_scoped_accounts(server: LiveServ
         assert len(admin.get("/api/communities").json()) == 3
         created = admin.post(
             "/api/users",
-            json={"username": "agent2", "password": "a-long-password", "role": "agent", "community_ids": [3]},
+            json={"username": "agent9", "password": "a-long-password", "role": "agent", "community_ids": [3]},
         )
         duplicate = admin.post(
-            "/api/users", json={"username": "agent2", "password": "a-long-password", "role": "agent"}
+            "/api/users", json={"username": "agent9", "password": "a-long-password", "role": "agent"}
         )
         bad_role = admin.post(
             "/api/users", json={"username": "x1", "password": "a-long-password", "role": "boss"}
@@ -106,9 +106,9 @@ def test_admin_sees_every_community_and_creates_scoped_accounts(server: LiveServ
     assert created.json()["community_ids"] == [3]
     assert duplicate.status_code == 409
     assert bad_role.status_code == 422
-    with server.login("agent2", "a-long-password") as agent2:
-        assert [c["code"] for c in agent2.get("/api/communities").json()] == ["binjiang"]
-        assert agent2.get("/api/communities/1").status_code == 403
+    with server.login("agent9", "a-long-password") as agent9:
+        assert [c["code"] for c in agent9.get("/api/communities").json()] == ["binjiang"]
+        assert agent9.get("/api/communities/1").status_code == 403
 
 
 def test_login_page_sets_a_session_cookie_and_logout_ends_it(server: LiveServer) -> None:
