@@ -219,6 +219,7 @@ class Assistant:
         context: dict[str, Any],
         *,
         use_intent: bool = True,
+        retrieve: bool = True,
     ) -> _Plan:
         search = get_search(self.settings)
         decided = route(text)
@@ -232,7 +233,9 @@ class Assistant:
             query = f"{context['topic']} {text}"  # "那要多久？" after a repair → the repair's time
             query_vector = search.embed_query(query) if vector is not None else None
         mode: Mode = "hybrid" if vector is not None else "bm25"
-        results = search.search(
+        # A person holds the conversation: nothing will be answered from the knowledge base, only
+        # an emergency still matters (rules and the intent model see it without retrieval).
+        results = [] if not retrieve else search.search(
             session, company_id=community.company_id, community_id=community.id, query=query, k=5,
             query_vector=query_vector, mode=mode,
         )  # fmt: skip
@@ -313,7 +316,12 @@ class Assistant:
                 if earlier is not None:
                     return earlier  # the same message sent again: the same reply, nothing new stored
             context = dict(known.context or {}) if known is not None else {}
-            plan = self._plan(session, place, text, context) if text else None
+            held = (
+                known is not None
+                and known.state is ConversationState.human
+                and utcnow() - known.last_message_at <= HANDOVER_EXPIRES
+            )
+            plan = self._plan(session, place, text, context, retrieve=not held) if text else None
             written = None
             if (
                 plan is not None

@@ -100,7 +100,9 @@ def case_reads(session: SessionDep, cases: Sequence[Case]) -> list[schemas.CaseR
                 priority=case.priority.value,
                 status=case.status.value,
                 reason=case.reason,
-                summary=mask_text(case.summary[-300:]),
+                summary=mask_text(
+                    case.summary.rsplit("\n", 1)[-1][-120:]
+                ),  # the latest line: what the list shows
                 skill=case.skill,
                 assignee_id=case.assignee_id,
                 assignee=agents.get(case.assignee_id) if case.assignee_id else None,
