@@ -10,12 +10,12 @@ General-purpose lexicons were built on product reviews: they score a water-cut n
 from __future__ import annotations
 
 
-def _words(text: str) -> frozenset[str]:
+def words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
 # Words that say something went wrong for residents or for the company's name.
-NEGATIVE = _words(
+NEGATIVE = words(
     """
     漏水 渗水 返潮 发霉 霉斑 积水 堵塞 反味 臭味 异味 发黄 噪音 扰民 吵死 乱收费 多收 乱收 巧立名目
     强制 强收
@@ -35,7 +35,7 @@ NEGATIVE = _words(
 )
 
 # Words that say residents are satisfied, or that the company did well.
-POSITIVE = _words(
+POSITIVE = words(
     """
     感谢 谢谢 多谢 感激 表扬 表扬信 锦旗 点赞 好评 给力 靠谱 负责 尽职 尽责 及时 迅速 很快 马上 贴心
     暖心 温暖
@@ -48,7 +48,7 @@ POSITIVE = _words(
 )
 
 # A negator before a polar word turns it around (没有乱收费, 不满意 → 满意 negated).
-NEGATORS = _words(
+NEGATORS = words(
     """
     不 没 没有 无 非 别 未 勿 不是 不会 不再 从不 从没 从来不 从来没 毫无 并不 并没有 一点都不 一点也不
     """
