@@ -4,10 +4,10 @@ every waiting request."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from rq import Queue
 from sqlalchemy import func, select
 
 from channels import batching
@@ -15,6 +15,7 @@ from channels.models import Channel, InboundMessage, InboundStatus
 from core.db import get_database
 from core.redis import get_redis
 from core.settings import Settings
+from tests.conftest import wait_for
 
 
 def pending(external_id: str, status: InboundStatus = InboundStatus.accepted) -> batching.Pending:
@@ -42,10 +43,20 @@ def test_a_burst_is_stored_once_per_message_with_one_job_each(demo: Settings) ->
             session.scalar(select(InboundMessage.text).where(InboundMessage.external_id == "m-3"))
             == "消息 m-3"
         )
-    queue = Queue("default", connection=get_redis(demo))
-    queued = set(queue.get_job_ids())
-    assert len(queued) == 61  # "before" and m-0…m-59; nothing for "shown", which needs no answer
-    assert f"inbound-{first.id}" in queued
+    # One job per new message. The writer acknowledges after its commit and enqueues right after
+    # (ack before enqueue), so the jobs appear a moment after the answers: wait for them.
+    connection = get_redis(demo)
+
+    def enqueued() -> set[str]:
+        return {key.decode().removeprefix("rq:job:") for key in connection.scan_iter("rq:job:inbound-*")}
+
+    jobs = wait_for(lambda: len(enqueued()) >= 61 and enqueued(), timeout=10, message="61 jobs")
+    time.sleep(0.3)  # and no more than that
+    jobs = enqueued()
+    assert len(jobs) == 61  # "before" and m-0…m-59; nothing for "shown", which needs no answer
+    assert f"inbound-{first.id}" in jobs
+    shown = next(r for p, r in zip(burst, results, strict=True) if p.external_id == "shown")
+    assert f"inbound-{shown.id}" not in jobs
 
 
 def test_a_database_that_cannot_be_reached_fails_every_waiting_request(demo: Settings) -> None:
