@@ -11,8 +11,9 @@ from accounts.deps import AdminUser, CurrentUser
 from accounts.models import StaffUser, TokenKind
 from accounts.schemas import TokenRead, TokenRequest, UserCreate, UserRead
 from core.deps import RedisDep, SessionDep, SettingsDep
+from core.routing import CommittingRoute
 
-router = APIRouter(prefix="/api", tags=["accounts"])
+router = APIRouter(prefix="/api", tags=["accounts"], route_class=CommittingRoute)
 
 
 def user_read(user: StaffUser) -> UserRead:

@@ -10,7 +10,9 @@ from fastapi.responses import JSONResponse
 from rq import Worker
 from sqlalchemy import text
 
-router = APIRouter(tags=["health"])
+from core.routing import CommittingRoute
+
+router = APIRouter(tags=["health"], route_class=CommittingRoute)
 
 
 @router.get("/healthz")

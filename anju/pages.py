@@ -16,10 +16,11 @@ from accounts.models import ROLE_LABELS, Role, StaffUser, TokenKind
 from accounts.views import client_address
 from core.deps import RedisDep, SessionDep, SettingsDep
 from core.errors import TooManyRequests, Unauthorized
+from core.routing import CommittingRoute
 from knowledge import views as knowledge_views
 from org import service as org_service
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=CommittingRoute)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 BEIJING = timezone(timedelta(hours=8), "北京时间")  # staff read times in China Standard Time (no DST)
 

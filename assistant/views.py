@@ -24,9 +24,10 @@ from core.db import get_database
 from core.deps import RedisDep, SessionDep, SettingsDep
 from core.errors import NotFound, TooManyRequests
 from core.live import conversation_topic, stream
+from core.routing import CommittingRoute
 from org.models import Community
 
-router = APIRouter(tags=["assistant"])
+router = APIRouter(tags=["assistant"], route_class=CommittingRoute)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "anju" / "templates")
 
 QUICK_QUESTIONS = (

@@ -44,11 +44,12 @@ from core.deps import SessionDep, SettingsDep
 from core.errors import AnjuError, Forbidden, InvalidInput, NotFound
 from core.masking import mask_mobile, mask_text
 from core.redis import get_async_redis
+from core.routing import CommittingRoute
 from core.settings import Settings, WechatAccount
 from org.service import get_community_by_code, get_resident, normalise_mobile
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/channels", tags=["channels"])
+router = APIRouter(prefix="/channels", tags=["channels"], route_class=CommittingRoute)
 
 
 class BadRequest(AnjuError):
@@ -330,7 +331,7 @@ def _wechat_account(settings: Settings, key: str | None) -> WechatAccount:
 
 # --- what staff read: one history per resident, masked exports ---------------------------------
 
-api = APIRouter(prefix="/api", tags=["conversations"])
+api = APIRouter(prefix="/api", tags=["conversations"], route_class=CommittingRoute)
 # Conversations are for the people who serve residents, not for the PR desk.
 ServiceUser = Annotated[StaffUser, Depends(roles(Role.agent, Role.supervisor, Role.admin))]
 

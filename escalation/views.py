@@ -21,6 +21,7 @@ from core.deps import SessionDep, SettingsDep
 from core.errors import InvalidInput, NotFound
 from core.live import company_topic, stream
 from core.masking import mask_mobile, mask_name, mask_text
+from core.routing import CommittingRoute
 from escalation import schemas, service
 from escalation.models import (
     CallbackStatus,
@@ -36,7 +37,7 @@ from escalation.models import (
 )
 from org.models import Community, IdentityKind, Resident, Room, Unit
 
-router = APIRouter(tags=["console"])
+router = APIRouter(tags=["console"], route_class=CommittingRoute)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -20,6 +20,7 @@ from accounts.deps import AdminUser, roles
 from accounts.models import Role, StaffUser
 from core.deps import SessionDep, SettingsDep
 from core.errors import InvalidInput, NotFound, PayloadTooLarge
+from core.routing import CommittingRoute
 from core.settings import Settings
 from knowledge import index as knowledge_index
 from knowledge import service
@@ -39,7 +40,7 @@ from org.models import Community
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/knowledge", tags=["knowledge"])
+router = APIRouter(prefix="/api/knowledge", tags=["knowledge"], route_class=CommittingRoute)
 
 # The people who answer residents read the knowledge base; only admins change it.
 ReaderUser = Annotated[StaffUser, Depends(roles(Role.agent, Role.supervisor, Role.admin))]

@@ -14,6 +14,7 @@ from core.deps import SessionDep, SettingsDep
 from core.errors import InvalidInput, PayloadTooLarge
 from core.masking import mask_mobile, mask_name
 from core.queue import enqueue
+from core.routing import CommittingRoute
 from org import service, tasks
 from org.models import IdentityKind, Resident, ResidentImport
 from org.schemas import (
@@ -28,7 +29,7 @@ from org.schemas import (
     UnitRead,
 )
 
-router = APIRouter(prefix="/api", tags=["organisation"])
+router = APIRouter(prefix="/api", tags=["organisation"], route_class=CommittingRoute)
 
 # Residents' details are for the people who serve them, not for the PR desk.
 DirectoryUser = Annotated[StaffUser, Depends(roles(Role.agent, Role.supervisor, Role.admin))]
