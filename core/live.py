@@ -14,9 +14,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sqlalchemy.orm import Session
-
-from core.events import after_commit
 from core.redis import get_async_redis, get_redis
 from core.settings import Settings
 
@@ -38,10 +35,6 @@ def publish(settings: Settings, topic: str, event: dict[str, Any]) -> None:
         get_redis(settings).publish(topic, json.dumps(event, ensure_ascii=False))
     except Exception as exc:  # a page misses one update; it refetches when it reconnects
         log.warning("live update to %s not published: %s", topic, exc)
-
-
-def publish_after_commit(session: Session, settings: Settings, topic: str, event: dict[str, Any]) -> None:
-    after_commit(session, lambda: publish(settings, topic, event))
 
 
 async def stream(

@@ -580,9 +580,9 @@ def _masked_summary(summary: str) -> str:
 # --- the queue ---------------------------------------------------------------------------------
 
 
-def require_staff(user: StaffUser) -> None:
+def require_staff(user: StaffUser, what: str = "客服案件") -> None:
     if user.role not in (Role.agent, Role.supervisor, Role.admin):
-        raise Forbidden("您的角色无权处理客服案件")
+        raise Forbidden(f"您的角色无权处理{what}")
 
 
 def _skills_ok(user: StaffUser, case: Case) -> bool:
@@ -591,8 +591,7 @@ def _skills_ok(user: StaffUser, case: Case) -> bool:
 
 def get_case(*, session: Session, user: StaffUser, case_id: int) -> Case:
     """A case the user may see: 404 when it does not exist, 403 when it is another community's."""
-    if user.role not in (Role.agent, Role.supervisor, Role.admin):
-        raise Forbidden("您的角色无权处理客服案件")
+    require_staff(user)
     case = session.get(Case, case_id)
     if case is None or case.company_id != user.company_id:
         raise NotFound("案件不存在")
@@ -611,8 +610,7 @@ def list_cases(
     """``queue``: open cases nobody holds; ``mine``: the user's; ``active``: every open or held
     case; ``breached``: cases waiting for a supervisor; ``done``: resolved and closed. Ordered by
     priority, then the next SLA due time."""
-    if user.role not in (Role.agent, Role.supervisor, Role.admin):
-        raise Forbidden("您的角色无权处理客服案件")
+    require_staff(user)
     ids = accessible_community_ids(session=session, user=user)
     if community_id is not None:
         require_community(session=session, user=user, community_id=community_id)
@@ -1176,11 +1174,7 @@ def _group_key(session: Session, case_or_survey: Any, by: str, names: dict[tuple
             place = session.get(Community, ident)
             names[("c", ident)] = place.name if place else str(ident)
         return names[("c", ident)]
-    ident = (
-        getattr(case_or_survey, "assignee_id", None)
-        if hasattr(case_or_survey, "assignee_id")
-        else case_or_survey.agent_id
-    )
+    ident = case_or_survey.assignee_id if isinstance(case_or_survey, Case) else case_or_survey.agent_id
     if ident is None:
         return "未分配"
     if ("a", ident) not in names:
@@ -1458,11 +1452,6 @@ PHOTO_TYPES = {b"\xff\xd8\xff": ".jpg", b"\x89PNG\r\n\x1a\n": ".png", b"RIFF": "
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
 
 
-def _staff_only(user: StaffUser) -> None:
-    if user.role not in (Role.agent, Role.supervisor, Role.admin):
-        raise Forbidden("您的角色无权处理工单")
-
-
 def list_work_orders(
     *,
     session: Session,
@@ -1471,7 +1460,7 @@ def list_work_orders(
     status: WorkOrderStatus | None = None,
     limit: int = 200,
 ) -> list[WorkOrder]:
-    _staff_only(user)
+    require_staff(user, "工单")
     ids = accessible_community_ids(session=session, user=user)
     if community_id is not None:
         ids = {require_community(session=session, user=user, community_id=community_id).id}
@@ -1484,7 +1473,7 @@ def list_work_orders(
 
 
 def get_work_order(*, session: Session, user: StaffUser, order_id: int) -> WorkOrder:
-    _staff_only(user)
+    require_staff(user, "工单")
     order = session.get(WorkOrder, order_id)
     if order is None or order.company_id != user.company_id:
         raise NotFound("工单不存在")
@@ -1635,7 +1624,7 @@ def work_order_photo(
 def list_callbacks(
     *, session: Session, user: StaffUser, community_id: int | None = None, pending_only: bool = True
 ) -> list[CallbackTask]:
-    _staff_only(user)
+    require_staff(user, "工单")
     ids = accessible_community_ids(session=session, user=user)
     if community_id is not None:
         ids = {require_community(session=session, user=user, community_id=community_id).id}
@@ -1650,7 +1639,7 @@ def list_callbacks(
 def finish_callback(
     *, session: Session, user: StaffUser, task_id: int, status: CallbackStatus, note: str = ""
 ) -> CallbackTask:
-    _staff_only(user)
+    require_staff(user, "工单")
     task = session.get(CallbackTask, task_id)
     if task is None or task.company_id != user.company_id:
         raise NotFound("回电任务不存在")

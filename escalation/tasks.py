@@ -60,7 +60,7 @@ def notify_supervisors(*, case_id: int, kind: str) -> int:
 def page_duty(*, case_id: int, level: int) -> str:
     """Page one level of the community's duty chain, and check back for the acknowledgement when
     its time is up (the next job pages the next level unless someone acknowledged)."""
-    from core.notify import RobotKind, RobotTarget, send_robot, sms_gateway
+    from core.notify import RobotKind, RobotTarget, notify, sms_gateway
 
     settings = get_settings()
     with job_session() as session:
@@ -82,7 +82,6 @@ def page_duty(*, case_id: int, level: int) -> str:
             case_id=case_id,
             level=level + 1,
         )
-    failures: list[str] = []
     if contact is None:
         enqueue(
             notify_supervisors,
@@ -93,21 +92,13 @@ def page_duty(*, case_id: int, level: int) -> str:
         )
         return "supervisors"
     _name, phone, kind, url, secret = contact
-    if url and kind:
-        try:
-            send_robot(
-                RobotTarget(RobotKind(kind), url, secret),
-                title=page.title,
-                markdown=page.text,
-                at_mobiles=[phone] if phone else [],
-            )
-        except Exception as exc:
-            failures.append(f"群机器人：{exc}")
-    if phone:
-        try:
-            sms_gateway(settings.sms_gateway).send(phone=phone, text=f"{page.title} 请尽快确认处置")
-        except Exception as exc:
-            failures.append(f"短信：{exc}")
+    failures = notify(
+        targets=[RobotTarget(RobotKind(kind), url, secret)] if url and kind else [],
+        sms=sms_gateway(settings.sms_gateway),
+        phones=[phone] if phone else [],
+        title=page.title,
+        markdown=page.text,
+    )
     if failures:
         with job_session() as session:
             service.note_page_failure(
