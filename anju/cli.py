@@ -28,6 +28,8 @@ app.add_typer(user_app, name="user")
 app.add_typer(residents_app, name="residents")
 eval_app = typer.Typer(help="质量评估（检索、分流、情感）", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+sources_app = typer.Typer(help="舆情采集源", no_args_is_help=True)
+app.add_typer(sources_app, name="sources")
 
 
 def _settings() -> Settings:
@@ -65,7 +67,7 @@ def seed_demo_cmd(
         if is_seeded(session) and not force:
             typer.echo("数据库已有数据，跳过演示数据")
             return
-        company = seed_demo(session, knowledge=knowledge)
+        company = seed_demo(session, knowledge=knowledge, opinion_base_url=settings.base_url)
         typer.echo(f"已创建演示数据：{company.name}")
     if knowledge:
         from knowledge.service import rebuild_index
@@ -233,7 +235,7 @@ def up(
     if seed and settings.mode is Mode.demo:
         with get_database(settings).session() as session:
             if not is_seeded(session):
-                seed_demo(session)
+                seed_demo(session, opinion_base_url=settings.base_url)
     supervisor = Supervisor(settings)
     try:
         supervisor.start()
@@ -563,6 +565,106 @@ def eval_sentiment(
     if errors:
         for miss in wrong:
             typer.echo(f"- [{miss['label']} → {miss['got']} {miss['score']:+.2f}] {miss['text']}")
+
+
+@app.command()
+def crawl(
+    source: Annotated[str, typer.Argument(help="采集源 key（anju sources list 可查）或编号")],
+    company: Annotated[str | None, typer.Option(help="公司编码（只有一家公司时可省略）")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="只列出抓到的帖子，不入库、不预警")] = False,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="交给后台 worker 执行，而不是在此进程中抓取")
+    ] = False,
+) -> None:
+    """Crawl one source now: posts about us are stored, scored, grouped and graded; alerts go out."""
+    from core.errors import AnjuError
+    from crawlers import service as crawl_service
+
+    settings = _settings()
+    database = _migrated_database(settings)
+    try:
+        with database.session() as session:
+            target = crawl_service.get_source(
+                session=session, company_id=_company_id(session, company), key=source
+            )
+            source_id, key = target.id, target.key
+    except AnjuError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from None
+    if queue:
+        from core.redis import ensure_embedded_redis
+        from crawlers.tasks import queue_crawl
+
+        ensure_embedded_redis(settings)
+        typer.echo(f"已排队：{key}（任务 {queue_crawl(source_id=source_id)}）")
+        return
+    if dry_run:
+        items = crawl_service.run_source(settings=settings, source_id=source_id, dry_run=True)
+        assert isinstance(items, list)
+        for item in items:
+            typer.echo(f"- [{item['platform']}] {(item.get('title') or item['text'])[:50]}  {item['url']}")
+        typer.echo(f"共抓到 {len(items)} 条（未入库）")
+        return
+    from core.redis import ensure_embedded_redis
+
+    ensure_embedded_redis(settings)  # seen pages and alert jobs live in Redis
+    run = crawl_service.run_source(settings=settings, source_id=source_id)
+    assert not isinstance(run, list)
+    summary = crawl_service.run_summary(run)
+    stats = run.stats or {}
+    typer.echo(
+        f"{key}：抓取页面 {summary['pages']}，入库 {summary['stored']}，"
+        f"无关 {stats.get('anju/irrelevant', 0)}，"
+        f"重复 {stats.get('anju/duplicate', 0) + stats.get('anju/same_text', 0)}，"
+        f"跳过 {summary['skipped']}，预警 {stats.get('anju/alerts', 0)}"
+    )
+    if run.error:
+        typer.echo(f"采集失败：{run.error.splitlines()[-1]}", err=True)
+        raise typer.Exit(1)
+
+
+@sources_app.command("import")
+def sources_import(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    company: Annotated[str | None, typer.Option(help="公司编码")] = None,
+) -> None:
+    """Create or update sources from a YAML file (sources: [...])."""
+    from core.errors import AnjuError
+    from crawlers import service as crawl_service
+
+    settings = _settings()
+    database = _migrated_database(settings)
+    try:
+        with database.session() as session:
+            created, updated = crawl_service.import_yaml(
+                session=session, company_id=_company_id(session, company), text=path.read_bytes()
+            )
+    except AnjuError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"新增 {len(created)} 个、更新 {len(updated)} 个采集源")
+
+
+@sources_app.command("list")
+def sources_list(company: Annotated[str | None, typer.Option(help="公司编码")] = None) -> None:
+    """The configured sources and their last run."""
+    from crawlers import service as crawl_service
+
+    settings = _settings()
+    with _migrated_database(settings).session() as session:
+        sources = crawl_service.list_sources(session=session, company_id=_company_id(session, company))
+        runs = crawl_service.latest_runs(session=session, source_ids=[s.id for s in sources])
+        for item in sources:
+            run = runs.get(item.id)
+            last = "从未运行"
+            if run is not None:
+                summary = crawl_service.run_summary(run)
+                last = f"{run.status.value} {run.started_at:%Y-%m-%d %H:%M} 入库 {summary['stored']}"
+            state = "" if item.enabled else "（停用）"
+            typer.echo(
+                f"{item.key:<20} {item.kind.value:<8} {item.name}{state}"
+                f"  每 {item.interval_minutes} 分钟  {last}"
+            )
 
 
 def main() -> None:

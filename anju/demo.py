@@ -55,12 +55,19 @@ def is_seeded(session: Session) -> bool:
 
 
 def seed_demo(
-    session: Session, *, residents_per_community: int = 40, seed: int = 20261121, knowledge: bool = True
+    session: Session,
+    *,
+    residents_per_community: int = 40,
+    seed: int = 20261121,
+    knowledge: bool = True,
+    opinion_base_url: str | None = None,
 ) -> Company:
     """Create the demo company; idempotent (returns the existing one when already seeded).
 
     ``knowledge``: also the demo FAQ and the demo company's service standard (the search index
     is built afterwards, by a job: see ``request_index_build``).
+    ``opinion_base_url``: also the opinion sources, crawling the demo site this service serves
+    there (``/demo-site/``); the scheduler crawls them within a minute of starting.
     """
     existing = session.scalar(select(Company).where(Company.code == "anju-demo"))
     if existing is not None:
@@ -126,7 +133,29 @@ def seed_demo(
     seed_demo_console(session, company.id, codes)
     if knowledge:
         seed_demo_knowledge(session, company.id)
+    if opinion_base_url:
+        seed_demo_opinion(session, company.id, opinion_base_url)
     return company
+
+
+def seed_demo_opinion(session: Session, company_id: int, base_url: str) -> None:
+    from crawlers.demo_site import DEMO_SOURCES
+    from crawlers.schemas import SourceIn
+    from crawlers.service import save_source
+
+    for key, name, kind, path, authority, config in DEMO_SOURCES:
+        data = SourceIn.model_validate(
+            {
+                "key": key,
+                "name": name,
+                "kind": kind,
+                "url": base_url + path,
+                "authority": authority,
+                "config": config,
+                "interval_minutes": 30,
+            }
+        )
+        save_source(session=session, company_id=company_id, data=data)  # fmt: skip
 
 
 DEMO_CANNED_REPLIES = (

@@ -319,3 +319,38 @@ def _truncate_bytes(text: str, limit: int) -> str:
     if len(data) <= limit:
         return text
     return data[: limit - len("…".encode())].decode(errors="ignore") + "…"
+
+
+def send_mail(*, smtp_url: str, sender: str, to: Sequence[str], subject: str, text: str,
+              timeout: float = 10.0) -> None:  # fmt: skip
+    """One plain-text e-mail through the operator's SMTP server (``smtp://user:pass@host:port``,
+    ``smtps://`` for TLS from the start; STARTTLS when plain ``smtp://`` offers it)."""
+    import smtplib
+    from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
+    from urllib.parse import unquote, urlsplit
+
+    url = urlsplit(smtp_url)
+    if url.scheme not in {"smtp", "smtps"} or not url.hostname:
+        raise NotifyError(f"邮件服务器地址无效：{url.scheme}://…")
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = ", ".join(to)
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain="anju")
+    message.set_content(text)
+    client_cls = smtplib.SMTP_SSL if url.scheme == "smtps" else smtplib.SMTP
+    port = url.port or (465 if url.scheme == "smtps" else 25)
+    try:
+        with client_cls(url.hostname, port, timeout=timeout) as smtp:
+            if url.scheme == "smtp":
+                smtp.ehlo()
+                if smtp.has_extn("starttls"):
+                    smtp.starttls()
+                    smtp.ehlo()
+            if url.username:
+                smtp.login(unquote(url.username), unquote(url.password or ""))
+            smtp.send_message(message)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise NotifyError(f"邮件发送失败：{type(exc).__name__}") from exc

@@ -280,6 +280,8 @@ def periodic_jobs(settings: Settings) -> list[tuple[str, int]]:
         ("core.tasks.sweep", settings.sweep_interval_seconds),
         ("channels.tasks.sweep_inbound", settings.sweep_interval_seconds),
         ("escalation.tasks.sweep", settings.sweep_interval_seconds),
+        ("crawlers.tasks.schedule_due", 60),  # sources' own intervals are minutes
+        ("sentiment.tasks.sweep", 60),  # alert digests and internal complaint spikes
     ]
 
 

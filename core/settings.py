@@ -160,6 +160,20 @@ class Settings(BaseSettings):
     # (the operator's SMS provider). Unset: the text is logged (number masked), not sent.
     sms_gateway: str | None = None
 
+    # Public-opinion monitoring (crawlers/, sentiment/).
+    # Risk score thresholds (0-100) of grades Ⅰ, Ⅱ, Ⅲ, Ⅳ; below the last a post is not graded.
+    risk_thresholds: str = "80,60,40,20"
+    # With a Redis shared by several machines, crawler processes of one run share scrapy-redis's
+    # frontier (request queue and seen fingerprints) instead of each keeping its own.
+    crawl_distributed: bool = False
+    crawl_polite: bool = True  # robots.txt, AutoThrottle, a delay per domain; off only for benchmarks
+    # Alerts: at most this many per company and hour go out one by one; the rest are folded into
+    # one digest message, so a storm of posts does not bury the robot group.
+    alert_rate_per_hour: int = 20
+    alert_ack_minutes: int = 30  # a Ⅰ or Ⅱ alert unacknowledged this long goes to the escalation routes
+    smtp_url: str | None = None  # smtp://user:pass@host:port (smtps:// for TLS); e-mail alerts need it
+    alert_mail_from: str = "anju-alert@localhost"
+
     sqlite_busy_timeout_ms: int = 30_000  # writers wait up to 30 s for the write lock instead of failing
 
     @model_validator(mode="after")

@@ -218,8 +218,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env["ANJU_INBOUND_STALE_SECONDS"] = str(settings.inbound_stale_seconds)
     if settings.supervisor_robots:
         env["ANJU_SUPERVISOR_ROBOTS"] = json.dumps([r.model_dump() for r in settings.supervisor_robots])
-    for name in ("case_idle_minutes", "survey_low_score", "agent_max_open_cases", "business_hours"):
+    for name in ("case_idle_minutes", "survey_low_score", "agent_max_open_cases", "business_hours",
+                 "risk_thresholds", "crawl_polite", "alert_rate_per_hour", "alert_ack_minutes",
+                 "alert_mail_from"):  # fmt: skip
         env[f"ANJU_{name.upper()}"] = str(getattr(settings, name))
+    if settings.smtp_url:
+        env["ANJU_SMTP_URL"] = settings.smtp_url
     if settings.database_url:
         env["ANJU_DATABASE_URL"] = settings.database_url
     if settings.redis_url:
