@@ -20,7 +20,7 @@ from core.db import get_database
 from core.errors import AnjuError, error_body
 from core.logging import configure_logging
 from core.redis import get_redis
-from core.settings import Settings, get_settings
+from core.settings import Mode, Settings, get_settings
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -136,9 +136,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from assistant.views import router as assistant_router
     from channels.views import api as conversations_router
     from channels.views import router as channels_router
+    from crawlers.views import router as crawl_router
     from escalation.views import router as escalation_router
     from knowledge.views import router as knowledge_router
     from org.views import router as org_router
+    from sentiment.views import router as opinion_router
 
     app.include_router(health.router)
     app.include_router(accounts_router)
@@ -148,7 +150,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(channels_router)
     app.include_router(conversations_router)
     app.include_router(escalation_router)
+    app.include_router(opinion_router)
+    app.include_router(crawl_router)
     app.include_router(pages.router)
+    if settings.mode is Mode.demo:
+        from crawlers.demo_site import router as demo_site_router
+
+        app.include_router(demo_site_router)  # what the demo's opinion sources crawl
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     from anju.middleware import BodySizeLimitMiddleware, RequestContextMiddleware

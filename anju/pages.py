@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -148,6 +149,24 @@ def console_page(request: Request, session: SessionDep) -> Response:
         )
     context["is_supervisor"] = user.role in (Role.supervisor, Role.admin)
     return templates.TemplateResponse(request, "console.html", context)
+
+
+@router.get("/opinion", response_class=HTMLResponse)
+def opinion_page(request: Request, session: SessionDep) -> Response:
+    """The PR risk feed: events live, filters, one event with its posts, chart and workflow."""
+    user = _page_user(request, session)
+    if user is None:
+        target = "/opinion" + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
+    context: dict[str, object] = {"user": user, "role_label": ROLE_LABELS[user.role]}
+    if user.role not in (Role.pr, Role.supervisor, Role.admin):
+        return templates.TemplateResponse(
+            request,
+            "workspace.html",
+            {**context, "communities": [], "counts": {}, "is_admin": False, "forbidden": True},
+            403,
+        )
+    return templates.TemplateResponse(request, "opinion.html", context)
 
 
 @router.get("/admin/knowledge", response_class=HTMLResponse)
