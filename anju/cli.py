@@ -255,6 +255,7 @@ def up(
         "安居已启动 (anju is up)",
         f"  工作台 / login:  {base}/login",
         f"  客服工作台:      {base}/console",
+        f"  舆情看板:        {base}/opinion （账号 pr）",
         f"  API 文档:        {base}/api/docs",
         f"  就绪检查:        {base}/readyz",
         f"  数据目录:        {settings.data_dir.resolve()}",

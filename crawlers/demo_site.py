@@ -59,6 +59,7 @@ DEMO_SOURCES: tuple[tuple[str, str, str, str, str, dict[str, Any]], ...] = (
         "/demo-site/news/index.html",
         "forum",
         {
+            "platform": "forum:邻里论坛",
             "list": {
                 "item": "li.thread",
                 "link": "a.title::attr(href)",
