@@ -165,3 +165,13 @@ class AlertRouteRead(BaseModel):
     community_id: int | None
     worst_grade: int
     escalation: bool
+
+
+class WatchTermIn(BaseModel):
+    term: str = Field(min_length=2, max_length=100)
+    kind: Literal["company", "community", "address", "person"] = "community"
+    community_id: int | None = None
+
+
+class WatchTermRead(WatchTermIn):
+    id: int

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sentiment.model import classify
-from sentiment.models import Post
+from sentiment.models import Post, WatchKind, WatchTerm
 from sentiment.relevance import Watchlist, judge
 
 if TYPE_CHECKING:
@@ -172,3 +172,43 @@ def take(
         session=session, post=outcome.post, authority=scope.authority, now=now or utcnow(), policy=policy
     )
     return Taken(outcome, change)
+
+
+def list_watch_terms(*, session: Session, company_id: int) -> list[WatchTerm]:
+    return list(
+        session.scalars(select(WatchTerm).where(WatchTerm.company_id == company_id).order_by(WatchTerm.id))
+    )
+
+
+def add_watch_term(
+    *, session: Session, company_id: int, term: str, kind: WatchKind, community_id: int | None
+) -> WatchTerm:
+    """A name we are known by (a brand, a community's alias, an address). Community terms belong to
+    one of the company's communities; company terms count alone."""
+    from core.errors import Conflict, InvalidInput, NotFound
+    from org.models import Community
+
+    term = term.strip()
+    if len(term) < 2:
+        raise InvalidInput("监测词至少两个字")
+    if kind is not WatchKind.company and community_id is None:
+        raise InvalidInput("小区名、地址和人名需要指定所属小区")
+    if community_id is not None:
+        owner = session.scalar(select(Community.company_id).where(Community.id == community_id))
+        if owner != company_id:
+            raise NotFound("没有这个小区")
+    if session.scalar(select(WatchTerm.id).where(WatchTerm.company_id == company_id, WatchTerm.term == term)):
+        raise Conflict(f"监测词「{term}」已存在")
+    row = WatchTerm(company_id=company_id, term=term, kind=kind, community_id=community_id)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def delete_watch_term(*, session: Session, company_id: int, term_id: int) -> None:
+    from core.errors import NotFound
+
+    row = session.get(WatchTerm, term_id)
+    if row is None or row.company_id != company_id:
+        raise NotFound("没有这个监测词")
+    session.delete(row)

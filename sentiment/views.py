@@ -20,8 +20,19 @@ from core.live import company_topic, stream
 from core.masking import mask_text
 from core.routing import CommittingRoute
 from sentiment import feed, schemas
+from sentiment import service as sentiment_service
 from sentiment.feed import BEIJING, FeedFilter
-from sentiment.models import Alert, AlertChannel, AlertRoute, Event, EventKind, EventLog, EventStatus, Post
+from sentiment.models import (
+    Alert,
+    AlertChannel,
+    AlertRoute,
+    Event,
+    EventKind,
+    EventLog,
+    EventStatus,
+    Post,
+    WatchKind,
+)
 
 router = APIRouter(tags=["opinion"], route_class=CommittingRoute)
 
@@ -397,3 +408,30 @@ def update_route(
 def delete_route(route_id: int, user: AdminUser, session: SessionDep) -> Response:
     feed.delete_route(session=session, company_id=user.company_id, route_id=route_id)
     return Response(status_code=204)
+
+
+@router.get("/api/opinion/watch-terms", response_model=list[schemas.WatchTermRead])
+def list_watch_terms(user: FeedUser, session: SessionDep) -> list[schemas.WatchTermRead]:
+    """The names besides the company's and its communities' own that make a post ours."""
+    rows = sentiment_service.list_watch_terms(session=session, company_id=user.company_id)
+    return [
+        schemas.WatchTermRead(id=r.id, term=r.term, kind=r.kind.value, community_id=r.community_id)  # type: ignore[arg-type]
+        for r in rows
+    ]
+
+
+@router.post("/api/opinion/watch-terms", response_model=schemas.WatchTermRead, status_code=201)
+def add_watch_term(body: schemas.WatchTermIn, user: AdminUser, session: SessionDep) -> schemas.WatchTermRead:
+    row = sentiment_service.add_watch_term(
+        session=session,
+        company_id=user.company_id,
+        term=body.term,
+        kind=WatchKind(body.kind),
+        community_id=body.community_id,
+    )
+    return schemas.WatchTermRead(id=row.id, term=row.term, kind=body.kind, community_id=row.community_id)
+
+
+@router.delete("/api/opinion/watch-terms/{term_id}", status_code=204)
+def delete_watch_term(term_id: int, user: AdminUser, session: SessionDep) -> None:
+    sentiment_service.delete_watch_term(session=session, company_id=user.company_id, term_id=term_id)

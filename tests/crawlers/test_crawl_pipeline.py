@@ -281,7 +281,7 @@ def test_two_processes_share_one_crawl_through_redis(demo_sqlite: Settings) -> N
     one_at_a_time = {"CONCURRENT_REQUESTS_PER_DOMAIN": 1, "CONCURRENT_REQUESTS": 1}
     with CrawlSite("generic") as site:
         for page in ("1201", "1202", "1203", "1204", "1205"):
-            site.slow(f"/news/2026/11/{page}.html", 0.4)
+            site.slow(f"/news/2026/11/{page}.html", 1.0)  # time for the second process to join
         source_id = add_source(settings, key="news", kind="generic", url=site.url("/"), config=GENERIC)
         with get_database(settings).session() as session:
             source = session.get(service.Source, source_id)
