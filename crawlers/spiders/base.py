@@ -3,6 +3,7 @@ cookies, headers and proxy, the stats we count, and times read the way Chinese s
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -10,7 +11,7 @@ from typing import Any, ClassVar
 from urllib.parse import urljoin
 
 import scrapy
-from scrapy.http import Response
+from scrapy.http import Response, TextResponse
 
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 DEFAULT_MAX_PAGES = 5  # list pages (or API pages) per run; new posts are on the first ones
@@ -87,10 +88,8 @@ class SourceSpider(scrapy.Spider):
         return self._configure(JsonRequest(url, data=data, **kwargs), detail=False)
 
     def _configure(self, request: scrapy.Request, *, detail: bool) -> scrapy.Request:
-        cookies = self.config.get("cookies")
+        cookies = session_cookies(self.config.get("cookies"))
         if cookies:
-            if isinstance(cookies, str):  # "SUB=...; SUBP=..." as copied from a browser
-                cookies = dict(part.strip().split("=", 1) for part in cookies.split(";") if "=" in part)
             own: dict[Any, Any] = dict(request.cookies) if isinstance(request.cookies, dict) else {}
             merged: Any = {**dict(cookies), **own}
             request.cookies = merged
@@ -114,6 +113,26 @@ class SourceSpider(scrapy.Spider):
         """A page we cannot read (cut off, empty, a login or captcha wall): counted, never stored."""
         self.count(f"{self.kind}/skipped_malformed")
         self.logger.warning("skipped %s: %s", response.url, why)
+
+
+def session_cookies(value: Any) -> dict[str, str]:
+    """A login session from configuration: a dict, or "SUB=...; SUBP=..." as copied from a browser."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(value, str):
+        pairs = (part.strip().split("=", 1) for part in value.split(";") if "=" in part)
+        return {name.strip(): val.strip() for name, val in pairs}
+    return {}
+
+
+def json_body(response: Response) -> Any:
+    """A JSON answer, or None when it is not JSON (a login page, a captcha, a cut-off body)."""
+    if not isinstance(response, TextResponse):
+        return None
+    try:
+        return json.loads(response.text)
+    except ValueError:
+        return None
 
 
 # -- times as Chinese sites write them ---------------------------------------------------------

@@ -43,10 +43,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import scrapy
-from scrapy.http import Response, TextResponse
+from scrapy.http import Response
 from twisted.python.failure import Failure
 
-from crawlers.spiders.base import SourceSpider, from_timestamp, html_text
+from crawlers.spiders.base import SourceSpider, from_timestamp, html_text, json_body
 from sentiment.service import CrawledPost
 
 DEFAULT_APP_CODE = "PC42ce3bfa4980a9"
@@ -187,15 +187,6 @@ def parse_legacy(data: Any) -> list[CrawledPost]:
     return posts
 
 
-def _json(response: Response) -> Any:
-    if not isinstance(response, TextResponse):
-        return None
-    try:
-        return json.loads(response.text)
-    except ValueError:
-        return None
-
-
 # -- the spider --------------------------------------------------------------------------------
 class LiuyanSpider(SourceSpider):
     kind = "liuyan"
@@ -254,7 +245,7 @@ class LiuyanSpider(SourceSpider):
 
     def parse_list(self, response: Response, page: int = 1, **kwargs: Any) -> Iterator[Any]:
         try:
-            items, last_item = parse_list(_json(response))
+            items, last_item = parse_list(json_body(response))
         except BadSignature as exc:
             self.bad_signature(exc)
             return
@@ -287,7 +278,7 @@ class LiuyanSpider(SourceSpider):
     ) -> Iterator[Any]:
         assert post is not None
         try:
-            post = parse_content(_json(response), post)
+            post = parse_content(json_body(response), post)
             self.count("liuyan/replies")
         except BadSignature as exc:
             self.bad_signature(exc)
@@ -326,7 +317,7 @@ class LiuyanSpider(SourceSpider):
 
     def parse_legacy(self, response: Response, page: int = 1, **kwargs: Any) -> Iterator[Any]:
         try:
-            posts = parse_legacy(_json(response))
+            posts = parse_legacy(json_body(response))
         except ValueError as exc:
             self.skip_malformed(response, f"legacy list unreadable: {exc}")
             return

@@ -30,7 +30,6 @@ Configuration (``SourceSpec.config``):
 from __future__ import annotations
 
 import html
-import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -38,10 +37,10 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import scrapy
-from scrapy.http import Response, TextResponse
+from scrapy.http import Response
 from twisted.python.failure import Failure
 
-from crawlers.spiders.base import SourceSpider, count_of, html_text, parse_time
+from crawlers.spiders.base import SourceSpider, count_of, html_text, json_body, parse_time, session_cookies
 from sentiment.service import CrawledPost
 
 MOBILE_UA = (
@@ -177,24 +176,6 @@ def parse_extend(data: Any) -> tuple[str, dict[str, Any]] | None:
     return str(inner["longTextContent"]), counts
 
 
-def session_cookies(value: Any) -> dict[str, str]:
-    if isinstance(value, dict):
-        return {str(k): str(v) for k, v in value.items()}
-    if isinstance(value, str):
-        pairs = (part.strip().split("=", 1) for part in value.split(";") if "=" in part)
-        return {name.strip(): val.strip() for name, val in pairs}
-    return {}
-
-
-def _json(response: Response) -> Any:
-    if not isinstance(response, TextResponse):
-        return None
-    try:
-        return json.loads(response.text)
-    except ValueError:
-        return None
-
-
 # -- the spider --------------------------------------------------------------------------------
 class WeiboSpider(SourceSpider):
     kind = "weibo"
@@ -255,7 +236,7 @@ class WeiboSpider(SourceSpider):
                 "weibo throttled (HTTP 418) on %r page %d: back off for minutes", keyword, page
             )
             return
-        data = _json(response)
+        data = json_body(response)
         if response.status == 432 or redirected_to_login(response.url) or needs_login(data):
             self.login_required(keyword)
             return
@@ -290,7 +271,7 @@ class WeiboSpider(SourceSpider):
         self, response: Response, mblog: dict[str, Any] | None = None, **kwargs: Any
     ) -> Iterator[CrawledPost]:
         assert mblog is not None
-        extended = parse_extend(_json(response))
+        extended = parse_extend(json_body(response))
         if extended is None:
             self.count("weibo/long_text_failed")
             self.logger.warning("no long text for weibo %s; using the cut-off text", mblog.get("id"))
