@@ -35,7 +35,11 @@ from tests import services
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-TEST_REDIS_DB = 9
+# One Redis database per test process: 9 by default, ANJU_TEST_REDIS_DB for a second session run
+# beside the first (bench/ uses 11), plus the pytest-xdist worker's number (gw0 → +0, gw1 → +1).
+TEST_REDIS_DB = int(os.environ.get("ANJU_TEST_REDIS_DB", "9")) + int(
+    os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0
+)
 
 
 @pytest.fixture(scope="session")

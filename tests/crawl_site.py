@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,6 +47,7 @@ class CrawlSite:
         self.hits: list[Hit] = []
         self.failures: dict[str, list[int]] = {}
         self.delays: dict[str, float] = {}
+        self.gates: dict[str, tuple[Callable[[list[str]], bool], float]] = {}
         self.big_bodies: dict[str, int] = {}
         self.extra: dict[str, tuple[str, bytes]] = {}  # path → (content type, body), added by a test
         self._lock = threading.Lock()
@@ -57,6 +59,11 @@ class CrawlSite:
 
     def slow(self, path: str, seconds: float) -> None:
         self.delays[path] = seconds
+
+    def hold(self, prefix: str, until: Callable[[list[str]], bool], timeout: float = 60.0) -> None:
+        """Requests for paths under ``prefix`` wait until ``until(paths requested so far)`` holds
+        (at most ``timeout``): lets a test line up several crawlers without guessing at timing."""
+        self.gates[prefix] = (until, timeout)
 
     def big(self, path: str, size: int) -> None:
         self.big_bodies[path] = size
@@ -108,6 +115,10 @@ class CrawlSite:
             self.hits.append(Hit(method, path, query, body, dict(handler.headers.items())))
             pending = self.failures.get(path)
             status = pending.pop(0) if pending else None
+        for prefix, (until, timeout) in self.gates.items():
+            deadline = time.monotonic() + timeout
+            while path.startswith(prefix) and not until(self.paths()) and time.monotonic() < deadline:
+                time.sleep(0.05)
         if path in self.delays:
             time.sleep(self.delays[path])
         if status is not None:

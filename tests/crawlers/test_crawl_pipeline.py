@@ -281,7 +281,10 @@ def test_two_processes_share_one_crawl_through_redis(demo_sqlite: Settings) -> N
     one_at_a_time = {"CONCURRENT_REQUESTS_PER_DOMAIN": 1, "CONCURRENT_REQUESTS": 1}
     with CrawlSite("generic") as site:
         for page in ("1201", "1202", "1203", "1204", "1205"):
-            site.slow(f"/news/2026/11/{page}.html", 1.0)  # time for the second process to join
+            site.slow(f"/news/2026/11/{page}.html", 1.0)  # each process has one in flight at a time
+        # No article is served before both processes are up (each reads robots.txt first): on a
+        # loaded machine the second one may take seconds to start.
+        site.hold("/news/2026/", lambda paths: paths.count("/robots.txt") >= 2)
         source_id = add_source(settings, key="news", kind="generic", url=site.url("/"), config=GENERIC)
         with get_database(settings).session() as session:
             source = session.get(service.Source, source_id)
