@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated
@@ -167,6 +168,32 @@ def opinion_page(request: Request, session: SessionDep) -> Response:
             403,
         )
     return templates.TemplateResponse(request, "opinion.html", context)
+
+
+@router.get("/admin/opinion", response_class=HTMLResponse)
+def opinion_settings_page(request: Request, session: SessionDep) -> Response:
+    """舆情监测设置 (admins): sources with their runs, 试采集 and YAML import; watch terms; alert
+    routes with a test message. The page drives the crawl and opinion APIs."""
+    user = _page_user(request, session)
+    if user is None:
+        return RedirectResponse("/login?next=/admin/opinion", status_code=303)
+    context: dict[str, object] = {"user": user, "role_label": ROLE_LABELS[user.role]}
+    if user.role is not Role.admin:
+        return templates.TemplateResponse(request, "opinion_admin.html", {**context, "forbidden": True}, 403)
+    ids = accounts_service.accessible_community_ids(session=session, user=user)
+    communities = org_service.list_communities(session=session, ids=ids)
+    return templates.TemplateResponse(
+        request,
+        "opinion_admin.html",
+        {
+            **context,
+            "forbidden": False,
+            "communities": communities,
+            "communities_json": json.dumps(
+                [{"id": c.id, "name": c.name} for c in communities], ensure_ascii=False
+            ).replace("<", "\\u003c"),
+        },
+    )
 
 
 @router.get("/admin/knowledge", response_class=HTMLResponse)

@@ -45,6 +45,28 @@ class CrawlRunRead(BaseModel):
     stats: dict[str, Any]
 
 
+class PreviewPost(BaseModel):
+    title: str | None
+    url: str | None
+    author: str | None
+    published_at: str | None
+    text: str
+    relevant: bool  # the store would keep it (about the company or its communities)
+    matched: list[str]  # the names that made it ours
+    community: str | None
+    sentiment: Literal["neg", "neu", "pos"] | None
+
+
+class PreviewState(BaseModel):
+    """试采集 of one source: ``none`` (never asked), ``queued``, ``started``, ``finished``, ``failed``."""
+
+    status: Literal["none", "queued", "started", "finished", "failed"]
+    posts: list[PreviewPost] = []
+    pages: int = 0
+    notes: list[str] = []  # why a crawl found little, in words an admin reads
+    error: str | None = None
+
+
 class ImportResult(BaseModel):
     created: list[str]
     updated: list[str]

@@ -21,6 +21,12 @@ from org.models import Community
 log = logging.getLogger(__name__)
 
 MAX_SOURCE_FILE_BYTES = 512 * 1024
+PREVIEW_ITEMS = 10  # 试采集: enough posts to judge a source's configuration, few enough to be quick
+# What each kind cannot crawl without (the spiders' docstrings describe every key).
+REQUIRED_LISTS = {"weibo": ("keywords", "搜索关键词"), "tousu": ("keywords", "搜索关键词"),
+                  "tieba": ("forums", "贴吧名")}  # fmt: skip
+SELECTOR_KEYS = {"list": ("item", "link", "date", "replies", "views", "next"),
+                 "detail": ("title", "published", "author", "content")}  # fmt: skip
 
 
 def list_sources(*, session: Session, company_id: int) -> list[Source]:
@@ -48,8 +54,54 @@ def _community_id(session: Session, company_id: int, name: str | None) -> int | 
     return found
 
 
+def check_config(kind: str, config: dict[str, Any]) -> None:
+    """What the spider of ``kind`` needs, checked when the source is saved rather than found out at
+    the first crawl: its keywords, forums or board, and (generic) selectors that parse."""
+    if kind in REQUIRED_LISTS:
+        key, label = REQUIRED_LISTS[kind]
+        value = config.get(key)
+        values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        if not [v for v in values if str(v).strip()]:
+            raise BadSourceFile(f"config.{key} 有误：请至少填写一个{label}")
+    if kind == "liuyan" and not str(config.get("fid") or "").strip():
+        raise BadSourceFile("config.fid 有误：请填写留言板的 fid（领导留言板地址中的编号）")
+    if "max_pages" in config:
+        pages = config["max_pages"]
+        if isinstance(pages, bool) or not isinstance(pages, int) or not 1 <= pages <= 50:
+            raise BadSourceFile("config.max_pages 有误：应为 1–50 的整数")
+    for key in ("cookies", "proxy"):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            raise BadSourceFile(f"config.{key} 有误：应为文本")
+    if kind != "generic":
+        return
+    from parsel import Selector
+
+    from crawlers.spiders.generic import _select
+
+    if not (config.get("list") or {}).get("link"):
+        raise BadSourceFile("config.list.link 有误：请填写列表页中帖子链接的选择器")
+    probe = Selector(text="<html><body></body></html>")
+    for section, keys in SELECTOR_KEYS.items():
+        rules = config.get(section) or {}
+        if not isinstance(rules, dict):
+            raise BadSourceFile(f"config.{section} 有误：应为选择器的字典")
+        for key in keys:
+            query = rules.get(key)
+            if query is None:
+                continue
+            if not isinstance(query, str) or not query.strip():
+                raise BadSourceFile(f"config.{section}.{key} 有误：选择器应为非空文本")
+            for alternative in (q.strip() for q in query.split(" | ")):
+                try:
+                    _select(probe, alternative)
+                except Exception as exc:
+                    message = f"config.{section}.{key} 选择器无法解析：{alternative}（{exc}）"
+                    raise BadSourceFile(message) from None
+
+
 def save_source(*, session: Session, company_id: int, data: SourceIn) -> tuple[Source, bool]:
     """Create or update the source with this key; returns (source, created)."""
+    check_config(data.kind, data.config)
     source = session.scalar(select(Source).where(Source.company_id == company_id, Source.key == data.key))
     created = source is None
     if source is None:
@@ -95,6 +147,10 @@ def import_yaml(*, session: Session, company_id: int, text: str | bytes) -> tupl
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "条目"
             raise BadSourceFile(f"第 {index} 个采集源的 {field} 有误：{first['msg']}") from None
+        try:
+            check_config(parsed[-1].kind, parsed[-1].config)
+        except BadSourceFile as exc:
+            raise BadSourceFile(f"第 {index} 个采集源的 {exc.message}") from None
     keys = [p.key for p in parsed]
     if len(set(keys)) != len(keys):
         raise BadSourceFile("采集源 key 重复")
@@ -201,6 +257,77 @@ def run_source(
         session.expunge(run)
     log.info("crawl of %s finished: %s", spec.key, run_summary(run))
     return run
+
+
+def preview_source(*, settings: Settings, source_id: int) -> dict[str, Any]:
+    """试采集: crawl the first few posts now, stored nowhere and marked read nowhere, each with what
+    the store would make of it (about us or not and why, its sentiment), and what went wrong in
+    words an admin reads. Lets an admin check a source's configuration before it runs on its
+    schedule. JSON-ready (it is an rq job's result)."""
+    from sentiment.model import classify
+    from sentiment.relevance import build_watchlist, judge
+
+    with get_database(settings).session() as session:
+        source = session.get(Source, source_id)
+        if source is None:
+            raise SourceNotFound(f"没有采集源 {source_id}")
+        spec = spec_of(source)
+        watchlist = build_watchlist(session=session, company_id=source.company_id)
+        names = dict(session.execute(select(Community.id, Community.name)
+                                     .where(Community.company_id == source.company_id)).all())  # fmt: skip
+    overrides = {"ANJU_FORGET_SEEN": True, "CLOSESPIDER_ITEMCOUNT": PREVIEW_ITEMS}
+    stats, items, error = _crawl(settings=settings, spec=spec, run_id=None, collect=True, overrides=overrides)
+    posts = []
+    for item in items[:PREVIEW_ITEMS]:
+        whole = f"{item.get('title') or ''}\n{item.get('text') or ''}"
+        relevance = judge(whole, watchlist, scope_community_id=spec.community_id, scope_city=spec.city)
+        published = item.get("published_at")
+        posts.append({
+            "title": item.get("title"),
+            "url": item.get("url"),
+            "author": item.get("author"),
+            "published_at": published.isoformat() if isinstance(published, datetime) else None,
+            "text": (item.get("text") or "")[:300],
+            "relevant": relevance.relevant,
+            "matched": relevance.matched,
+            "community": names.get(relevance.community_id) if relevance.community_id else None,
+            "sentiment": classify(whole[:2000]).label if relevance.relevant else None,
+        })  # fmt: skip
+    return {
+        "posts": posts,
+        "pages": int(stats.get("response_received_count", 0)),
+        "notes": preview_notes(stats, kind=spec.kind),
+        "error": error.strip().splitlines()[-1][:500] if error else None,
+    }
+
+
+# Stats that explain an empty or short crawl, as an admin reads them ({n}: the count).
+PREVIEW_NOTES = {
+    "robotstxt/forbidden": "{n} 个页面被该网站的 robots.txt 禁止采集",
+    "retry/max_reached": "{n} 个页面多次重试后仍失败（网站无响应或返回错误）",
+    "downloader/exception_count": "{n} 次连接失败或超时",
+    "anju/weibo/login_required": "微博要求登录：请在配置 cookies 中填入登录后的 Cookie",
+    "anju/tieba/security_verification": "贴吧返回了安全验证页：请稍后再试，或配置 cookies / 代理",
+    "anju/liuyan/bad_signature": "留言板拒绝了请求签名（接口可能已更新）",
+    "anju/generic/too_old": "{n} 条帖子超过 max_age_days 设定的天数，已略过",
+    "anju/seen_skipped": "{n} 个页面在之前的采集中已读过",
+}
+
+
+def preview_notes(stats: dict[str, Any], *, kind: str) -> list[str]:
+    notes = [text.format(n=stats[key]) for key, text in PREVIEW_NOTES.items() if stats.get(key)]
+    prefix = "downloader/response_status_count/"
+    statuses = {k.removeprefix(prefix): v for k, v in stats.items()
+                if k.startswith(prefix) and k.removeprefix(prefix) not in ("200", "301", "302")}  # fmt: skip
+    if statuses:
+        codes = "、".join(f"HTTP {code} × {n}" for code, n in sorted(statuses.items()))
+        notes.append(f"网站返回错误状态：{codes}")
+    skipped = stats.get(f"anju/{kind}/skipped_malformed")
+    if skipped:
+        notes.append(f"{skipped} 个页面无法解析（内容为空、被截断，或选择器没有选中内容）")
+    if not stats.get("response_received_count"):
+        notes.append("没有取到任何页面：请检查地址是否正确、网站是否可以访问")
+    return notes
 
 
 def join_run(

@@ -3,6 +3,8 @@ sources that are due. Each takes ids and opens its own session."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from core.queue import enqueue, job_session
 from core.settings import Settings, get_settings
 from crawlers import service
@@ -22,6 +24,50 @@ def queue_crawl(*, source_id: int, settings: Settings | None = None) -> str:
     job = enqueue(crawl_source, queue="low", job_id=f"crawl-{source_id}", job_timeout=CRAWL_TIMEOUT_SECONDS,
                   retry=None, settings=settings, source_id=source_id)  # fmt: skip
     return str(job.id)
+
+
+PREVIEW_TIMEOUT_SECONDS = 5 * 60  # a polite crawl of a few pages; an admin is waiting for it
+
+
+def preview_job_id(source_id: int) -> str:
+    return f"crawl-preview-{source_id}"
+
+
+def preview_source(*, source_id: int) -> dict[str, Any]:
+    """试采集 of one source: the posts it would find now and what we would make of them."""
+    return service.preview_source(settings=get_settings(), source_id=source_id)
+
+
+def queue_preview(*, source_id: int, settings: Settings | None = None) -> str:
+    """On the default queue, not behind the scheduled crawls; one at a time per source."""
+    job = enqueue(preview_source, queue="default", job_id=preview_job_id(source_id),
+                  job_timeout=PREVIEW_TIMEOUT_SECONDS, retry=None, settings=settings,
+                  source_id=source_id)  # fmt: skip
+    return str(job.id)
+
+
+def preview_state(*, source_id: int, settings: Settings | None = None) -> dict[str, Any]:
+    """The latest 试采集 of a source: ``status`` none / queued / started / finished / failed, and
+    when finished its posts (or the crawl's error)."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    from core.queue import get_queue
+
+    queue = get_queue("default", settings=settings)
+    try:
+        job = Job.fetch(preview_job_id(source_id), connection=queue.connection, serializer=queue.serializer)
+    except NoSuchJobError:
+        return {"status": "none", "posts": [], "error": None}
+    status = job.get_status(refresh=False)
+    state: dict[str, Any] = {"status": str(status.value if status else "none"), "posts": [], "error": None}
+    if state["status"] == "finished":
+        state.update(job.return_value() or {})
+    elif state["status"] == "failed":
+        state["error"] = "试采集未完成（超时或出错），请查看采集记录或稍后重试"
+    elif state["status"] not in ("queued", "started"):
+        state["status"] = "queued"  # scheduled / deferred: waiting like a queued one
+    return state
 
 
 def join_crawl(*, source_id: int, run_id: int) -> int:

@@ -22,7 +22,7 @@ from core.routing import CommittingRoute
 from crawlers import service, tasks
 from crawlers.errors import BadSourceFile
 from crawlers.models import CrawlRun, Source
-from crawlers.schemas import CrawlRunRead, ImportResult, SourceIn, SourceRead
+from crawlers.schemas import CrawlRunRead, ImportResult, PreviewState, SourceIn, SourceRead
 from org.models import Community
 
 router = APIRouter(tags=["crawl"], route_class=CommittingRoute)
@@ -159,6 +159,22 @@ def run_now(key: str, user: AdminUser, session: SessionDep, settings: SettingsDe
     """Queue a crawl of this source now (one pending crawl per source: asking twice queues one)."""
     source = service.get_source(session=session, company_id=user.company_id, key=key)
     return {"job_id": tasks.queue_crawl(source_id=source.id, settings=settings), "source": source.key}
+
+
+@router.post("/api/crawl/sources/{key}/preview", response_model=PreviewState, status_code=202)
+def start_preview(key: str, user: AdminUser, session: SessionDep, settings: SettingsDep) -> PreviewState:
+    """试采集: crawl the first few posts now without storing them (a worker runs it; poll GET)."""
+    source = service.get_source(session=session, company_id=user.company_id, key=key)
+    tasks.queue_preview(source_id=source.id, settings=settings)
+    return PreviewState.model_validate(tasks.preview_state(source_id=source.id, settings=settings))
+
+
+@router.get("/api/crawl/sources/{key}/preview", response_model=PreviewState)
+def get_preview(key: str, user: AdminUser, session: SessionDep, settings: SettingsDep) -> PreviewState:
+    """The latest 试采集 of this source: its status, and when finished the posts with what the
+    store would make of each (about us or not, matched names, sentiment) and notes on problems."""
+    source = service.get_source(session=session, company_id=user.company_id, key=key)
+    return PreviewState.model_validate(tasks.preview_state(source_id=source.id, settings=settings))
 
 
 @router.get("/api/crawl/sources/{key}/runs", response_model=list[CrawlRunRead])

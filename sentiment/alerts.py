@@ -219,6 +219,33 @@ def _send(*, settings: Settings, route: AlertRoute, message: Message) -> None:
                title=message.title, markdown=message.markdown)  # fmt: skip
 
 
+def send_test(*, session: Session, settings: Settings, route: AlertRoute) -> str | None:
+    """A test message to one route, sent now: None when the robot or mail server took it, else
+    the error an admin reads (the route's name, the platform's code or the connection failure)."""
+    from core.notify import NotifyError
+
+    community = session.get(Community, route.community_id) if route.community_id else None
+    scope = community.name if community else "全部社区"
+    grades = "、".join(grade_label(g) for g in range(1, route.worst_grade + 1))
+    title = f"【测试】安居舆情预警：{route.name}"
+    lines = [
+        f"### {title}",
+        f"这是一条测试消息。收到说明「{route.name}」已配置正确，无需处理。",
+        f"**接收范围**：{scope}　**接收等级**：{grades}"
+        + ("　**并接收未确认的Ⅰ/Ⅱ级升级通知**" if route.escalation else ""),
+    ]
+    text = "\n".join(line.replace("### ", "").replace("**", "") for line in lines)
+    try:
+        _send(settings=settings, route=route, message=Message(title, "\n".join(lines), text))
+    except NotifyError as exc:
+        return exc.message
+    except Exception as exc:  # a bug in one channel: still an answer for the admin, and a log line
+        log.exception("test message to route %s raised", route.id)
+        return f"{route.name} 发送失败：{type(exc).__name__}"
+    log.info("test message to alert route %s delivered", route.id)
+    return None
+
+
 def escalate(*, session: Session, settings: Settings, alert: Alert) -> list[str] | None:
     """Unacknowledged Ⅰ/Ⅱ alert: to the escalation routes (None: nothing to do)."""
     if alert.acknowledged_at is not None or alert.grade not in ESCALATE_GRADES:

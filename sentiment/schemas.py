@@ -167,6 +167,11 @@ class AlertRouteRead(BaseModel):
     escalation: bool
 
 
+class RouteTestResult(BaseModel):
+    delivered: bool
+    error: str | None  # what the platform or the mail server answered, when it failed
+
+
 class WatchTermIn(BaseModel):
     term: str = Field(min_length=2, max_length=100)
     kind: Literal["company", "community", "address", "person"] = "community"

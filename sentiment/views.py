@@ -19,6 +19,7 @@ from core.errors import NotFound
 from core.live import company_topic, stream
 from core.masking import mask_text
 from core.routing import CommittingRoute
+from sentiment import alerts as alert_service
 from sentiment import feed, schemas
 from sentiment import service as sentiment_service
 from sentiment.feed import BEIJING, FeedFilter
@@ -402,6 +403,16 @@ def update_route(
                             community_id=body.community_id, worst_grade=body.worst_grade,
                             escalation=body.escalation)  # fmt: skip
     return _route_read(route)
+
+
+@router.post("/api/opinion/alert-routes/{route_id}/test", response_model=schemas.RouteTestResult)
+def test_route(
+    route_id: int, user: AdminUser, session: SessionDep, settings: SettingsDep
+) -> schemas.RouteTestResult:
+    """Send a test message to this route now and say whether the robot or mail server took it."""
+    route = feed.get_route(session=session, company_id=user.company_id, route_id=route_id)
+    error = alert_service.send_test(session=session, settings=settings, route=route)
+    return schemas.RouteTestResult(delivered=error is None, error=error)
 
 
 @router.delete("/api/opinion/alert-routes/{route_id}", status_code=204)

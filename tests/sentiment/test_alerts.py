@@ -134,3 +134,40 @@ def test_admins_add_the_names_we_are_known_by_and_posts_with_them_are_kept(serve
     with server.login("admin") as admin:
         assert admin.delete(f"/api/opinion/watch-terms/{brand.json()['id']}").status_code == 204
         assert admin.delete("/api/opinion/watch-terms/99999").status_code == 404
+
+
+def test_an_admin_sends_a_test_message_to_each_route_and_reads_why_one_failed(server) -> None:  # type: ignore[no-untyped-def]
+    with FakeRobot(dingtalk_secret="SEC-right") as robots, server.login("admin") as admin:
+        with get_database(server.settings).session() as session:
+            cuihu = community(session, "cuihu").id
+
+        def route(**fields):  # type: ignore[no-untyped-def]
+            made = admin.post("/api/opinion/alert-routes", json=fields)
+            assert made.status_code == 201, made.text
+            return made.json()["id"]
+
+        brand = route(name="品牌部群", channel="wecom", target=robots.url("wecom", "pr"), worst_grade=2,
+                      community_id=cuihu, escalation=True)  # fmt: skip
+        wrong = route(name="总经理钉钉群", channel="dingtalk", target=robots.url("dingtalk", "gm"),
+                      secret="SEC-wrong")  # fmt: skip
+        mail = route(name="总经理邮箱", channel="email", target="gm@anju.example")
+
+        sent = admin.post(f"/api/opinion/alert-routes/{brand}/test")
+        assert sent.status_code == 200 and sent.json() == {"delivered": True, "error": None}
+        [message] = robots.wait_for(1)
+        text = message.body["markdown"]["content"]
+        assert message.token == "pr" and "【测试】" in text and "品牌部群" in text
+        assert "翠湖花园" in text and "Ⅱ级" in text and "升级通知" in text  # what this route receives
+
+        refused = admin.post(f"/api/opinion/alert-routes/{wrong}/test").json()
+        assert refused["delivered"] is False
+        assert "总经理钉钉群" in refused["error"] and "310000" in refused["error"]  # the platform's code
+        no_server = admin.post(f"/api/opinion/alert-routes/{mail}/test").json()  # ANJU_SMTP_URL unset
+        assert no_server == {"delivered": False, "error": "未配置邮件服务器（ANJU_SMTP_URL）"}
+        robots.fail_next(1, status=502)
+        down = admin.post(f"/api/opinion/alert-routes/{brand}/test").json()
+        assert down["delivered"] is False and "HTTP 502" in down["error"]
+        assert admin.post("/api/opinion/alert-routes/99999/test").status_code == 404
+        assert len(robots.messages) == 1  # only the one that went through
+    with server.login("pr") as pr:
+        assert pr.post(f"/api/opinion/alert-routes/{brand}/test").status_code == 403
