@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -112,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.database = get_database(settings)
         app.state.redis = get_redis(settings)
         settings.signing_key()  # demo mode: generate the key before the first login needs it
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        app.state.llm_limiter = anyio.CapacityLimiter(settings.llm_threads)
         if settings.warm_assistant:
             threading.Thread(
                 target=warm_assistant, args=(settings,), name="warm-assistant", daemon=True

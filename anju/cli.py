@@ -87,6 +87,9 @@ def serve(
 
     from core.redis import ensure_embedded_redis
 
+    # API processes never fork: they keep their SQLite connections (uvicorn's workers are spawned
+    # and read this from the environment).
+    os.environ.setdefault("ANJU_SQLITE_POOL", "true")
     settings = _settings()
     ensure_embedded_redis(settings)
     uvicorn.run(

@@ -7,6 +7,7 @@ import time
 import uuid
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, StreamingResponse
@@ -25,6 +26,7 @@ from core.deps import RedisDep, SessionDep, SettingsDep
 from core.errors import NotFound, TooManyRequests
 from core.live import conversation_topic, stream
 from core.routing import CommittingRoute
+from core.settings import Settings
 from org.models import Community
 
 router = APIRouter(tags=["assistant"], route_class=CommittingRoute)
@@ -54,11 +56,20 @@ def _limit(redis: Redis, key: str, per_minute: int) -> None:
 
 
 @router.post("/api/chat", response_model=ChatResponse)
-def chat(body: ChatRequest, request: Request, settings: SettingsDep, redis: RedisDep) -> ChatResponse:
+async def chat(body: ChatRequest, request: Request, settings: SettingsDep, redis: RedisDep) -> ChatResponse:
     """One turn of the resident assistant (web channel). Limited per session and per client
-    address, so nobody can flood the company with cases and work orders."""
+    address, so nobody can flood the company with cases and work orders. With an LLM the turn
+    waits seconds for it: it runs on threads of its own, not the ones every other view shares."""
+    address = client_address(request)
+    limiter = getattr(request.app.state, "llm_limiter", None) if settings.llm_base_url else None
+    if limiter is None:
+        return await run_in_threadpool(_chat_turn, body, address, settings, redis)
+    return await anyio.to_thread.run_sync(_chat_turn, body, address, settings, redis, limiter=limiter)
+
+
+def _chat_turn(body: ChatRequest, address: str, settings: Settings, redis: Redis) -> ChatResponse:
     _limit(redis, f"session:{body.session_id}", settings.chat_per_session_per_minute)
-    _limit(redis, f"address:{client_address(request)}", settings.chat_per_address_per_minute)
+    _limit(redis, f"address:{address}", settings.chat_per_address_per_minute)
     # Stored in the intake like every channel's message, then answered in the request (the page
     # waits for it); if this process dies first, the sweeper answers it into the history.
     message_id = body.message_id or uuid.uuid4().hex

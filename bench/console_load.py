@@ -22,10 +22,12 @@ in the request itself; the worker runs the SLA timers, the pages and the sweeps.
    ``created`` event on an agent's stream is measured too (new case -> queue).
 2. **Agents** (``--duration`` s): each logs in (``POST /api/auth/token``), keeps
    ``GET /api/console/stream`` open (server-sent events, httpx streaming) and behaves like the
-   console page (anju/templates/console.html): when events arrived it reloads its lists
-   (``view=queue`` and ``view=mine``) at most every ``--list-interval`` s (the page: 150 ms after
-   the first event), and re-opens the case on screen when that case changed; opening a case is
-   ``GET /api/cases/{id}`` plus ``GET /api/cases/{id}/suggestions`` (the page fetches both). Between
+   console page (anju/templates/console.html): when events that change a row of its lists arrived
+   (not a resident's message, a note or a work order: ``ROW_UNCHANGED``) it reloads its lists
+   (``view=queue`` and ``view=mine``) at most every ``--list-interval`` s (the page: at once, then
+   at most once a second), and re-opens the case on screen when that case changed; opening a case
+   is ``GET /api/cases/{id}`` plus ``GET /api/cases/{id}/suggestions`` unless the suggestions on
+   screen already answer that case's latest resident message (the page keeps them). Between
    actions it thinks ``--think`` (1-3) s, then: claims a case near the top of the queue (15 %; a
    409 because a colleague was faster counts as a conflict, not an error), opens a case (35 %),
    replies to a case it holds (30 %) or adds a note (20 %); after an action the page reloads the
@@ -133,6 +135,10 @@ def endpoint_of(method: str, path: str) -> str:
     )
     return f"{method} {path}"
 
+
+# Events that change no row of an agent's lists: the page does not reload them for these
+# (anju/templates/console.html, ROW_UNCHANGED).
+ROW_UNCHANGED = {"message", "note", "work_order", "reminder", "paged", "page_failed"}
 
 # --- what the load generator records ------------------------------------------------------------
 
@@ -312,8 +318,10 @@ class Agent:
             self.conns.put_nowait(Connection(bench.port))
         self.ready = asyncio.Event()
         self.dirty = asyncio.Event()  # an event arrived since the lists were loaded
+        self.lists_dirty = False  # ... and it changes a row of the lists
         self.current: int | None = None  # the case on screen
         self.current_changed = False
+        self.suggested: int | None = None  # suggestions on screen answer this case's latest message
         self.queue: list[int] = []
         self.mine: list[int] = []
         self.events = 0
@@ -394,7 +402,8 @@ class Agent:
     def dispatch(self, kind: str, data: str, now: float) -> None:
         if kind == "ready":
             self.ready.set()
-            self.dirty.set()  # the page loads its list on "ready"
+            self.lists_dirty = True  # the page loads its list on "ready"
+            self.dirty.set()
             return
         if kind != "case":
             return
@@ -405,8 +414,13 @@ class Agent:
             return
         self.events += 1
         self.bench.tracker.seen(self.index, event, now)
+        what = event.get("what")
         if event.get("case_id") == self.current:
             self.current_changed = True
+        if what == "message" and event.get("case_id") == self.suggested:
+            self.suggested = None  # the resident wrote again: the page asks for new suggestions
+        if what not in ROW_UNCHANGED:
+            self.lists_dirty = True
         self.dirty.set()
 
     async def load_lists(self) -> None:
@@ -418,12 +432,15 @@ class Agent:
             self.mine = [r["id"] for r in rows]
 
     async def open(self, case_id: int) -> None:
-        """What the page does to show a case: the case, then the knowledge-base suggestions."""
+        """What the page does to show a case: the case, then the knowledge-base suggestions unless
+        those on screen already answer the resident's latest message."""
         self.current = case_id
         self.current_changed = False
         status, _ = await self.call("GET", f"/api/cases/{case_id}")
-        if status == 200:
-            await self.call("GET", f"/api/cases/{case_id}/suggestions")
+        if status == 200 and self.suggested != case_id:
+            status, _ = await self.call("GET", f"/api/cases/{case_id}/suggestions")
+            if status == 200:
+                self.suggested = case_id
 
     async def refresher(self) -> None:
         """Reload the lists (and the case on screen if it changed) after events, at most every
@@ -433,7 +450,9 @@ class Agent:
             await self.dirty.wait()
             self.dirty.clear()
             started = time.perf_counter()
-            await self.load_lists()
+            if self.lists_dirty:
+                self.lists_dirty = False
+                await self.load_lists()
             if self.current_changed and self.current is not None:
                 await self.open(self.current)
             await asyncio.sleep(max(0.0, interval - (time.perf_counter() - started)))

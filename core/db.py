@@ -9,6 +9,10 @@ used for GET requests) start a deferred transaction and, in WAL mode, never wait
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -63,25 +67,125 @@ class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+# An API process keeps its SQLite connections open in a pool (``sqlite_pooled``): opening one
+# costs a file open and four PRAGMAs (journal_mode=WAL takes the file's lock), a tenth of the
+# API's time under load when every session opened its own (bench/console_load.py). Processes that
+# fork (rq workers, crawls) do not: SQLite state must never cross a fork, and a child of a process
+# holding pooled connections lost a committed row in our tests (a crawl child's post).
+SQLITE_POOL_SIZE = 10  # the API's sync views run on ANJU_API_THREADS (8) threads
+SQLITE_POOL_OVERFLOW = 30  # plus web chat turns on their own threads when an LLM is configured
+
+
 def make_engine(
     url: str, *, sqlite_busy_timeout_ms: int = 30_000, sqlite_pooled: bool = False, **kwargs: Any
 ) -> Engine:
-    """``sqlite_pooled``: keep SQLite connections open (for one long-lived writer thread) instead
-    of opening one per session."""
     if url.startswith("sqlite"):
-        pooled = sqlite_pooled or ":memory:" in url
+        pool: dict[str, Any] = (
+            {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_POOL_OVERFLOW}
+            if sqlite_pooled
+            else {"poolclass": NullPool}
+        )
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": sqlite_busy_timeout_ms / 1000},
-            poolclass=None if pooled else NullPool,
+            connect_args={
+                "check_same_thread": False,
+                "timeout": sqlite_busy_timeout_ms / 1000,
+                "factory": _SqliteConnection,
+            },
+            **pool,
             **kwargs,
         )
         _configure_sqlite(engine, sqlite_busy_timeout_ms)
+        _engines.add(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    _engines.add(engine)
+    return engine
+
+
+# Connections must not cross a fork (rq's work-horse, the crawl child): the child forgets the
+# parent's pooled connections without closing them (they are the parent's) and opens its own.
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _close_idle_connections_before_fork() -> None:
+    """SQLite's own rule: no connection open across a fork. The idle ones are closed here (a
+    forking rq worker opens them again when it next needs one); one in a transaction in another
+    thread cannot be, and the child never touches it (see below)."""
+    for engine in list(_engines):
+        if engine.dialect.name == "sqlite":
+            engine.dispose()
+
+
+def _forget_connections_after_fork() -> None:
+    global _writer_locks_guard
+    for engine in list(_engines):
+        engine.dispose(close=False)
+    # A lock another thread of the parent held at the fork would never be released here.
+    _writer_locks_guard = threading.Lock()
+    _writer_locks.clear()
+
+
+os.register_at_fork(before=_close_idle_connections_before_fork, after_in_child=_forget_connections_after_fork)
+
+
+class _SqliteConnection(sqlite3.Connection):
+    """A SQLite connection that holds its process's writer lock from BEGIN IMMEDIATE to the end of
+    the transaction.
+
+    SQLite lets one writer in at a time and makes the others poll with growing sleeps (its busy
+    handler): under load a writer could wait seconds while newcomers got in first (the agent
+    console's load run: BEGIN IMMEDIATE p99 4.3 s, max 9.9 s in the API process). Writers of one
+    process queue on a lock instead, and the next one goes in as soon as the last one commits.
+    Writers in other processes (rq workers) still meet SQLite's own busy handler."""
+
+    _writer_lock: threading.Lock | None = None  # the process's lock for this database file
+    _holding = False
+
+    def begin_writing(self, timeout: float) -> None:
+        lock = self._writer_lock
+        if lock is None or self._holding:
+            return
+        if not lock.acquire(timeout=timeout):
+            raise sqlite3.OperationalError("database is locked (waited for this process's writers)")
+        self._holding = True
+
+    def done_writing(self) -> None:
+        if self._holding and self._writer_lock is not None:
+            self._holding = False
+            self._writer_lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.done_writing()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.done_writing()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.done_writing()
+
+
+_writer_locks: dict[str, threading.Lock] = {}
+_writer_locks_guard = threading.Lock()
+
+
+def _writer_lock(database: str) -> threading.Lock:
+    with _writer_locks_guard:
+        return _writer_locks.setdefault(os.path.abspath(database), threading.Lock())
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    path = engine.url.database or ":memory:"
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the sqlite3 module so BEGIN IMMEDIATE below is ours.
@@ -92,10 +196,22 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
+        if isinstance(dbapi_connection, _SqliteConnection):
+            dbapi_connection._writer_lock = _writer_lock(path)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(BEGIN_OPTION, 'IMMEDIATE')}")
+        mode = conn.get_execution_options().get(BEGIN_OPTION, "IMMEDIATE")
+        dbapi_connection = conn.connection.dbapi_connection
+        writing = mode == "IMMEDIATE" and isinstance(dbapi_connection, _SqliteConnection)
+        if writing:
+            dbapi_connection.begin_writing(busy_timeout_ms / 1000)
+        try:
+            conn.exec_driver_sql(f"BEGIN {mode}")
+        except BaseException:
+            if writing:
+                dbapi_connection.done_writing()
+            raise
 
 
 class Database:
@@ -105,7 +221,9 @@ class Database:
         if settings.is_sqlite:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(
-            settings.sqlalchemy_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+            settings.sqlalchemy_url,
+            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            sqlite_pooled=settings.sqlite_pool,
         )
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessionmaker = sessionmaker(

@@ -131,6 +131,16 @@ class Settings(BaseSettings):
     embedding_model_path: Path | None = None
     # Load the models and indexes when the API starts (in the background) instead of on the first turn.
     warm_assistant: bool = True
+    # Threads of one API process for its sync views. Few on purpose: forty threads (the default)
+    # taking turns at the GIL made every request wait for the others (bench/console_load.py, one
+    # process: message → agent screen p95 4.6 s with 40 threads, 0.5 s with 8, 0.4 s with 4).
+    # More throughput comes from more API processes (anju serve --workers N).
+    api_threads: int = Field(default=8, ge=1, le=200)
+    # Keep SQLite connections open in a pool. Only for processes that never fork: `anju serve`
+    # turns it on for its API processes (see core.db).
+    sqlite_pool: bool = False
+    # Web chat turns wait seconds for the LLM when one is configured: they get threads of their own.
+    llm_threads: int = Field(default=32, ge=1, le=500)
     # The public chat API: messages per minute per chat session and per client address.
     chat_per_session_per_minute: int = 20
     chat_per_address_per_minute: int = 120

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import case as sql_case
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -28,6 +29,8 @@ from core.db import utcnow
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from core.events import after_commit
 from core.live import company_topic, publish
+from core.masking import mask_text
+from core.redis import get_redis
 from core.settings import Settings
 from escalation.models import (
     ACTIVE_STATUSES,
@@ -69,11 +72,50 @@ TIMER_KINDS = ("response_reminder", "response_breach", "resolve_reminder", "reso
 # --- live updates ------------------------------------------------------------------------------
 
 
-def _changed(session: Session, settings: Settings, case: Case, what: str) -> None:
-    """Tell open consoles of the company that this case changed (after the commit)."""
-    event = {"type": "case", "case_id": case.id, "community_id": case.community_id, "what": what}
-    topic = company_topic(case.company_id)
-    after_commit(session, lambda: publish(settings, topic, event))
+def _changed(session: Session, settings: Settings, case: Case, what: str, **details: Any) -> None:
+    """Tell open consoles of the company that this case changed (after the commit). ``details``
+    let a console update a row in place instead of reloading its lists (a resident's message:
+    the row's new summary line, masked as the list shows it)."""
+    event = {"type": "case", "case_id": case.id, "community_id": case.community_id, "what": what, **details}
+    company_id = case.company_id
+
+    def announce() -> None:
+        if what not in ROW_KEEPS:
+            bump_cases_version(settings, company_id)  # before the event: a reload it causes sees it
+        publish(settings, company_topic(company_id), event)
+
+    after_commit(session, announce)
+
+
+def list_summary(summary: str) -> str:
+    """What a queue row shows of a case: its latest line, masked."""
+    return mask_text(summary.rsplit("\n", 1)[-1][-120:])
+
+
+# Changes after which a case's queue row reads the same (a cached list stays valid). A resident's
+# message changes only the row's summary line: its event carries the line for open consoles, and
+# a list cached before it shows the previous line for at most ListCache.SECONDS.
+ROW_KEEPS = frozenset({"message", "note", "work_order", "reminder", "paged", "page_failed"})
+
+
+def cases_version_key(company_id: int) -> str:
+    return f"anju:cases:version:{company_id}"
+
+
+def bump_cases_version(settings: Settings, company_id: int) -> None:
+    try:
+        get_redis(settings).incr(cases_version_key(company_id))
+    except RedisError as exc:  # lists are then recomputed on every read until Redis is back
+        log.warning("cases version of company %s not bumped: %s", company_id, exc)
+
+
+def cases_version(settings: Settings, company_id: int) -> int | None:
+    """Bumped by every change of a case of the company (None: Redis unreachable, do not cache)."""
+    try:
+        value = get_redis(settings).get(cases_version_key(company_id))
+    except RedisError:
+        return None
+    return int(value or 0)
 
 
 def _event(
@@ -146,7 +188,7 @@ def open_case(
                 existing.waiting_since = existing.waiting_since or now
             _event(session, existing, CaseEventKind.message, summary[-500:])
             session.flush()
-            _changed(session, settings, existing, "message")
+            _changed(session, settings, existing, "message", summary=list_summary(existing.summary))
             if raised and category is CaseCategory.emergency:
                 _start_paging(session, settings, existing)
             return existing
@@ -572,8 +614,6 @@ def supervisor_notice(
 
 
 def _masked_summary(summary: str) -> str:
-    from core.masking import mask_text
-
     return mask_text(summary[-600:])
 
 

@@ -4,6 +4,7 @@ the reply, gets the survey when the case is resolved and answers it with a tap."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -85,3 +86,58 @@ def test_a_resident_cannot_open_the_console(live: LiveServer, new_page: Callable
     log_in(page, "pr", DEMO_PASSWORD)  # the PR role has no console
     expect(page.locator("body")).not_to_contain_text("客服工作台 · ")
     assert page.evaluate("() => fetch('/api/cases').then(r => r.status)") == 403
+
+
+def test_a_live_reload_keeps_the_agents_draft_and_other_cases_show_new_messages_in_place(
+    live: LiveServer, new_page: Callable[..., Page]
+) -> None:
+    """While the agent types a reply, the resident writes again: the case reloads live and the
+    draft stays. A message in another case updates that row's line and marks it unread, without
+    reloading the lists."""
+    residents = []
+    for text in ("楼道灯坏了好几天了，转人工", "物业费发票怎么开，转人工"):
+        page = new_page(mobile=True)
+        page.goto(f"{live.url}/chat/cuihu")
+        page.locator("#text").fill(text)
+        page.locator("#send").click()
+        expect(page.locator(".msg[data-action='human']").last).to_be_visible()
+        residents.append(page)
+
+    agent = new_page()
+    agent.goto(f"{live.url}/console")
+    log_in(agent, "agent", DEMO_PASSWORD)
+    expect(agent.locator("#list li[data-case-id]")).to_have_count(2)
+    ids = {
+        "lamp": agent.locator("#list li", has_text="楼道灯").get_attribute("data-case-id"),
+        "invoice": agent.locator("#list li", has_text="发票").get_attribute("data-case-id"),
+    }
+    lamp = agent.locator(f"#list li[data-case-id='{ids['lamp']}']")  # rows by case: their text changes
+    invoice = agent.locator(f"#list li[data-case-id='{ids['invoice']}']")
+    lamp.click()
+    expect(agent.locator("#messages")).to_contain_text("楼道灯坏了")
+    agent.locator("#reply-text").fill("您好，电工下午")  # typing, not sent yet
+    lists_loaded = agent.evaluate(
+        "() => performance.getEntriesByType('resource').filter(e => e.name.includes('/api/cases?')).length"
+    )
+
+    residents[0].locator("#text").fill("三楼和四楼都不亮")
+    residents[0].locator("#send").click()
+    expect(agent.locator("#messages")).to_contain_text("三楼和四楼都不亮", timeout=3000)
+    expect(agent.locator("#reply-text")).to_have_value("您好，电工下午")
+
+    residents[1].locator("#text").fill("要开增值税专用发票")
+    residents[1].locator("#send").click()
+    expect(invoice.locator(".sum")).to_contain_text("要开增值税专用发票", timeout=3000)
+    expect(invoice).to_have_class(re.compile(r"\bunread\b"))
+    expect(lamp).not_to_have_class(re.compile(r"\bunread\b"))  # the case on screen is read
+    expect(lamp.locator(".sum")).to_contain_text("三楼和四楼都不亮")
+    agent.wait_for_timeout(1200)  # a reload would have happened by now
+    reloaded = agent.evaluate(
+        "() => performance.getEntriesByType('resource').filter(e => e.name.includes('/api/cases?')).length"
+    )
+    assert reloaded == lists_loaded  # the messages changed no list: none was fetched again
+
+    invoice.click()
+    expect(invoice).not_to_have_class(re.compile(r"\bunread\b"))
+    lamp.click()
+    expect(agent.locator("#reply-text")).to_have_value("您好，电工下午")  # kept per case

@@ -87,3 +87,79 @@ def test_api_and_two_workers_write_at_once(sqlite_settings: Settings, start_work
     logs = "".join(w.log_path.read_text(errors="replace") for w in workers)
     assert "database is locked" not in logs
     assert get_redis(settings).ping()
+
+
+def test_writers_of_one_process_queue_for_the_database_and_every_ending_lets_the_next_in(
+    sqlite_settings: Settings,
+) -> None:
+    """Each way a write transaction ends (commit, rollback, an error, a closed connection) hands
+    the database to the next writer at once, not after SQLite's busy timeout; readers never wait."""
+    import os
+    import time
+
+    settings = sqlite_settings.model_copy(update={"sqlite_busy_timeout_ms": 20_000})
+    database = get_database(settings)
+    with database.session() as session:
+        seed_demo(session, residents_per_community=1, knowledge=False)
+
+    def timed_write() -> float:
+        started = time.perf_counter()
+        with database.session() as session:
+            session.add(Resident(community_id=1, name="排队的住户"))
+        return time.perf_counter() - started
+
+    # committed, rolled back, failed: the next writer goes straight in
+    with database.session() as session:
+        session.add(Resident(community_id=1, name="甲"))
+    with pytest.raises(RuntimeError), database.session() as session:
+        session.add(Resident(community_id=1, name="乙"))
+        session.flush()
+        raise RuntimeError("a view failed half-way")
+    assert timed_write() < 2
+
+    # a writer holding the database: another thread queues, a reader does not
+    holder = database.sessionmaker()
+    holder.add(Resident(community_id=1, name="慢写入"))
+    holder.flush()
+    finished: list[float] = []
+    waiting = threading.Thread(target=lambda: finished.append(timed_write()))
+    waiting.start()
+    time.sleep(0.5)
+    assert not finished  # still queued behind the holder
+    with database.session(readonly=True) as reader:
+        assert reader.scalar(select(func.count(Resident.id))) >= 1
+    holder.connection().connection.dbapi_connection.close()  # a connection lost mid-transaction
+    holder.invalidate()
+    waiting.join(5)
+    assert finished and finished[0] < 3
+
+    # rq's work-horse: forked while a thread of this process may hold the writer lock; the child
+    # starts with a lock of its own and writes, and the parent goes on writing afterwards.
+    holder = database.sessionmaker()
+    holder.add(Resident(community_id=1, name="父进程"))
+    holder.flush()
+    queued = threading.Thread(target=timed_write)
+    queued.start()
+    time.sleep(0.2)
+    holder.commit()  # the queued thread writes now, possibly while we fork
+    holder.close()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            with get_database(settings).session() as child:
+                child.add(Resident(community_id=1, name="子进程"))
+            code = 0
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    queued.join(5)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert timed_write() < 2
+    with database.session(readonly=True) as session:
+        names = set(session.scalars(select(Resident.name)))
+    assert {"甲", "排队的住户", "父进程", "子进程"} <= names and "乙" not in names

@@ -184,3 +184,55 @@ def test_what_is_not_a_survey_answer(text: str) -> None:
     from escalation.service import parse_survey_answer
 
     assert parse_survey_answer(text) is None
+
+
+def test_the_queue_follows_every_change_and_a_message_reaches_the_row_without_a_reload(
+    demo_kb: Settings,
+) -> None:
+    """Lists are built once per change for all consoles of a scope: a claim is seen by the very
+    next read, and a resident's message travels with its row's new line (masked) in the event."""
+    import json
+    import threading
+    import time
+
+    with LiveServer(demo_kb) as live, live.login("agent") as agent:
+        session_id, case_id = handed_over(live)
+        other_id = handed_over(live, "我要投诉，楼上天天装修")[1]
+        events: list[dict[str, Any]] = []
+        ready = threading.Event()
+
+        def listen() -> None:
+            with agent.stream("GET", "/api/console/stream", timeout=30) as stream:
+                kind = ""
+                for line in stream.iter_lines():
+                    if line.startswith("event:"):
+                        kind = line[6:].strip()
+                        ready.set()
+                    elif line.startswith("data:") and kind == "case":
+                        events.append(json.loads(line[5:]))
+                        if events[-1].get("what") == "claimed":
+                            return
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        assert ready.wait(10)
+        queue = agent.get("/api/cases", params={"view": "queue"}).json()
+        assert {c["id"] for c in queue} == {case_id, other_id}
+        again = agent.get("/api/cases", params={"view": "queue"})
+        assert again.json() == queue  # the same list, served again
+
+        with live.client() as resident:
+            say(resident, session_id, "我的电话是13812345678，麻烦尽快联系我")
+        deadline = time.monotonic() + 5
+        while not any(e["what"] == "message" for e in events) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        message = next(e for e in events if e["what"] == "message")
+        assert message["case_id"] == case_id
+        assert message["summary"].startswith("住户：我的电话是138****5678")  # the row's line, masked
+
+        assert agent.post(f"/api/cases/{other_id}/claim").status_code == 200
+        assert [c["id"] for c in agent.get("/api/cases", params={"view": "queue"}).json()] == [case_id]
+        listener.join(10)
+        time.sleep(2.1)  # a cached list lives at most 2 s: the message's line is there now
+        [row] = agent.get("/api/cases", params={"view": "queue"}).json()
+        assert row["summary"] == message["summary"]
