@@ -113,6 +113,8 @@ def worker(burst: bool = typer.Option(False, help="exit when the queues are empt
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     settings = _settings()
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)  # inherited by every work-horse rq forks
     ensure_embedded_redis(settings)
     if settings.warm_assistant:
         from anju.app import warm_assistant

@@ -64,6 +64,7 @@ class Stored:
 
 class IntakeWriter:
     def __init__(self, settings: Settings) -> None:
+        from sqlalchemy.dialects import postgresql, sqlite
         from sqlalchemy.orm import sessionmaker
 
         from core.db import make_engine
@@ -75,6 +76,19 @@ class IntakeWriter:
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         if self.engine.dialect.name == "sqlite":
             _checkpoint_elsewhere(self.engine)
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        self._insert = (
+            dialect.insert(InboundMessage.__table__)
+            .on_conflict_do_nothing(index_elements=["company_id", "channel", "external_id"])
+            .returning(
+                InboundMessage.id,
+                InboundMessage.company_id,
+                InboundMessage.channel,
+                InboundMessage.external_id,
+                InboundMessage.status,
+                InboundMessage.received_at,
+            )
+        )
         self.inbox: queue.SimpleQueue[Pending] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
         self.thread.start()
@@ -120,8 +134,6 @@ class IntakeWriter:
                 pending.future.set_exception(exc)
 
     def _write(self, batch: list[Pending]) -> None:
-        from sqlalchemy.dialects import postgresql, sqlite
-
         first: dict[tuple[int, Channel, str], Pending] = {}
         for pending in batch:
             first.setdefault(pending.key, pending)
@@ -143,23 +155,12 @@ class IntakeWriter:
             }
             for p in first.values()
         ]
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        insert = (
-            dialect.insert(InboundMessage)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["company_id", "channel", "external_id"])
-            .returning(
-                InboundMessage.id,
-                InboundMessage.company_id,
-                InboundMessage.channel,
-                InboundMessage.external_id,
-                InboundMessage.status,
-                InboundMessage.received_at,
-            )
-        )
         stored: dict[tuple[int, Channel, str], Stored] = {}
         with self.sessionmaker() as session, session.begin():
-            for row in session.execute(insert):
+            # One statement for every batch (executemany; SQLAlchemy sends the rows as one
+            # multi-row INSERT): compiling a new statement for each batch size cost a tenth of an
+            # API process under load.
+            for row in session.connection().execute(self._insert, rows):
                 stored[(row.company_id, row.channel, row.external_id)] = Stored(
                     row.id, row.status, row.received_at, duplicate=False
                 )

@@ -9,9 +9,12 @@ used for GET requests) start a deferred transaction and, in WAL mode, never wait
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,42 +121,108 @@ def _close_idle_connections_before_fork() -> None:
 
 
 def _forget_connections_after_fork() -> None:
-    global _writer_locks_guard
     for engine in list(_engines):
         engine.dispose(close=False)
-    # A lock another thread of the parent held at the fork would never be released here.
-    _writer_locks_guard = threading.Lock()
-    _writer_locks.clear()
+    # The parent's gates: a lock another thread held at the fork would never be released here,
+    # and the lock file's descriptor is the parent's (unlocking it would free the parent's lock).
+    for gate in list(_gates.values()):
+        gate.forget()
+    _gates.clear()
 
 
 os.register_at_fork(before=_close_idle_connections_before_fork, after_in_child=_forget_connections_after_fork)
 
 
-class _SqliteConnection(sqlite3.Connection):
-    """A SQLite connection that holds its process's writer lock from BEGIN IMMEDIATE to the end of
-    the transaction.
+class _WriterGate:
+    """Where the writers of one SQLite file queue, in this process and across processes.
 
     SQLite lets one writer in at a time and makes the others poll with growing sleeps (its busy
-    handler): under load a writer could wait seconds while newcomers got in first (the agent
-    console's load run: BEGIN IMMEDIATE p99 4.3 s, max 9.9 s in the API process). Writers of one
-    process queue on a lock instead, and the next one goes in as soon as the last one commits.
-    Writers in other processes (rq workers) still meet SQLite's own busy handler."""
+    handler, up to 100 ms between tries): under load a writer could wait seconds while newcomers
+    got in first (the agent console's load run: BEGIN IMMEDIATE p99 4.3 s, max 9.9 s in the API
+    process). Here the threads of a process queue on a lock, and one writer per process at a time
+    takes an flock on ``<database>-writer`` (tried every few milliseconds), so the next writer
+    goes in as soon as the last one commits. Writers that do not use anju's engines (an operator's
+    sqlite3 shell) still meet SQLite's own busy handler."""
 
-    _writer_lock: threading.Lock | None = None  # the process's lock for this database file
+    POLL_SECONDS = (0.0005, 0.001, 0.002, 0.005)  # then every 5 ms
+
+    def __init__(self, database: str) -> None:
+        self.lock = threading.Lock()
+        self.path = None if database in ("", ":memory:") else f"{database}-writer"
+        self.fd: int | None = None
+
+    def acquire(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        if not self.lock.acquire(timeout=timeout):
+            raise sqlite3.OperationalError("database is locked (this process's writers are queued)")
+        try:
+            self._lock_file(deadline)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def release(self) -> None:
+        try:
+            if self.fd is not None:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            self.lock.release()
+
+    def _lock_file(self, deadline: float) -> None:
+        if self.path is None:
+            return
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        tries = 0
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError(
+                        "database is locked (another process is writing)"
+                    ) from None
+                time.sleep(self.POLL_SECONDS[min(tries, len(self.POLL_SECONDS) - 1)])
+                tries += 1
+
+    def forget(self) -> None:
+        """In a forked child: close our copy of the parent's descriptor without unlocking it."""
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+
+_gates: dict[str, _WriterGate] = {}
+_gates_guard = threading.Lock()
+
+
+def _gate(database: str) -> _WriterGate:
+    key = database if database in ("", ":memory:") else os.path.abspath(database)
+    with _gates_guard:
+        if key not in _gates:
+            _gates[key] = _WriterGate(key)
+        return _gates[key]
+
+
+class _SqliteConnection(sqlite3.Connection):
+    """A SQLite connection that holds its database's writer gate from BEGIN IMMEDIATE to the end
+    of the transaction (see _WriterGate)."""
+
+    _gate: _WriterGate | None = None
     _holding = False
 
     def begin_writing(self, timeout: float) -> None:
-        lock = self._writer_lock
-        if lock is None or self._holding:
+        if self._gate is None or self._holding:
             return
-        if not lock.acquire(timeout=timeout):
-            raise sqlite3.OperationalError("database is locked (waited for this process's writers)")
+        self._gate.acquire(timeout)
         self._holding = True
 
     def done_writing(self) -> None:
-        if self._holding and self._writer_lock is not None:
+        if self._holding and self._gate is not None:
             self._holding = False
-            self._writer_lock.release()
+            self._gate.release()
 
     def commit(self) -> None:
         try:
@@ -174,15 +243,6 @@ class _SqliteConnection(sqlite3.Connection):
             self.done_writing()
 
 
-_writer_locks: dict[str, threading.Lock] = {}
-_writer_locks_guard = threading.Lock()
-
-
-def _writer_lock(database: str) -> threading.Lock:
-    with _writer_locks_guard:
-        return _writer_locks.setdefault(os.path.abspath(database), threading.Lock())
-
-
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     path = engine.url.database or ":memory:"
 
@@ -197,7 +257,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
         if isinstance(dbapi_connection, _SqliteConnection):
-            dbapi_connection._writer_lock = _writer_lock(path)
+            dbapi_connection._gate = _gate(path)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # Queue: a job running longer than this is stopped (rq job_timeout), per queue default.
     job_timeout_seconds: int = 120
     worker_queues: list[str] = Field(default_factory=lambda: ["high", "default", "low"])
+    # rq workers run at a lower CPU priority than the API (os.nice): on a shared machine a
+    # channel's acknowledgement (WeChat waits 5 s, then retries) comes before answering the backlog.
+    # 5 gives the workers about a quarter of a busy CPU against the API's three quarters; 0 turns it off.
+    worker_nice: int = Field(default=5, ge=0, le=19)
     # How often the scheduler sweeps for work abandoned by dead workers.
     sweep_interval_seconds: int = 15
     # A busy worker heartbeats its running job this often; 3 missed heartbeats = worker dead.

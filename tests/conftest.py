@@ -207,6 +207,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         ANJU_WORKER_HEARTBEAT_SECONDS=str(settings.worker_heartbeat_seconds),
         ANJU_SWEEP_INTERVAL_SECONDS=str(settings.sweep_interval_seconds),
         PYTHONPATH=str(ROOT),
+        # Workers at the API's priority: here the "API" is the test process, which waits for them.
+        ANJU_WORKER_NICE="0",
     )
     for name in ("app_channel_secret", "app_webhook_url", "app_webhook_secret", "phone_channel_secret"):
         if value := getattr(settings, name):

@@ -160,6 +160,29 @@ def test_writers_of_one_process_queue_for_the_database_and_every_ending_lets_the
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert timed_write() < 2
+    # another process (an rq worker) queues at the same gate and goes in as soon as we commit
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, settings_env
+
+    holder = database.sessionmaker()
+    holder.add(Resident(community_id=1, name="本进程"))
+    holder.flush()
+    script = (
+        "from core.db import get_database; from core.settings import get_settings; "
+        "import anju.models; from org.models import Resident\n"
+        "with get_database(get_settings()).session() as s: s.add(Resident(community_id=1, name='别的进程'))"
+    )
+    other = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=settings_env(settings))
+    time.sleep(3)  # it started (imports take ~1 s) and waits
+    assert other.poll() is None
+    holder.commit()
+    committed = time.perf_counter()
+    assert other.wait(10) == 0
+    assert time.perf_counter() - committed < 1.5
+    holder.close()
+
     with database.session(readonly=True) as session:
         names = set(session.scalars(select(Resident.name)))
-    assert {"甲", "排队的住户", "父进程", "子进程"} <= names and "乙" not in names
+    assert {"甲", "排队的住户", "父进程", "子进程", "本进程", "别的进程"} <= names and "乙" not in names
