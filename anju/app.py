@@ -75,13 +75,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def warm_assistant(settings: Settings) -> None:
-    """Load the embeddings model, the intent model and each company's index (the API does it in
-    the background; a worker before it forks, so every job inherits them), so the first resident
-    of the day does not wait for them."""
+    """Load the embeddings model, the intent model, the LLM client if one is configured and each
+    company's index (the API does it in the background; a worker before it forks, so every job
+    inherits them), so the first resident of the day does not wait for them."""
     try:
         from sqlalchemy import select
 
-        from assistant import intent
+        from assistant import intent, llm
         from knowledge.retrieval import get_search
         from knowledge.text import tokens
         from org.models import Company
@@ -90,6 +90,7 @@ def warm_assistant(settings: Settings) -> None:
         search = get_search(settings)
         search.embed_query("物业费怎么交")
         intent.model_for(search.encoder)
+        llm.preload(settings)  # an operator's LLM: its client and SDK, 3 s of imports otherwise paid per job
         with get_database(settings).session(readonly=True) as session:
             for company_id in session.scalars(select(Company.id)):
                 loaded = search.index_for(session, company_id)

@@ -160,6 +160,36 @@ def compose_answer(
     return guard_reply(content, materials)
 
 
+def preload(settings: Settings) -> None:
+    """Build the configured client and import what its first call imports (about 3 s of CPU:
+    langchain_openai, the openai SDK and their pydantic models). An rq worker does this before it
+    forks, so a work-horse answering with the LLM no longer spends those 3 s in every job; the
+    client has no connection yet, so each horse opens its own."""
+    if not settings.llm_base_url:
+        return
+    import importlib
+
+    _chat_model(
+        settings.llm_base_url,
+        settings.llm_api_key.get_secret_value() if settings.llm_api_key else NO_API_KEY,
+        settings.llm_model,
+        settings.llm_timeout_seconds,
+        settings.llm_max_tokens,
+    )
+    for module in _FIRST_CALL_IMPORTS:
+        importlib.import_module(module)
+
+
+_FIRST_CALL_IMPORTS = (
+    "langchain_core.env",
+    "langchain_core.messages.block_translators.langchain_v0",
+    "langchain_core.tracers.context",
+    "langchain_core.tracers.langchain",
+    "langchain_core.tracers.run_collector",
+    "langchain_core.tracers.stdout",
+)
+
+
 @lru_cache(maxsize=4)
 def _chat_model(base_url: str, api_key: str, model: str, timeout: float, max_tokens: int) -> Any:
     """One client per configuration (it holds an HTTP connection pool); built on first use."""

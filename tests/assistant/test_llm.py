@@ -382,3 +382,41 @@ def test_chat_turn_through_http_uses_the_model_and_keeps_citations(
         ).json()
         assert "13912345678" not in refused["reply"]  # refused by the guard: the extractive answer instead
         assert "生活缴费" in refused["reply"]
+
+
+def test_a_preloaded_client_answers_in_a_forked_job_without_importing_anything(fake: FakeChatServer) -> None:
+    """An rq worker preloads the client before it forks a work-horse per job: the horse must answer
+    through the inherited client over its own connection, and import nothing (the SDK's imports
+    cost about 3 s of CPU per job before)."""
+    import multiprocessing
+    import sys
+
+    from assistant.llm import preload
+
+    fake.behaviour = lambda body: (200, completion(body, "住宅物业费按建筑面积每月每平方米 2.3 元收取。"))
+    settings = llm_settings(fake)
+    preload(settings)
+    assert "langchain_openai" in sys.modules
+
+    def job(out: Any) -> None:
+        before = set(sys.modules)
+        reply = compose_answer(settings, QUESTION, [FEE])
+        out.send((reply, sorted(set(sys.modules) - before)))
+
+    parent, child = multiprocessing.get_context("fork").Pipe()
+    horse = multiprocessing.get_context("fork").Process(target=job, args=(child,))
+    horse.start()
+    assert parent.poll(30), "the forked job did not answer"
+    reply, imported = parent.recv()
+    horse.join(10)
+    assert reply == "住宅物业费按建筑面积每月每平方米 2.3 元收取。"
+    assert imported == []
+    assert len(fake.requests) == 1
+
+
+def test_preload_does_nothing_without_an_endpoint() -> None:
+    from assistant.llm import _chat_model, preload
+
+    before = _chat_model.cache_info().currsize
+    preload(Settings(llm_base_url=None))
+    assert _chat_model.cache_info().currsize == before
