@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from core.errors import NotFound
-from crawlers.spiders.base import BEIJING
+from crawlers.schemas import BEIJING
 
 router = APIRouter(include_in_schema=False)
 

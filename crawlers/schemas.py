@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import timedelta, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")  # how Chinese sites write their times
 
 Kind = Literal["rss", "generic", "weibo", "tieba", "tousu", "liuyan"]
 Authority = Literal["official", "media", "self_media", "forum"]
@@ -73,3 +77,33 @@ class ImportResult(BaseModel):
 
 
 SourceRead.model_rebuild()
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A source as a spider sees it: plain data, so it crosses process boundaries (rq, scrapy)."""
+
+    company_id: int
+    key: str
+    kind: str
+    url: str
+    id: int | None = None
+    name: str = ""
+    authority: str = "forum"
+    config: dict[str, Any] = field(default_factory=dict)
+    community_id: int | None = None
+    city: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "company_id": self.company_id,
+            "key": self.key,
+            "kind": self.kind,
+            "url": self.url,
+            "id": self.id,
+            "name": self.name,
+            "authority": self.authority,
+            "config": dict(self.config),
+            "community_id": self.community_id,
+            "city": self.city,
+        }

@@ -14,8 +14,7 @@ from core.db import get_database, utcnow
 from core.settings import Settings
 from crawlers.errors import BadSourceFile, SourceNotFound
 from crawlers.models import CrawlRun, RunStatus, Source, SourceAuthority, SourceKind
-from crawlers.schemas import SourceIn
-from crawlers.spiders.base import SourceSpec
+from crawlers.schemas import SourceIn, SourceSpec
 from org.models import Community
 
 log = logging.getLogger(__name__)

@@ -5,46 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import urljoin
 
 import scrapy
 from scrapy.http import Response, TextResponse
 
-BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
+from crawlers.schemas import BEIJING, SourceSpec
+
 DEFAULT_MAX_PAGES = 5  # list pages (or API pages) per run; new posts are on the first ones
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """A source as a spider sees it: plain data, so it crosses process boundaries (rq, scrapy)."""
-
-    company_id: int
-    key: str
-    kind: str
-    url: str
-    id: int | None = None
-    name: str = ""
-    authority: str = "forum"
-    config: dict[str, Any] = field(default_factory=dict)
-    community_id: int | None = None
-    city: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "company_id": self.company_id,
-            "key": self.key,
-            "kind": self.kind,
-            "url": self.url,
-            "id": self.id,
-            "name": self.name,
-            "authority": self.authority,
-            "config": dict(self.config),
-            "community_id": self.community_id,
-            "city": self.city,
-        }
 
 
 class SourceSpider(scrapy.Spider):
