@@ -19,7 +19,7 @@ import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
-from knowledge.text import chinese_number
+from knowledge.text import chinese_number, correct_typos
 
 
 class Action(StrEnum):
@@ -338,8 +338,9 @@ def parse_location(text: str) -> Location:
 
 
 def normalise(text: str) -> str:
-    """Full-width to half-width, lower case, one space between words."""
-    text = unicodedata.normalize("NFKC", text).lower()
+    """Full-width to half-width, lower case, one space between words, typos of domain words fixed
+    ("电体里关了人": the rules look for 电梯)."""
+    text = correct_typos(unicodedata.normalize("NFKC", text).lower())
     return re.sub(r"\s+", " ", text).strip()
 
 

@@ -29,7 +29,7 @@ from core.db import get_database
 from core.settings import Settings
 from knowledge.index import KnowledgeIndex, LoadedIndex, Part, current_index
 from knowledge.models import FaqEntry, KnowledgeSource, Passage
-from knowledge.text import bigrams, expand_query, tokens
+from knowledge.text import bigrams, correct_typos, expand_query, tokens
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ class KnowledgeSearch:
         return loaded
 
     def embed_query(self, text: str) -> np.ndarray:
-        vector = np.asarray(self.encoder.embed_query(text), dtype=np.float32)
+        vector = np.asarray(self.encoder.embed_query(correct_typos(text)), dtype=np.float32)
         norm = float(np.linalg.norm(vector))
         return vector / norm if norm else vector
 

@@ -44,8 +44,27 @@ def colloquial_map() -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda p: -len(p[0]))
 
 
+@lru_cache(maxsize=1)
+def _typos() -> tuple[re.Pattern[str], dict[str, str]]:
+    meant = {}
+    for line in files("knowledge").joinpath("data/typos.tsv").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            wrong, right = line.split("\t", 1)
+            meant[wrong.strip()] = right.strip()
+    return re.compile("|".join(map(re.escape, sorted(meant, key=len, reverse=True)))), meant
+
+
+def correct_typos(text: str) -> str:
+    """Homophone slips of domain words fixed ("电体不动了" → "电梯不动了"): neither jieba, the
+    embeddings model nor the emergency rules know "电体"."""
+    pattern, meant = _typos()
+    return pattern.sub(lambda m: meant[m.group(0)], text)
+
+
 def expand_query(text: str) -> str:
-    """The query with the standard term added after each colloquial phrase it contains."""
+    """The query with typos corrected and the standard term added after each colloquial phrase
+    it contains."""
+    text = correct_typos(text)
     extra = [standard for phrase, standard in colloquial_map() if phrase in text]
     return text if not extra else text + " " + " ".join(dict.fromkeys(extra))
 

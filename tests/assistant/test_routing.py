@@ -53,6 +53,13 @@ def test_emergency_words_in_a_procedure_question_or_a_past_complaint() -> None:
     assert trapped.action is Action.emergency and trapped.emergency is Emergency.lift
 
 
+def test_emergencies_typed_with_a_homophone_slip_are_still_emergencies() -> None:
+    trapped = route("电体里关了人 快来")
+    assert trapped.action is Action.emergency and trapped.emergency is Emergency.lift
+    gas = route("家里燃汽味好重")
+    assert gas.action is Action.emergency and gas.emergency is Emergency.gas
+
+
 def test_the_model_may_raise_an_emergency_but_not_overrule_a_defused_one_lightly() -> None:
     question = route("物业一般怎么处理")
     assert decide(question, 0.9, {**dict.fromkeys(intent.CLASSES, 0.0), "emergency": 0.3}) is Action.emergency

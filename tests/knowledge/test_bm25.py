@@ -10,7 +10,7 @@ import pytest
 
 from knowledge.bm25 import K1, B, BM25Index
 from knowledge.ingest import parse_document
-from knowledge.text import expand_query, tokens
+from knowledge.text import correct_typos, expand_query, tokens
 from tests.knowledge.test_ingestion import CORPUS, CORPUS_FILES, needs_corpus
 
 
@@ -48,6 +48,14 @@ def test_domain_words_stay_whole_and_colloquial_phrases_map_to_standard_terms() 
     assert "电梯困人" in tokens(expand_query("电梯停了我被关里面了"))
     assert "缴费" in tokens(expand_query("交物业费"))
     assert tokens("停水") == ["停水"] and tokens("？？？") == []
+
+
+def test_homophone_slips_of_domain_words_are_corrected_and_real_words_left_alone() -> None:
+    assert correct_typos("电体不动了 跟谁说") == "电梯不动了 跟谁说"
+    assert correct_typos("物业非咋交，拉圾也没人收") == "物业费咋交，垃圾也没人收"
+    assert correct_typos("天然气味好大") == "天然气味好大"  # "然气" is not corrected inside 天然气
+    assert correct_typos("保修期过了吗") == "保修期过了吗"  # a word of its own (warranty)
+    assert "电梯" in tokens(expand_query("电体坏了"))
 
 
 @needs_corpus
