@@ -82,6 +82,8 @@ def test_pr_officer_filters_opens_confirms_and_sees_new_events_live(
     page.locator("#f-community").select_option("")
     page.locator("#f-grade").select_option("g1")
     expect(items).to_have_count(1)
+    # The count alone is already true of the 锦江苑 list still on screen: wait for the new one.
+    expect(items.first).to_contain_text("翠湖花园电梯困人视频热传")
     expect(page.locator("#export")).to_have_attribute("href", re.compile(r"events\.csv\?grade=1$"))
 
     items.first.click()

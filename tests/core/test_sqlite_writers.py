@@ -133,16 +133,21 @@ def test_writers_of_one_process_queue_for_the_database_and_every_ending_lets_the
     waiting.join(5)
     assert finished and finished[0] < 3
 
-    # rq's work-horse: forked while a thread of this process may hold the writer lock; the child
-    # starts with a lock of its own and writes, and the parent goes on writing afterwards.
+    # rq's work-horse: forked after this process's writers let go (the gate's lock is not carried
+    # into the child: it starts with one of its own), the child writes, and the parent goes on
+    # writing afterwards. SQLite's rule stays: no fork while another thread has a connection open
+    # (the child inherits that file's lock state and could not write, or lost its commit); anju's
+    # forking processes (rq workers, the crawl runner) use SQLite from one thread only.
     holder = database.sessionmaker()
     holder.add(Resident(community_id=1, name="父进程"))
     holder.flush()
     queued = threading.Thread(target=timed_write)
     queued.start()
     time.sleep(0.2)
-    holder.commit()  # the queued thread writes now, possibly while we fork
+    holder.commit()  # the queued thread writes now
     holder.close()
+    queued.join(5)
+    assert not queued.is_alive()
     pid = os.fork()
     if pid == 0:
         code = 1
