@@ -145,14 +145,7 @@ def compose_answer(
         return None
     messages = _messages(question, materials, history or [])
     try:
-        model = _chat_model(
-            settings.llm_base_url,
-            settings.llm_api_key.get_secret_value() if settings.llm_api_key else NO_API_KEY,
-            settings.llm_model,
-            settings.llm_timeout_seconds,
-            settings.llm_max_tokens,
-        )
-        response = model.invoke(messages)
+        response = _configured_model(settings).invoke(messages)
     except Exception as exc:  # any failure of the optional writer falls back to the extractive answer
         log.warning("LLM answer failed (%s: %.200s); answering extractively", type(exc).__name__, exc)
         return None
@@ -169,13 +162,7 @@ def preload(settings: Settings) -> None:
         return
     import importlib
 
-    _chat_model(
-        settings.llm_base_url,
-        settings.llm_api_key.get_secret_value() if settings.llm_api_key else NO_API_KEY,
-        settings.llm_model,
-        settings.llm_timeout_seconds,
-        settings.llm_max_tokens,
-    )
+    _configured_model(settings)
     for module in _FIRST_CALL_IMPORTS:
         importlib.import_module(module)
 
@@ -188,6 +175,18 @@ _FIRST_CALL_IMPORTS = (
     "langchain_core.tracers.run_collector",
     "langchain_core.tracers.stdout",
 )
+
+
+def _configured_model(settings: Settings) -> Any:
+    """The client for the configured endpoint (callers check that one is configured)."""
+    assert settings.llm_base_url
+    return _chat_model(
+        settings.llm_base_url,
+        settings.llm_api_key.get_secret_value() if settings.llm_api_key else NO_API_KEY,
+        settings.llm_model,
+        settings.llm_timeout_seconds,
+        settings.llm_max_tokens,
+    )
 
 
 @lru_cache(maxsize=4)

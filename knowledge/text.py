@@ -32,26 +32,26 @@ def stop_words() -> frozenset[str]:
     return frozenset(w.strip() for w in text.splitlines() if w.strip())
 
 
-@lru_cache(maxsize=1)
-def colloquial_map() -> list[tuple[str, str]]:
-    """(phrase, standard terms), longest phrase first."""
+def _pairs(name: str) -> list[tuple[str, str]]:
+    """The (left, right) rows of one of our tab-separated tables, longest left side first."""
     pairs = []
-    for line in files("knowledge").joinpath("data/colloquial.tsv").read_text(encoding="utf-8").splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        phrase, standard = line.split("\t", 1)
-        pairs.append((phrase.strip(), standard.strip()))
+    for line in files("knowledge").joinpath(f"data/{name}").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            left, right = line.split("\t", 1)
+            pairs.append((left.strip(), right.strip()))
     return sorted(pairs, key=lambda p: -len(p[0]))
 
 
 @lru_cache(maxsize=1)
+def colloquial_map() -> list[tuple[str, str]]:
+    """(phrase, standard terms), longest phrase first."""
+    return _pairs("colloquial.tsv")
+
+
+@lru_cache(maxsize=1)
 def _typos() -> tuple[re.Pattern[str], dict[str, str]]:
-    meant = {}
-    for line in files("knowledge").joinpath("data/typos.tsv").read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            wrong, right = line.split("\t", 1)
-            meant[wrong.strip()] = right.strip()
-    return re.compile("|".join(map(re.escape, sorted(meant, key=len, reverse=True)))), meant
+    meant = dict(_pairs("typos.tsv"))
+    return re.compile("|".join(map(re.escape, meant))), meant
 
 
 def correct_typos(text: str) -> str:
