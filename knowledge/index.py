@@ -1,9 +1,11 @@
 """The search index of a company's knowledge base: built whole, stored as one versioned artifact,
 loaded whole before it replaces the previous one.
 
-Two parts, searched separately: FAQ questions (every phrasing of every entry) and document
-passages. Each part has dense vectors (FAISS, inner product of unit vectors) and BM25 weights
-over jieba tokens (a precomputed sparse matrix). Each item carries its scope (all communities or
+Two parts, searched separately: FAQ questions (every phrasing of every entry), and document
+passages together with each FAQ entry's answer (a fact that only the answer holds, such as
+"物业不代收生鲜", is found the way a passage is: by its words). Each part has dense vectors
+(FAISS, inner product of unit vectors) and BM25 weights over jieba tokens (a precomputed sparse
+matrix). Each item carries its scope (all communities or
 some) and, for FAQ entries, the dates it is valid, so a query filters with a mask instead of
 rebuilding anything per community.
 """
@@ -39,7 +41,7 @@ from org.models import Community
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 4  # bump when the artifact layout or the tokenisation changes
+FORMAT_VERSION = 5  # bump when the artifact layout or the tokenisation changes
 KEEP_VERSIONS = 3  # ready versions kept per company (older artifacts are deleted)
 NO_START = 0
 NO_END = 99_999_999  # date ordinals as yyyymmdd integers
@@ -99,6 +101,7 @@ class Part:
     def __init__(self, arrays: dict[str, np.ndarray], prefix: str) -> None:
         get = lambda key: arrays[prefix + key]  # noqa: E731
         self.ids: np.ndarray = get("ids")
+        self.kinds: np.ndarray = get("kinds")  # per row: "passage", or "faq" (an entry's answer)
         self.size = len(self.ids)
         self.vectors: np.ndarray = get("vectors")
         self.text_sha: np.ndarray = get("text_sha")
@@ -273,6 +276,8 @@ def collect(session: Session, company_id: int) -> tuple[Items, Items]:
             entry_scope = own or scope
             for phrasing in dict.fromkeys(_without_names(q, names) for q in [entry.question, *entry.similar]):
                 faq.add("faq", entry.id, phrasing, entry_scope, entry.effective_from, entry.effective_until)
+            answer = f"{_without_names(entry.question, names)}\n{entry.answer}"
+            passages.add("faq", entry.id, answer, entry_scope, entry.effective_from, entry.effective_until)
     return faq, passages
 
 
@@ -375,7 +380,7 @@ def prepare_index(session: Session, company_id: int, encoder: Encoder, *, force:
         status=IndexStatus.ready,
         fingerprint=built_from,
         embedding_model=encoder.name,
-        passages=len(passages.ids),
+        passages=passages.kinds.count("passage"),
         faq_entries=len(set(faq.ids)),
         size_bytes=len(artifact),
         embedded=faq_new + passage_new,
@@ -385,7 +390,7 @@ def prepare_index(session: Session, company_id: int, encoder: Encoder, *, force:
     )
     log.info(
         "knowledge index for company %s built: %d passages, %d FAQ phrasings, %d embedded, %.1f s",
-        company_id, len(passages.ids), len(faq.ids), index.embedded, index.build_seconds,
+        company_id, index.passages, len(faq.ids), index.embedded, index.build_seconds,
     )  # fmt: skip
     return BuildResult(index=index, built=True)
 

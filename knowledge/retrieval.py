@@ -51,6 +51,9 @@ class Fusion:
     faq_dense_ceiling: float = 0.98
     faq_threshold: float = 0.7  # an FAQ entry at or above this ranks before every passage
     faq_penalty: float = 0.0  # FAQ entries below the threshold compete with passages at this handicap
+    # An FAQ entry found by its answer (searched with the passages) competes at this handicap: the
+    # answer says more than the question it answers, so it shares words with more questions.
+    faq_answer_penalty: float = 0.1
     candidates: int = 40  # taken from each of dense and BM25 before fusion
     answer_threshold: float = 0.34  # the assistant answers at or above this top score, else asks back
     # A passage counts toward that confidence only with at least this cosine to the question: with
@@ -61,14 +64,15 @@ class Fusion:
     def supported(self, results: list[Any]) -> list[Any]:
         """The results an answer may rest on: FAQ entries, and passages with enough meaning in
         common with the question."""
-        return [r for r in results if r.kind == "faq" or r.dense >= self.answer_min_passage_cosine]
+        return [r for r in results if r.via == "question" or r.dense >= self.answer_min_passage_cosine]
 
     def for_mode(self, mode: Mode) -> Fusion:
         if mode == "bm25":  # the plain baseline: BM25 over jieba words, nothing else
             return replace(self, dense_weight=0.0, faq_dense_weight=0.0, bigram_weight=0.0, faq_threshold=2.0,
-                           faq_penalty=0.0)  # fmt: skip
+                           faq_penalty=0.0, faq_answer_penalty=0.0)  # fmt: skip
         if mode == "dense":
-            return replace(self, dense_weight=1.0, faq_dense_weight=1.0, faq_threshold=2.0, faq_penalty=0.0)
+            return replace(self, dense_weight=1.0, faq_dense_weight=1.0, faq_threshold=2.0, faq_penalty=0.0,
+                           faq_answer_penalty=0.0)  # fmt: skip
         return self
 
 
@@ -106,6 +110,7 @@ class Hit:
     score: float  # fused, in [0, 1]
     dense: float  # raw cosine similarity
     lexical: float  # BM25 scaled to [0, 1]
+    via: str = "text"  # what matched: "question" (an FAQ phrasing), "answer" (an FAQ answer), "text"
 
 
 def _rank_part(
@@ -117,6 +122,8 @@ def _rank_part(
     fusion: Fusion,
     kind: str,
 ) -> list[Hit]:
+    """Hits of one part. ``kind`` "faq": the FAQ phrasings; "passage": passages and FAQ answers,
+    each row's own kind in ``part.kinds``."""
     if not part.size or not mask.any():
         return []
     import faiss  # deferred: heavy import, only in processes that search
@@ -160,12 +167,18 @@ def _rank_part(
     dense_scaled = np.clip((cosine - floor) / (ceiling - floor), 0, 1)
     lexical_scaled = lexical[rows] / upper if upper > 0 else np.zeros(len(rows))
     fused = weight * dense_scaled + (1 - weight) * lexical_scaled
-    best_per_item: dict[int, Hit] = {}
+    best_per_item: dict[tuple[str, int], Hit] = {}
     for row, score, cos, lex in zip(rows, fused, cosine, lexical_scaled, strict=True):
-        item_id = int(part.ids[row])
-        hit = Hit(kind, item_id, float(score), float(cos), float(lex))
-        if item_id not in best_per_item or hit.score > best_per_item[item_id].score:
-            best_per_item[item_id] = hit  # an FAQ entry counts once, by its best phrasing
+        if kind == "faq":
+            hit = Hit("faq", int(part.ids[row]), float(score), float(cos), float(lex), via="question")
+        elif part.kinds[row] == "faq":
+            hit = Hit("faq", int(part.ids[row]), float(score) - fusion.faq_answer_penalty, float(cos),
+                      float(lex), via="answer")  # fmt: skip
+        else:
+            hit = Hit("passage", int(part.ids[row]), float(score), float(cos), float(lex))
+        key = (hit.kind, hit.item_id)
+        if key not in best_per_item or hit.score > best_per_item[key].score:
+            best_per_item[key] = hit  # an FAQ entry counts once, by its best phrasing
     return sorted(best_per_item.values(), key=lambda h: -h.score)
 
 
@@ -192,7 +205,15 @@ def rank(
     )
     first = [h for h in faq if h.score >= fusion.faq_threshold]
     weaker = [replace(h, score=h.score - fusion.faq_penalty) for h in faq if h.score < fusion.faq_threshold]
-    rest = sorted(weaker + passages, key=lambda h: -h.score)
+    best: dict[tuple[str, int], Hit] = {}
+    for hit in weaker + passages:  # an FAQ entry found by a phrasing and by its answer counts once
+        key = (hit.kind, hit.item_id)
+        if key not in best or hit.score > best[key].score:
+            best[key] = hit
+    placed = {h.item_id for h in first}
+    rest = sorted(
+        (h for h in best.values() if not (h.kind == "faq" and h.item_id in placed)), key=lambda h: -h.score
+    )
     return (first + rest)[:k]
 
 
@@ -213,6 +234,7 @@ class Result:
     text: str  # the passage, or the FAQ answer
     source_id: int
     index_id: int
+    via: str = "text"  # see Hit.via
 
     @property
     def snippet(self) -> str:
@@ -333,7 +355,7 @@ def hydrate(
 
     def result(hit: Hit, document: str, section: str, text: str, source_id: int) -> Result:
         return Result(hit.kind, hit.item_id, hit.score, hit.dense, hit.lexical, document, section, text,
-                      source_id, index_id)  # fmt: skip
+                      source_id, index_id, hit.via)  # fmt: skip
 
     results = []
     for hit in hits:
@@ -411,6 +433,7 @@ class KnowledgeRetriever(BaseRetriever):
                     "score": r.score,
                     "dense": r.dense,
                     "lexical": r.lexical,
+                    "via": r.via,
                     "source_id": r.source_id,
                     "index_id": r.index_id,
                 },

@@ -78,6 +78,37 @@ def test_scope_validity_and_faq_first(demo: Settings) -> None:
     assert not service.rebuild_index(demo, company_id=company_id).built
 
 
+PARCELS = (
+    "问题,相似问题,答案,分类,适用小区,生效日期,失效日期\n"
+    "快递放在哪里,快递柜在哪,快递员会放在门岗旁的智能快递柜；物业不代收贵重物品和生鲜。,快递,全部,,\n"
+    "锦江苑快递放在哪里,快递柜在哪,锦江苑快递请到南门驿站领取；驿站可以代收生鲜并放冰柜。,快递,锦江苑,,\n"
+)
+
+
+def test_a_fact_only_an_faq_answer_holds_is_found_once_and_within_its_community(demo: Settings) -> None:
+    """ "物业能代收生鲜吗" shares no word with any FAQ question, only with an answer: the entry is
+    found by its answer, cited as the FAQ entry, listed once, and another community's answer stays
+    in that community."""
+    company_id, codes = _company_and_communities(demo)
+    _ingest(demo, company_id, "parcels.csv", PARCELS)
+    _ingest(demo, company_id, "standard.md", STANDARD)
+    service.rebuild_index(demo, company_id=company_id)
+
+    cuihu = _search(demo, company_id, codes["cuihu"], "物业能帮忙代收生鲜吗")
+    assert cuihu[0].kind == "faq" and cuihu[0].via == "answer" and "不代收贵重物品和生鲜" in cuihu[0].text
+    assert cuihu[0].section == "快递放在哪里"
+    assert not any("驿站" in r.text for r in cuihu)
+    assert len({(r.kind, r.item_id) for r in cuihu}) == len(cuihu)  # an entry found twice is listed once
+    jinjiang = _search(demo, company_id, codes["jinjiang"], "物业能帮忙代收生鲜吗")
+    assert any("驿站可以代收生鲜" in r.text for r in jinjiang)
+
+    by_question = _search(demo, company_id, codes["cuihu"], "快递柜在哪")
+    assert by_question[0].via == "question" and "智能快递柜" in by_question[0].text
+    with get_database(demo).session(readonly=True) as session:
+        index = session.scalars(select(KnowledgeIndex).order_by(KnowledgeIndex.id.desc())).first()
+        assert index is not None and (index.passages, index.faq_entries) == (1, 2)  # answers are not passages
+
+
 def test_deleted_source_never_shown_even_before_the_index_is_rebuilt(demo: Settings) -> None:
     company_id, codes = _company_and_communities(demo)
     source_id = _ingest(demo, company_id, "standard.md", STANDARD)
