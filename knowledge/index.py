@@ -36,12 +36,13 @@ from knowledge.models import (
     SourceKind,
     source_community,
 )
-from knowledge.text import bigrams, tokens
+from knowledge.text import bigrams, tokenizer_fingerprint, tokens
 from org.models import Community
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 5  # bump when the artifact layout or the tokenisation changes
+FORMAT_VERSION = 5  # bump when the artifact layout or the tokenisation code changes (its data files
+# are in the fingerprint: knowledge.text.tokenizer_fingerprint)
 KEEP_VERSIONS = 3  # ready versions kept per company (older artifacts are deleted)
 NO_START = 0
 NO_END = 99_999_999  # date ordinals as yyyymmdd integers
@@ -235,7 +236,7 @@ def fingerprint(session: Session, company_id: int, model: str) -> str:
         select(FaqEntry.source_id, FaqEntry.id).where(FaqEntry.source_id.in_(ids)).order_by(FaqEntry.row)
     ):
         entries[source_id].append(entry_id)
-    digest = hashlib.sha256(f"format:{FORMAT_VERSION}".encode())
+    digest = hashlib.sha256(f"format:{FORMAT_VERSION}:{tokenizer_fingerprint()}".encode())
     for s in sources:
         digest.update(f"|{s.id}:{s.version}:{s.content_sha256}:{s.all_communities}:{scopes[s.id]}".encode())
         for entry_id in entries[s.id]:

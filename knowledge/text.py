@@ -27,6 +27,18 @@ def _tokenizer():  # type: ignore[no-untyped-def]
 
 
 @lru_cache(maxsize=1)
+def tokenizer_fingerprint() -> str:
+    """What the indexed side of the text depends on: the user dictionary and the stop words. An
+    index built before either changed tokenised its passages differently from today's queries."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("userdict.txt", "stopwords.txt"):
+        digest.update(files("knowledge").joinpath(f"data/{name}").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
 def stop_words() -> frozenset[str]:
     text = files("knowledge").joinpath("data/stopwords.txt").read_text(encoding="utf-8")
     return frozenset(w.strip() for w in text.splitlines() if w.strip())
