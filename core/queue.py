@@ -282,6 +282,7 @@ def periodic_jobs(settings: Settings) -> list[tuple[str, int]]:
         ("escalation.tasks.sweep", settings.sweep_interval_seconds),
         ("crawlers.tasks.schedule_due", 60),  # sources' own intervals are minutes
         ("sentiment.tasks.sweep", 60),  # alert digests and internal complaint spikes
+        ("knowledge.tasks.sweep", 60),  # stale search indexes rebuilt
     ]
 
 

@@ -15,9 +15,9 @@ from core.db import get_database
 from core.errors import InvalidInput, NotFound
 from core.settings import Settings
 from knowledge.faq import read_faq_table
-from knowledge.index import BuildResult, prepare_index, publish_index
+from knowledge.index import BuildResult, fingerprint, prepare_index, publish_index
 from knowledge.ingest import parse_document
-from knowledge.models import FaqEntry, KnowledgeSource, Passage, SourceKind
+from knowledge.models import FaqEntry, IndexStatus, KnowledgeIndex, KnowledgeSource, Passage, SourceKind
 from org.imports import RowError
 from org.models import Community
 
@@ -269,3 +269,47 @@ def index_build_started(settings: Settings, *, company_id: int, job_id: str | No
     redis = get_redis(settings)
     if job_id is not None and redis.get(_pending_key(company_id)) == job_id.encode():
         redis.delete(_pending_key(company_id))
+
+
+# A stale index is queued again at most this often: a build that keeps failing (a model that cannot
+# load) is not retried by every sweep, and a build that is slow to start is not queued twice.
+STALE_REQUEUE_SECONDS = 600
+
+
+def companies_with_stale_index(session: Session, *, model: str) -> list[int]:
+    """Companies whose current index no longer covers their knowledge base as it would be built
+    now: sources changed and nobody queued the build (Redis was down at the change), the tokeniser's
+    dictionary or the index format changed with an upgrade, or the operator switched the embeddings
+    model. A company with no sources is never stale."""
+    stale = []
+    for company_id in session.scalars(select(KnowledgeSource.company_id).distinct()).all():
+        built_from = session.scalar(
+            select(KnowledgeIndex.fingerprint)
+            .where(KnowledgeIndex.company_id == company_id, KnowledgeIndex.status == IndexStatus.ready)
+            .order_by(KnowledgeIndex.id.desc())
+            .limit(1)
+        )
+        if built_from != fingerprint(session, company_id, model):
+            stale.append(company_id)
+    return stale
+
+
+def queue_stale_index_builds(settings: Settings) -> list[int]:
+    """Queue a build for every company whose index is stale and that has none waiting or running
+    (periodic, knowledge.tasks.sweep). Returns the companies queued."""
+    from core.redis import get_redis
+    from knowledge.embeddings import make_embeddings
+
+    model = make_embeddings(settings).name  # the name only: the model loads on first use
+    with get_database(settings).session(readonly=True) as session:
+        stale = companies_with_stale_index(session, model=model)
+    redis = get_redis(settings)
+    queued = []
+    for company_id in stale:
+        if redis.exists(_pending_key(company_id), f"anju:knowledge-index:{company_id}"):
+            continue  # a build is waiting or running: it will see the change
+        if redis.set(f"anju:knowledge-index-stale:{company_id}", 1, nx=True, ex=STALE_REQUEUE_SECONDS):
+            request_index_build(settings, company_id=company_id)
+            queued.append(company_id)
+            log.info("knowledge index of company %s is stale: build queued", company_id)
+    return queued

@@ -200,3 +200,33 @@ def test_eval_retrieval_command_prints_product_and_baselines(demo: Settings, tmp
         env=settings_env(demo), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode == 1 and "第 1 行" in out.stderr
+
+
+def test_the_sweep_rebuilds_an_index_whose_build_was_never_queued(demo: Settings) -> None:
+    """A source changed while Redis was down (no build queued), or an upgrade changed the dictionary:
+    the periodic sweep queues one build, a real worker runs it, and then nothing is stale."""
+    from core.queue import get_queue
+
+    company_id, codes = _company_and_communities(demo)
+    _ingest(demo, company_id, "standard.md", STANDARD)
+    service.rebuild_index(demo, company_id=company_id)
+    assert service.queue_stale_index_builds(demo) == []  # current: nothing to do
+
+    _ingest(demo, company_id, "parcels.csv", PARCELS)  # committed; its build request never made it
+    assert service.queue_stale_index_builds(demo) == [company_id]
+    assert service.queue_stale_index_builds(demo) == []  # already waiting: not queued twice
+    assert get_queue("low", settings=demo).count == 1
+
+    worker = subprocess.run(
+        [sys.executable, "-m", "anju.cli", "worker", "--burst"],
+        env=settings_env(demo),
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert worker.returncode == 0, worker.stdout[-2000:] + worker.stderr[-2000:]
+    with get_database(demo).session(readonly=True) as session:
+        assert service.companies_with_stale_index(session, model=get_search(demo).encoder.name) == []
+    found = _search(demo, company_id, codes["cuihu"], "物业能帮忙代收生鲜吗")
+    assert found and "不代收贵重物品和生鲜" in found[0].text
