@@ -5,9 +5,8 @@ Two parts, searched separately: FAQ questions (every phrasing of every entry), a
 passages together with each FAQ entry's answer (a fact that only the answer holds, such as
 "物业不代收生鲜", is found the way a passage is: by its words). Each part has dense vectors
 (FAISS, inner product of unit vectors) and BM25 weights over jieba tokens (a precomputed sparse
-matrix). Each item carries its scope (all communities or
-some) and, for FAQ entries, the dates it is valid, so a query filters with a mask instead of
-rebuilding anything per community.
+matrix). Each item carries its scope (all communities or some) and, for FAQ entries, the dates it
+is valid, so a query filters with a mask instead of rebuilding anything per community.
 """
 
 from __future__ import annotations

@@ -62,8 +62,8 @@ class Fusion:
     answer_min_passage_cosine: float = 0.0
 
     def supported(self, results: list[Any]) -> list[Any]:
-        """The results an answer may rest on: FAQ entries, and passages with enough meaning in
-        common with the question."""
+        """The results an answer may rest on: FAQ entries matched by a phrasing, and passages or
+        FAQ answers with enough meaning in common with the question (shared words alone are not)."""
         return [r for r in results if r.via == "question" or r.dense >= self.answer_min_passage_cosine]
 
     def for_mode(self, mode: Mode) -> Fusion:
