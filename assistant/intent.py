@@ -1,10 +1,12 @@
 """A learned second opinion on what a message calls for: softmax regression over the sentence
-embedding the turn computes anyway for retrieval.
+embedding the turn computes anyway for retrieval, and over the message's own characters (single
+Chinese characters and character pairs, hashed): the embedding carries the meaning, the characters
+the words that decide it ("烟", "困", "漏" against "淹") when a small model blurs them.
 
 Rules (assistant.routing) catch what residents say in the words we know; frightened people also
 say things no word list foresaw ("游泳池有个小孩沉下去了"). The model is trained on the labelled
 utterances in assistant/data/intents.jsonl (our own, written the way residents write) for the
-embeddings model in use, once per process, in well under a second; its vectors come from the
+embeddings model in use, once per process, in about 1.5 s; its vectors come from the
 same model the index uses.
 """
 
@@ -25,22 +27,61 @@ CLASSES = ("answer", "clarify", "chitchat", "work_order", "human", "emergency")
 L2 = 1e-4
 EPOCHS = 2000  # chosen by 5-fold cross-validation (bench/routing_cv.py)
 LEARNING_RATE = 2.0
+# The characters' features: hashed into this many buckets, unit length, then scaled against the
+# embedding's unit vector. Both chosen by 5-fold cross-validation over the training utterances
+# (docs/BENCHMARKS.md, 2026-12-06): 2048 buckets collide more, a weight of 1 or 2 does less.
+HASH_BUCKETS = 4096
+CHARACTER_WEIGHT = 1.5
+
+
+def character_features(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """(buckets, values) of the text's single Chinese characters and character pairs, typos
+    corrected as for retrieval, hashed (crc32) and scaled to length CHARACTER_WEIGHT."""
+    import zlib
+
+    from knowledge.text import bigrams, correct_typos
+
+    text = correct_typos(text)
+    grams = bigrams(text) + [c for c in text if "\u4e00" <= c <= "\u9fff"]
+    buckets, counts = np.unique(
+        np.fromiter((zlib.crc32(g.encode()) % HASH_BUCKETS for g in grams), dtype=np.int64, count=len(grams)),
+        return_counts=True,
+    )
+    values = counts.astype(np.float32)
+    norm = float(np.linalg.norm(values))
+    return buckets, (values * (CHARACTER_WEIGHT / norm) if norm else values)
 
 
 @dataclass(frozen=True)
 class IntentModel:
-    weights: np.ndarray  # (classes, dim)
+    weights: np.ndarray  # (classes, dim): over the sentence embedding
+    character_weights: np.ndarray  # (classes, HASH_BUCKETS): over character_features
     bias: np.ndarray  # (classes,)
 
-    def probabilities(self, vector: np.ndarray) -> dict[str, float]:
-        logits = self.weights @ vector + self.bias
+    def probabilities(self, vector: np.ndarray, text: str) -> dict[str, float]:
+        buckets, values = character_features(text)
+        logits = self.weights @ vector + self.character_weights[:, buckets] @ values + self.bias
         logits -= logits.max()
         p = np.exp(logits)
         p /= p.sum()
         return {c: float(v) for c, v in zip(CLASSES, p, strict=True)}
 
 
-def train(vectors: np.ndarray, labels: list[str], *, l2: float = L2, epochs: int = EPOCHS) -> IntentModel:
+def _character_matrix(texts: list[str]) -> Any:
+    from scipy import sparse
+
+    rows, cols, data = [], [], []
+    for row, text in enumerate(texts):
+        buckets, values = character_features(text)
+        rows += [row] * len(buckets)
+        cols += buckets.tolist()
+        data += values.tolist()
+    return sparse.csr_matrix((data, (rows, cols)), shape=(len(texts), HASH_BUCKETS), dtype=np.float64)
+
+
+def train(
+    vectors: np.ndarray, texts: list[str], labels: list[str], *, l2: float = L2, epochs: int = EPOCHS
+) -> IntentModel:
     """Full-batch gradient descent on the cross-entropy, classes weighted by inverse frequency
     (emergencies are a fifth of the data but must never be missed)."""
     y = np.array([CLASSES.index(label) for label in labels])
@@ -49,19 +90,27 @@ def train(vectors: np.ndarray, labels: list[str], *, l2: float = L2, epochs: int
     class_weight = np.where(counts > 0, n / (len(CLASSES) * np.maximum(counts, 1)), 0.0)
     sample_weight = class_weight[y]
     x = vectors.astype(np.float64)
+    chars = _character_matrix(texts)
+    chars_t = chars.T.tocsr()
     weights = np.zeros((len(CLASSES), dim))
+    character_weights = np.zeros((len(CLASSES), HASH_BUCKETS))
     bias = np.zeros(len(CLASSES))
     onehot = np.eye(len(CLASSES))[y]
     scale = 1.0 / sample_weight.sum()
     for _ in range(epochs):
-        logits = x @ weights.T + bias
+        logits = x @ weights.T + chars @ character_weights.T + bias
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
         error = (p - onehot) * sample_weight[:, None]
         weights -= LEARNING_RATE * (scale * error.T @ x + l2 * weights)
+        character_weights -= LEARNING_RATE * (scale * (chars_t @ error).T + l2 * character_weights)
         bias -= LEARNING_RATE * scale * error.sum(axis=0)
-    return IntentModel(weights=weights.astype(np.float32), bias=bias.astype(np.float32))
+    return IntentModel(
+        weights=weights.astype(np.float32),
+        character_weights=character_weights.astype(np.float32),
+        bias=bias.astype(np.float32),
+    )
 
 
 def training_data() -> list[tuple[str, str]]:
@@ -107,7 +156,8 @@ def model_for(encoder: Any) -> IntentModel:
     with _lock:
         if name not in _models:
             rows = training_data()
-            _models[name] = train(_vectors(encoder, rows), [label for _, label in rows])
+            texts, labels = [text for text, _ in rows], [label for _, label in rows]
+            _models[name] = train(_vectors(encoder, rows), texts, labels)
             log.info("intent model trained for %s on %d utterances", name, len(rows))
         return _models[name]
 

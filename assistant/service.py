@@ -244,7 +244,7 @@ class Assistant:
         confidence = results[0].score if results else 0.0
         probabilities = None
         if use_intent and vector is not None:
-            probabilities = intent.model_for(search.encoder).probabilities(vector)
+            probabilities = intent.model_for(search.encoder).probabilities(vector, text)
         action = decide(decided, confidence, probabilities, answer_threshold=calibration.answer_threshold)
         emergency = None
         if action is Action.emergency:

@@ -55,9 +55,11 @@ def main() -> None:
     for number, fold in enumerate(folds):
         held = set(fold)
         train_idx = [i for i in order if i not in held]
-        models[number] = intent.train(vectors[train_idx], [cases[i].ok[0] for i in train_idx])
+        models[number] = intent.train(
+            vectors[train_idx], [cases[i].text for i in train_idx], [cases[i].ok[0] for i in train_idx]
+        )
     fold_of = {i: number for number, fold in enumerate(folds) for i in fold}
-    probabilities = [models[fold_of[i]].probabilities(vectors[i]) for i in range(len(cases))]
+    probabilities = [models[fold_of[i]].probabilities(vectors[i], cases[i].text) for i in range(len(cases))]
 
     threshold = fusion_for(get_search(settings).encoder.name).answer_threshold
 
