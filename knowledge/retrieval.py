@@ -167,19 +167,26 @@ def _rank_part(
     dense_scaled = np.clip((cosine - floor) / (ceiling - floor), 0, 1)
     lexical_scaled = lexical[rows] / upper if upper > 0 else np.zeros(len(rows))
     fused = weight * dense_scaled + (1 - weight) * lexical_scaled
-    best_per_item: dict[tuple[str, int], Hit] = {}
+    hits = []
     for row, score, cos, lex in zip(rows, fused, cosine, lexical_scaled, strict=True):
         if kind == "faq":
-            hit = Hit("faq", int(part.ids[row]), float(score), float(cos), float(lex), via="question")
+            hits.append(Hit("faq", int(part.ids[row]), float(score), float(cos), float(lex), via="question"))
         elif part.kinds[row] == "faq":
-            hit = Hit("faq", int(part.ids[row]), float(score) - fusion.faq_answer_penalty, float(cos),
-                      float(lex), via="answer")  # fmt: skip
+            hits.append(Hit("faq", int(part.ids[row]), float(score) - fusion.faq_answer_penalty, float(cos),
+                            float(lex), via="answer"))  # fmt: skip
         else:
-            hit = Hit("passage", int(part.ids[row]), float(score), float(cos), float(lex))
+            hits.append(Hit("passage", int(part.ids[row]), float(score), float(cos), float(lex)))
+    return sorted(_best_per_item(hits), key=lambda h: -h.score)
+
+
+def _best_per_item(hits: list[Hit]) -> list[Hit]:
+    """Each item once, by its best hit (an FAQ entry found by several phrasings or by its answer)."""
+    best: dict[tuple[str, int], Hit] = {}
+    for hit in hits:
         key = (hit.kind, hit.item_id)
-        if key not in best_per_item or hit.score > best_per_item[key].score:
-            best_per_item[key] = hit  # an FAQ entry counts once, by its best phrasing
-    return sorted(best_per_item.values(), key=lambda h: -h.score)
+        if key not in best or hit.score > best[key].score:
+            best[key] = hit
+    return list(best.values())
 
 
 def rank(
@@ -205,14 +212,10 @@ def rank(
     )
     first = [h for h in faq if h.score >= fusion.faq_threshold]
     weaker = [replace(h, score=h.score - fusion.faq_penalty) for h in faq if h.score < fusion.faq_threshold]
-    best: dict[tuple[str, int], Hit] = {}
-    for hit in weaker + passages:  # an FAQ entry found by a phrasing and by its answer counts once
-        key = (hit.kind, hit.item_id)
-        if key not in best or hit.score > best[key].score:
-            best[key] = hit
     placed = {h.item_id for h in first}
     rest = sorted(
-        (h for h in best.values() if not (h.kind == "faq" and h.item_id in placed)), key=lambda h: -h.score
+        (h for h in _best_per_item(weaker + passages) if not (h.kind == "faq" and h.item_id in placed)),
+        key=lambda h: -h.score,
     )
     return (first + rest)[:k]
 

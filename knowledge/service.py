@@ -15,9 +15,9 @@ from core.db import get_database
 from core.errors import InvalidInput, NotFound
 from core.settings import Settings
 from knowledge.faq import read_faq_table
-from knowledge.index import BuildResult, fingerprint, prepare_index, publish_index
+from knowledge.index import BuildResult, current_index, fingerprint, prepare_index, publish_index
 from knowledge.ingest import parse_document
-from knowledge.models import FaqEntry, IndexStatus, KnowledgeIndex, KnowledgeSource, Passage, SourceKind
+from knowledge.models import FaqEntry, KnowledgeSource, Passage, SourceKind
 from org.imports import RowError
 from org.models import Community
 
@@ -205,7 +205,7 @@ def rebuild_index(settings: Settings, *, company_id: int, force: bool = False) -
 
     encoder = get_search(settings).encoder
     lock = get_redis(settings).lock(
-        f"anju:knowledge-index:{company_id}", timeout=INDEX_LOCK_SECONDS, blocking_timeout=INDEX_LOCK_SECONDS
+        _lock_key(company_id), timeout=INDEX_LOCK_SECONDS, blocking_timeout=INDEX_LOCK_SECONDS
     )
     try:
         if not lock.acquire():
@@ -227,6 +227,10 @@ def rebuild_index(settings: Settings, *, company_id: int, force: bool = False) -
                 lock.release()
             except (redis_lib.ConnectionError, redis_lib.TimeoutError, redis_lib.exceptions.LockError):
                 log.warning("knowledge index build lock of company %s already expired", company_id)
+
+
+def _lock_key(company_id: int) -> str:
+    return f"anju:knowledge-index:{company_id}"
 
 
 def _pending_key(company_id: int) -> str:
@@ -283,13 +287,8 @@ def companies_with_stale_index(session: Session, *, model: str) -> list[int]:
     model. A company with no sources is never stale."""
     stale = []
     for company_id in session.scalars(select(KnowledgeSource.company_id).distinct()).all():
-        built_from = session.scalar(
-            select(KnowledgeIndex.fingerprint)
-            .where(KnowledgeIndex.company_id == company_id, KnowledgeIndex.status == IndexStatus.ready)
-            .order_by(KnowledgeIndex.id.desc())
-            .limit(1)
-        )
-        if built_from != fingerprint(session, company_id, model):
+        current = current_index(session, company_id)  # the artifact column is deferred: not read
+        if current is None or current.fingerprint != fingerprint(session, company_id, model):
             stale.append(company_id)
     return stale
 
@@ -306,7 +305,7 @@ def queue_stale_index_builds(settings: Settings) -> list[int]:
     redis = get_redis(settings)
     queued = []
     for company_id in stale:
-        if redis.exists(_pending_key(company_id), f"anju:knowledge-index:{company_id}"):
+        if redis.exists(_pending_key(company_id), _lock_key(company_id)):
             continue  # a build is waiting or running: it will see the change
         if redis.set(f"anju:knowledge-index-stale:{company_id}", 1, nx=True, ex=STALE_REQUEUE_SECONDS):
             request_index_build(settings, company_id=company_id)
