@@ -48,6 +48,9 @@ def _user(request: Request, token: str, kind: TokenKind) -> StaffUser:
     with database.session(readonly=True) as session:
         user = service.user_for_token(session=session, token=token, kind=kind)
         _ = user.scopes  # loaded now: the views read the user's communities after this session
+    # The request's database session sees and writes only this user's company and communities
+    # (core.tenancy): every id the request carries is looked up within them.
+    request.state.tenant_scope = service.scope_for(user)
     return user
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, Boolean, Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, TimestampMixin, UTCDateTime
+from core.tenancy import Tenant
 
 
 class Role(enum.StrEnum):
@@ -23,6 +24,7 @@ ROLE_LABELS = {Role.agent: "客服", Role.supervisor: "主管", Role.pr: "品牌
 
 class StaffUser(TimestampMixin, Base):
     __tablename__ = "staff_user"
+    __tenant__ = Tenant.company()
 
     id: Mapped[int] = mapped_column(primary_key=True)
     company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="RESTRICT"), index=True)
@@ -46,6 +48,7 @@ class StaffUser(TimestampMixin, Base):
 
 class StaffCommunity(Base):
     __tablename__ = "staff_community"
+    __tenant__ = Tenant.community()
     __table_args__ = (UniqueConstraint("user_id", "community_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -62,6 +65,7 @@ class AuthToken(TimestampMixin, Base):
     """A login: only the SHA-256 of the token is stored, so a leaked database opens no account."""
 
     __tablename__ = "auth_token"
+    __tenant__ = Tenant.via("user_id", "staff_user")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id", ondelete="CASCADE"), index=True)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from accounts.models import AuthToken, Role, StaffCommunity, StaffUser, TokenKind
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthorized
+from core.tenancy import Scope
 from org.models import Community
 
 _hasher = PasswordHasher()  # argon2id with the library's maintained defaults
@@ -142,6 +143,14 @@ def revoke_token(*, session: Session, token: str) -> None:
         record.revoked = True
 
 
+def scope_for(user: StaffUser) -> Scope:
+    """What this member of staff may see: their company, and all of its communities or theirs."""
+    return Scope(
+        company_id=user.company_id,
+        community_ids=None if user.all_communities else frozenset(user.community_ids),
+    )
+
+
 def accessible_community_ids(*, session: Session, user: StaffUser) -> set[int]:
     if user.all_communities:
         return set(session.scalars(select(Community.id).where(Community.company_id == user.company_id)))
@@ -153,15 +162,19 @@ def require_role(user: StaffUser, *roles: Role) -> None:
         raise Forbidden("您的角色无权执行此操作")
 
 
+def works_in(user: StaffUser, community: Community) -> bool:
+    return community.company_id == user.company_id and (
+        user.all_communities or community.id in user.community_ids
+    )
+
+
 def require_community(*, session: Session, user: StaffUser, community_id: int) -> Community:
-    """The community, if this user may work in it: 404 when it does not exist, 403 when not theirs."""
+    """The community, if this user may work in it. Another company's or another team's community
+    is answered exactly like one that does not exist (404): ids are small sequential numbers, and
+    a 403 would tell a caller which ones are real."""
     community = session.get(Community, community_id)
-    if community is None:
+    if community is None or not works_in(user, community):
         raise NotFound("小区不存在")
-    if community.company_id != user.company_id or (
-        not user.all_communities and community_id not in user.community_ids
-    ):
-        raise Forbidden("您无权访问该小区")
     return community
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, String, Text, Uniqu
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, utcnow
+from core.tenancy import Tenant
 
 
 class Channel(enum.StrEnum):
@@ -31,6 +32,7 @@ class ConversationState(enum.StrEnum):
 
 class Conversation(Base):
     __tablename__ = "conversation"
+    __tenant__ = Tenant.community()
     __table_args__ = (UniqueConstraint("community_id", "channel", "external_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -64,6 +66,7 @@ class Sender(enum.StrEnum):
 
 class Message(Base):
     __tablename__ = "message"
+    __tenant__ = Tenant.via("conversation_id", "conversation")
     __table_args__ = (
         # A resent message (same client id) is stored once.
         UniqueConstraint("conversation_id", "client_id"),
@@ -102,6 +105,7 @@ class InboundMessage(Base):
     """
 
     __tablename__ = "inbound_message"
+    __tenant__ = Tenant.community()
     __table_args__ = (
         # WeChat's three retries, an app's resend, four concurrent deliveries: one row.
         UniqueConstraint("company_id", "channel", "external_id"),
@@ -141,6 +145,7 @@ class OutboundDelivery(Base):
     """A reply on its way out through the channel it answers (one per reply message)."""
 
     __tablename__ = "outbound_delivery"
+    __tenant__ = Tenant.via("conversation_id", "conversation")
     __table_args__ = (
         UniqueConstraint("message_id"),
         Index("ix_outbound_delivery_status_created_at", "status", "created_at"),

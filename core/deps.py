@@ -9,6 +9,7 @@ import redis
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from core import tenancy
 from core.db import Database
 from core.settings import Settings
 
@@ -31,6 +32,8 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     database: Database = request.app.state.database
     readonly = request.method in ("GET", "HEAD")
     session = (database.read_sessionmaker if readonly else database.sessionmaker)()
+    # Once the caller is known (accounts.deps), this session sees only their tenant's rows.
+    tenancy.scope_from(session, request.state)
     try:
         yield session
         session.commit()

@@ -11,6 +11,7 @@ from sqlalchemy import JSON, Boolean, Enum, ForeignKey, Integer, String, Text, U
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, UTCDateTime, utcnow
+from core.tenancy import Tenant
 
 
 class SourceKind(enum.StrEnum):
@@ -33,6 +34,7 @@ class SourceAuthority(enum.StrEnum):
 
 class Source(Base):
     __tablename__ = "crawl_source"
+    __tenant__ = Tenant.company_or_community()
     __table_args__ = (UniqueConstraint("company_id", "key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -65,6 +67,7 @@ class RunStatus(enum.StrEnum):
 
 class CrawlRun(Base):
     __tablename__ = "crawl_run"
+    __tenant__ = Tenant.via("source_id", "crawl_source")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("crawl_source.id", ondelete="CASCADE"), index=True)

@@ -14,6 +14,7 @@ from sqlalchemy import JSON, Boolean, Enum, ForeignKey, Index, Integer, String, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, UTCDateTime, utcnow
+from core.tenancy import Tenant
 
 
 class CaseCategory(enum.StrEnum):
@@ -42,6 +43,7 @@ ACTIVE_STATUSES = (CaseStatus.open, CaseStatus.in_progress)
 
 class Case(Base):
     __tablename__ = "escalation_case"
+    __tenant__ = Tenant.community()
     __table_args__ = (Index("ix_escalation_case_community_status", "community_id", "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -121,6 +123,7 @@ class CaseEvent(Base):
     """The case's timeline: every action, who did it and when (internal notes are events too)."""
 
     __tablename__ = "case_event"
+    __tenant__ = Tenant.via("case_id", "escalation_case")
     __table_args__ = (Index("ix_case_event_case_id_id", "case_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -137,6 +140,7 @@ class SlaPolicy(Base):
     apply where a company has none)."""
 
     __tablename__ = "sla_policy"
+    __tenant__ = Tenant.company()
     __table_args__ = (UniqueConstraint("company_id", "category"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -153,6 +157,7 @@ class DutyContact(Base):
     acknowledge before the next step is paged."""
 
     __tablename__ = "duty_contact"
+    __tenant__ = Tenant.community()
     __table_args__ = (UniqueConstraint("community_id", "level"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -170,6 +175,7 @@ class CannedReply(Base):
     """A reply agents pick instead of typing (per company; a community's own ones first)."""
 
     __tablename__ = "canned_reply"
+    __tenant__ = Tenant.company_or_community()
 
     id: Mapped[int] = mapped_column(primary_key=True)
     company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="CASCADE"), index=True)
@@ -182,6 +188,7 @@ class Survey(Base):
     """回访: the satisfaction survey sent when a case is resolved, and the resident's answer."""
 
     __tablename__ = "survey"
+    __tenant__ = Tenant.community()
     __table_args__ = (Index("ix_survey_case_id", "case_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -217,6 +224,7 @@ class WorkOrderStatus(enum.StrEnum):
 
 class WorkOrder(Base):
     __tablename__ = "work_order"
+    __tenant__ = Tenant.community()
     __table_args__ = (Index("ix_work_order_community_status", "community_id", "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -255,6 +263,7 @@ class WorkOrderEvent(Base):
     """A work order's timeline: status changes, notes, photos, hand-offs between departments."""
 
     __tablename__ = "work_order_event"
+    __tenant__ = Tenant.via("work_order_id", "work_order")
     __table_args__ = (Index("ix_work_order_event_order_id_id", "work_order_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -278,6 +287,7 @@ class CallbackTask(Base):
     by when, and the number to dial, the one raw personal value this needs."""
 
     __tablename__ = "callback_task"
+    __tenant__ = Tenant.community()
     __table_args__ = (
         UniqueConstraint("conversation_id"),  # one call, one call-back (a re-posted transcript too)
         Index("ix_callback_task_community_status", "community_id", "status"),

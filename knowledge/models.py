@@ -11,6 +11,7 @@ from sqlalchemy import JSON, Column, Date, Enum, ForeignKey, Index, LargeBinary,
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, TimestampMixin, UTCDateTime, utcnow
+from core.tenancy import Tenant
 
 if TYPE_CHECKING:
     from org.models import Community
@@ -41,6 +42,7 @@ class KnowledgeSource(TimestampMixin, Base):
     kept so the index can be rebuilt on any machine."""
 
     __tablename__ = "knowledge_source"
+    __tenant__ = Tenant.company()
     __table_args__ = (Index("ix_knowledge_source_company_sha", "company_id", "content_sha256"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -80,6 +82,7 @@ class Passage(Base):
     """A piece of a document, small enough to rank, with the headings above it for citation."""
 
     __tablename__ = "passage"
+    __tenant__ = Tenant.via("source_id", "knowledge_source")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("knowledge_source.id", ondelete="CASCADE"), index=True)
@@ -94,6 +97,7 @@ class FaqEntry(Base):
     """One question of an FAQ table. Its own communities, when given, narrow its source's scope."""
 
     __tablename__ = "faq_entry"
+    __tenant__ = Tenant.via("source_id", "knowledge_source")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("knowledge_source.id", ondelete="CASCADE"), index=True)
@@ -135,6 +139,7 @@ class KnowledgeIndex(Base):
     """
 
     __tablename__ = "knowledge_index"
+    __tenant__ = Tenant.company()
     __table_args__ = (Index("ix_knowledge_index_company_status", "company_id", "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -10,10 +10,12 @@ from sqlalchemy import JSON, Enum, ForeignKey, Index, LargeBinary, String, Uniqu
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, TimestampMixin, UTCDateTime, utcnow
+from core.tenancy import Tenant
 
 
 class Company(TimestampMixin, Base):
     __tablename__ = "company"
+    __tenant__ = Tenant.the_company()
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
@@ -27,6 +29,7 @@ class Community(TimestampMixin, Base):
     """A managed property (项目/小区). Every record of later domains belongs to one."""
 
     __tablename__ = "community"
+    __tenant__ = Tenant.itself()
 
     id: Mapped[int] = mapped_column(primary_key=True)
     company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="RESTRICT"), index=True)
@@ -42,6 +45,7 @@ class Community(TimestampMixin, Base):
 
 class Building(Base):
     __tablename__ = "building"
+    __tenant__ = Tenant.community()
     __table_args__ = (UniqueConstraint("community_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -54,6 +58,7 @@ class Building(Base):
 
 class Unit(Base):
     __tablename__ = "unit"
+    __tenant__ = Tenant.via("building_id", "building")
     __table_args__ = (UniqueConstraint("building_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -66,6 +71,7 @@ class Unit(Base):
 
 class Room(Base):
     __tablename__ = "room"
+    __tenant__ = Tenant.via("unit_id", "unit")
     __table_args__ = (UniqueConstraint("unit_id", "number"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -89,6 +95,7 @@ class IdentityKind(enum.StrEnum):
 
 class Resident(TimestampMixin, Base):
     __tablename__ = "resident"
+    __tenant__ = Tenant.community()
 
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), index=True)
@@ -115,6 +122,7 @@ class ResidentIdentity(Base):
     so a message from a known mobile number or openid finds its history."""
 
     __tablename__ = "resident_identity"
+    __tenant__ = Tenant.community()
     __table_args__ = (
         UniqueConstraint("community_id", "kind", "value"),
         Index("ix_resident_identity_kind_value", "kind", "value"),
@@ -143,6 +151,7 @@ class ResidentImport(TimestampMixin, Base):
     """
 
     __tablename__ = "resident_import"
+    __tenant__ = Tenant.community()
 
     id: Mapped[int] = mapped_column(primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), index=True)

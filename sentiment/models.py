@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, UTCDateTime, utcnow
+from core.tenancy import Tenant
 
 
 class WatchKind(enum.StrEnum):
@@ -37,6 +38,7 @@ class WatchTerm(Base):
     count): 安居物业, 翠湖, 翠湖路88号…"""
 
     __tablename__ = "watch_term"
+    __tenant__ = Tenant.company_or_community()
     __table_args__ = (UniqueConstraint("company_id", "term"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -50,6 +52,7 @@ class Post(Base):
     """One post, article, thread or complaint, stored once per platform id."""
 
     __tablename__ = "opinion_post"
+    __tenant__ = Tenant.company_or_community()
     __table_args__ = (
         UniqueConstraint("company_id", "platform", "external_id"),
         Index("ix_opinion_post_company_id_content_hash", "company_id", "content_hash"),
@@ -108,6 +111,7 @@ class Event(Base):
     """One story: posts about the same thing across platforms, graded as a whole."""
 
     __tablename__ = "opinion_event"
+    __tenant__ = Tenant.company_or_community()
     __table_args__ = (Index("ix_opinion_event_company_id_last_seen_at", "company_id", "last_seen_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -136,6 +140,7 @@ class EventLog(Base):
     """The event's timeline: graded, upgraded, alerted, acknowledged, status changes, notes."""
 
     __tablename__ = "opinion_event_log"
+    __tenant__ = Tenant.via("event_id", "opinion_event")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("opinion_event.id", ondelete="CASCADE"), index=True)
@@ -156,6 +161,7 @@ class AlertRoute(Base):
     """Where alerts go: a group robot or a mailbox, for a grade and worse, for one community or all."""
 
     __tablename__ = "opinion_alert_route"
+    __tenant__ = Tenant.company_or_community()
 
     id: Mapped[int] = mapped_column(primary_key=True)
     company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="CASCADE"), index=True)
@@ -172,6 +178,7 @@ class Alert(Base):
     """One alert per event and grade (an upgrade makes a new one), with its deliveries."""
 
     __tablename__ = "opinion_alert"
+    __tenant__ = Tenant.via("event_id", "opinion_event")
     __table_args__ = (UniqueConstraint("event_id", "grade"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
