@@ -139,7 +139,7 @@ def get_source(key: str, user: ReaderUser, session: SessionDep) -> SourceRead:
 
 @router.put("/api/crawl/sources/{key}", response_model=SourceRead)
 def update_source(key: str, body: SourceIn, user: AdminUser, session: SessionDep) -> SourceRead:
-    source = service.get_source(session=session, company_id=user.company_id, key=key)
+    source = service.get_source(session=session, company_id=user.company_id, key=key)  # 404 first
     if body.key != source.key:
         raise InvalidInput("不能修改采集源的 key（请新建一个再删除旧的）")
     data = body.model_copy(update={"config": _keep_hidden(body.config, dict(source.config or {}))})

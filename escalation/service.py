@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from accounts.models import Role, StaffUser
-from accounts.service import accessible_community_ids, require_community
+from accounts.service import accessible_community_ids, require_community, works_in
 from channels.models import Channel, Conversation, ConversationState, Message, Sender
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
@@ -32,6 +32,7 @@ from core.live import company_topic, publish
 from core.masking import mask_text
 from core.redis import get_redis
 from core.settings import Settings
+from core.tenancy import get_visible
 from escalation.models import (
     ACTIVE_STATUSES,
     CallbackStatus,
@@ -52,6 +53,7 @@ from escalation.models import (
     WorkOrderStatus,
 )
 from escalation.sla import BEIJING, REPAIR, BusinessHours, Sla, case_priority, policy
+from org.models import Community, Resident
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +237,50 @@ def open_case(
         community_id,
     )
     return case
+
+
+def open_case_by_staff(
+    *,
+    session: Session,
+    settings: Settings,
+    user: StaffUser,
+    community_id: int,
+    category: CaseCategory,
+    summary: str,
+    conversation_id: int | None = None,
+    resident_id: int | None = None,
+) -> Case:
+    """A case an agent opens (a walk-in, a call outside the call centre). Every id the agent gave
+    is looked up within their communities first, and must be of the case's community: a
+    conversation or resident of anyone else is not found."""
+    require_staff(user)
+    community = require_community(session=session, user=user, community_id=community_id)
+    conversation = (
+        get_visible(session, Conversation, conversation_id) if conversation_id is not None else None
+    )
+    resident = get_visible(session, Resident, resident_id) if resident_id is not None else None
+    if conversation is not None and conversation.community_id != community.id:
+        raise InvalidInput(f"该会话不是{community.name}的")
+    if resident is not None and resident.community_id != community.id:
+        raise InvalidInput(f"该住户不是{community.name}的")
+    if (
+        conversation is not None
+        and resident is not None
+        and conversation.resident_id not in (None, resident.id)
+    ):
+        raise InvalidInput("该会话不是这位住户的")
+    return open_case(
+        session=session,
+        settings=settings,
+        company_id=user.company_id,
+        community_id=community.id,
+        category=category,
+        reason="opened by agent",
+        summary=summary,
+        conversation_id=conversation.id if conversation else None,
+        resident_id=resident.id if resident else (conversation.resident_id if conversation else None),
+        actor=user,
+    )
 
 
 def _hours(settings: Settings) -> BusinessHours:
@@ -517,7 +563,6 @@ def page_step(*, session: Session, settings: Settings, case_id: int, level: int)
     chain = duty_chain(session=session, community_id=case.community_id)
     contact = chain[level] if level < len(chain) else None
     case.page_level = level
-    from org.models import Community
 
     place = session.get(Community, case.community_id)
     where = place.name if place else ""
@@ -588,7 +633,6 @@ def supervisor_notice(
 ) -> tuple[str, str] | None:
     """(title, markdown) telling supervisors about a breach or an unacknowledged emergency; None
     when the case no longer needs them (resolved meanwhile)."""
-    from org.models import Community
 
     case = session.get(Case, case_id)
     if case is None or not case.active:
@@ -696,7 +740,9 @@ def _give_to(session: Session, settings: Settings, case: Case, agent: StaffUser,
         or agent.role not in (Role.agent, Role.supervisor)
     ):
         raise InvalidInput("只能分配给本公司在岗的客服或主管")
-    require_community(session=session, user=agent, community_id=case.community_id)
+    place = session.get(Community, case.community_id)
+    if place is None or not works_in(agent, place):
+        raise InvalidInput(f"{agent.display_name}不负责{place.name if place else '这个小区'}，不能分配给他")
     cap = settings.agent_max_open_cases
     if case.assignee_id != agent.id and _holding(session, agent.id) >= cap:
         who = "您" if agent.id == by.id else agent.display_name
@@ -739,10 +785,8 @@ def assign(
     if user.role not in (Role.supervisor, Role.admin):
         raise Forbidden("只有主管可以分配案件")
     case = get_case(session=session, user=user, case_id=case_id)
+    agent = get_visible(session, StaffUser, agent_id, label="客服账号")
     _active_or_conflict(case)
-    agent = session.get(StaffUser, agent_id)
-    if agent is None:
-        raise NotFound("客服账号不存在")
     previous = session.get(StaffUser, case.assignee_id) if case.assignee_id else None
     _give_to(session, settings, case, agent, by=user)
     text = f"{user.display_name} 分配给 {agent.display_name}" + (
@@ -773,16 +817,14 @@ def transfer(
     """Hand a case on, with a note for whoever takes it: to a colleague, or back to a skill
     group's queue."""
     case = get_case(session=session, user=user, case_id=case_id)
+    agent = get_visible(session, StaffUser, agent_id, label="客服账号") if agent_id is not None else None
     _active_or_conflict(case)
     _require_holder(user, case)
     if not note.strip():
         raise InvalidInput("转交时请写明原因和进展，方便接手的同事")
     if (agent_id is None) == (skill is None):
         raise InvalidInput("请选择转交给哪位同事，或转回哪个技能组的队列")
-    if agent_id is not None:
-        agent = session.get(StaffUser, agent_id)
-        if agent is None:
-            raise NotFound("客服账号不存在")
+    if agent is not None:
         _give_to(session, settings, case, agent, by=user)
         target = agent.display_name
     else:
@@ -803,7 +845,7 @@ def transfer(
 
 def _active_or_conflict(case: Case) -> None:
     if not case.active:
-        raise Conflict(f"案件已{case.status.value}，请先重新打开")
+        raise Conflict(f"案件{case.status.value}，请先重新打开")
 
 
 def release_idle(*, session: Session, settings: Settings, now: datetime | None = None) -> list[int]:
@@ -1540,13 +1582,11 @@ def move_work_order(
     """One step of the flow. Dispatching needs someone to do it (an account or a technician's
     name); finishing tells the resident on their channel."""
     order = get_work_order(session=session, user=user, order_id=order_id)
+    person = get_visible(session, StaffUser, assignee_id, label="处理人") if assignee_id is not None else None
     if to not in FLOW[order.status]:
         raise Conflict(f"工单状态为「{order.status.value}」，不能直接改为「{to.value}」")
     if to is WorkOrderStatus.dispatched:
-        if assignee_id is not None:
-            person = session.get(StaffUser, assignee_id)
-            if person is None or person.company_id != order.company_id:
-                raise InvalidInput("处理人不存在")
+        if person is not None:
             order.assignee_id, order.assignee_name = person.id, person.display_name
         elif assignee_name and assignee_name.strip():
             order.assignee_id, order.assignee_name = None, assignee_name.strip()[:64]
@@ -1771,6 +1811,7 @@ def canned_replies(
 ) -> list[CannedReply]:
     stmt = select(CannedReply).where(CannedReply.company_id == user.company_id)
     if community_id is not None:
+        require_community(session=session, user=user, community_id=community_id)
         stmt = stmt.where((CannedReply.community_id.is_(None)) | (CannedReply.community_id == community_id))
     return list(session.scalars(stmt.order_by(CannedReply.community_id.is_(None), CannedReply.id)))
 

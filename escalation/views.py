@@ -21,7 +21,7 @@ from accounts.service import accessible_community_ids, require_community
 from channels.models import Conversation, Message
 from core.db import utcnow
 from core.deps import SessionDep, SettingsDep
-from core.errors import InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput, NotFound
 from core.live import company_topic, stream
 from core.masking import mask_mobile, mask_name, mask_text
 from core.routing import CommittingRoute
@@ -296,19 +296,15 @@ def create_case(
     body: schemas.CaseCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> schemas.CaseRead:
     """An agent opens a case (a walk-in, a call outside the call centre)."""
-    require_community(session=session, user=user, community_id=body.community_id)
-    service.require_staff(user)
-    case = service.open_case(
+    case = service.open_case_by_staff(
         session=session,
         settings=settings,
-        company_id=user.company_id,
+        user=user,
         community_id=body.community_id,
         category=CaseCategory(body.category),
-        reason="opened by agent",
         summary=body.summary,
         conversation_id=body.conversation_id,
         resident_id=body.resident_id,
-        actor=user,
     )
     return case_read(session, case)
 
@@ -414,7 +410,7 @@ def record_survey(
     case = service.get_case(session=session, user=user, case_id=case_id)
     survey = session.query(Survey).filter(Survey.case_id == case.id, Survey.answered_at.is_(None)).first()
     if survey is None:
-        raise NotFound("该案件没有待录入的回访")
+        raise Conflict("该案件没有待录入的回访")
     service.record_survey(
         session=session, settings=settings, survey=survey, score=body.score, comment=body.comment, actor=user
     )

@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from accounts.models import StaffUser
-from accounts.service import accessible_community_ids
+from accounts.service import accessible_community_ids, require_community
 from core.db import utcnow
 from core.errors import Conflict, InvalidInput, NotFound
 from core.events import after_commit
@@ -136,6 +136,9 @@ def _conditions(session: Session, user: StaffUser, filters: FeedFilter) -> list[
     if filters.graded_only:
         where.append(Event.grade.is_not(None))
     if filters.community_id is not None:
+        require_community(
+            session=session, user=user, community_id=filters.community_id
+        )  # 404 when not theirs
         where.append(Event.community_id == filters.community_id)
     if filters.platform:
         platform = filters.platform.strip()

@@ -92,7 +92,7 @@ def test_a_phone_case_is_answered_by_calling_back(demo_kb: Settings) -> None:
         agent.post(f"/api/cases/{case['id']}/resolve", json={}).raise_for_status()
         scored = agent.post(f"/api/cases/{case['id']}/survey", json={"score": 4, "comment": "电话里说满意"})
         assert scored.json()["score"] == 4
-        assert agent.post(f"/api/cases/{case['id']}/survey", json={"score": 4}).status_code == 404
+        assert agent.post(f"/api/cases/{case['id']}/survey", json={"score": 4}).status_code == 409
 
 
 def test_a_work_order_goes_through_its_flow_with_notes_photos_and_a_hand_off(demo_kb: Settings) -> None:

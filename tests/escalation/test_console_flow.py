@@ -161,9 +161,9 @@ def test_roles_and_communities_are_checked(demo_kb: Settings) -> None:
         assert anonymous.get("/api/cases").status_code == 401
         assert pr.get("/api/cases").status_code == 403
         assert pr.get(f"/api/cases/{case_id}").status_code == 403
-        assert agent.get(f"/api/cases/{other}").status_code == 403  # 滨江壹号 is not the agent's
+        assert agent.get(f"/api/cases/{other}").status_code == 404  # 滨江壹号 is not the agent's
         assert other not in [c["id"] for c in agent.get("/api/cases", params={"view": "active"}).json()]
-        assert agent.post(f"/api/cases/{other}/claim").status_code == 403
+        assert agent.post(f"/api/cases/{other}/claim").status_code == 404
         assert agent.get("/api/cases/999999").status_code == 404
         assert agent.post(f"/api/cases/{case_id}/reply", json={"text": ""}).status_code == 422
         assert agent.get("/api/reports/sla").status_code == 403

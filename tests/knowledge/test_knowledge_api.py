@@ -210,7 +210,7 @@ def test_only_admins_change_and_readers_see_their_communities(server: LiveServer
         assert agent.delete(f"{SOURCES}/{everywhere}").status_code == 403
         assert [s["id"] for s in agent.get(SOURCES).json()] == [everywhere]
         assert [s["id"] for s in agent.get(SOURCES, params={"community_id": cuihu}).json()] == [everywhere]
-        assert agent.get(SOURCES, params={"community_id": binjiang}).status_code == 403
+        assert agent.get(SOURCES, params={"community_id": binjiang}).status_code == 404
         assert agent.get(f"{SOURCES}/{binjiang_only}").status_code == 404
         assert agent.get(f"{SOURCES}/{everywhere}").json()["passage_count"] == 2
         assert agent.get("/api/knowledge/index").status_code == 200
