@@ -20,12 +20,13 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 import redis
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text, update
 
 from accounts.models import Role, StaffUser
 from anju.models import Base
@@ -453,23 +454,25 @@ def test_every_operation_refuses_other_tenants_ids(world: World) -> None:
     walk = sorted(calls(spec), key=lambda c: (ORDER[c.method], c.path))
     problems: list[str] = []
     for call in walk:
+        # Every caller's foreign ids first, between two snapshots of everything; then the controls.
+        before = snapshot(world.settings)
         for caller in world.callers:
-            before = snapshot(world.settings)
             for slot in call.slots:
                 for other in caller.foreign:
                     if slot.kind not in other.ids and slot.kind not in other.keys:
                         continue  # e.g. staff: the company's directory is every member's
-                    request = build(spec, call, caller.own, (slot, other))
-                    response = send(caller.client, request)
-                    if not _refused(response) and not (slot.kind in BY_NAME and response.status_code == 422):
+                    response = send(caller.client, build(spec, call, caller.own, (slot, other)))
+                    by_name = slot.kind in BY_NAME and response.status_code == 422
+                    if not (_refused(response) or by_name):
                         problems.append(
                             f"{call.name} as {caller.username} with {other.community_code}'s "
                             f"{slot.name}: {response.status_code} {response.text[:200]}"
                         )
                     if leaked := _leaks(response, caller.foreign):
                         problems.append(f"{call.name} as {caller.username}: shows {leaked}")
-            if changed := _diff(before, snapshot(world.settings)):
-                problems.append(f"{call.name} as {caller.username} with foreign ids changed {changed}")
+        if changed := _diff(before, snapshot(world.settings)):
+            problems.append(f"{call.name} with foreign ids changed {changed}")
+        for caller in world.callers:
             control = send(caller.client, build(spec, call, caller.own))
             if leaked := _leaks(control, caller.foreign):
                 problems.append(f"{call.name} as {caller.username} (own ids) shows {leaked}")
@@ -486,6 +489,7 @@ def test_every_operation_refuses_other_tenants_ids(world: World) -> None:
             caller.exercised.add(call.name)
     unexercised = {c.name for c in walk} - set().union(*(c.exercised for c in world.callers))
     assert not unexercised, f"no caller could use these operations: {sorted(unexercised)}"
+    assert len(walk) >= 82, "the walk lost operations"
     assert not problems, "\n".join(problems)
 
 
@@ -518,3 +522,136 @@ def test_every_route_is_in_the_walk_or_a_page_without_ids(sqlite_settings: Setti
     assert len(served) > 100, "the app's routes could not be listed"
     hidden = {(m, p) for m, p in served if (m, p) not in documented and p not in pages and m != "HEAD"}
     assert not hidden, json.dumps(sorted(hidden), ensure_ascii=False)
+
+
+# --- the reproductions of the report, step by step ---------------------------------------------
+
+
+def test_an_agent_cannot_take_over_another_communitys_emergency_through_a_case_body(
+    demo_kb: Settings, start_worker
+) -> None:  # type: ignore[no-untyped-def]
+    """As reported: the agent (翠湖, 锦江) posted a case naming 滨江壹号's open emergency
+    conversation; the call reopened that case, raised it and paged 滨江's duty chain, and the agent
+    then read the conversation and replied into the resident's web chat."""
+    from tests.escalation.test_console_flow import history, say
+
+    with get_database(demo_kb).session() as session:
+        seed_other_company(session)
+    start_worker(demo_kb)
+    with LiveServer(demo_kb) as live, live.client() as resident, live.login("agent") as agent:
+        session_id = uuid.uuid4().hex
+        turn = say(resident, session_id, "电梯里关了人，快来", community="binjiang")
+        assert turn["action"] == "emergency"
+        with get_database(demo_kb).session() as session:
+            from escalation.models import Case
+
+            case = session.get(Case, turn["case_id"])
+            assert case is not None
+            conversation_id, before = case.conversation_id, (case.priority, case.page_level, case.summary)
+            from org.models import Resident
+
+            neighbour = session.scalar(select(Resident.id).where(Resident.community_id == case.community_id))
+        cuihu = next(c["id"] for c in agent.get("/api/communities").json() if c["code"] == "cuihu")
+        seen = snapshot(demo_kb)
+        for body in (
+            {"community_id": cuihu, "category": "咨询", "summary": "x", "conversation_id": conversation_id},
+            {"community_id": cuihu, "category": "紧急", "summary": "x", "resident_id": neighbour},
+            {"community_id": 3, "category": "咨询", "summary": "x"},
+        ):
+            refused = agent.post("/api/cases", json=body)
+            assert refused.status_code == 404, refused.text
+        assert agent.get(f"/api/cases/{turn['case_id']}").status_code == 404
+        assert agent.post(f"/api/cases/{turn['case_id']}/reply", json={"text": "我是客服"}).status_code == 404
+        assert _diff(seen, snapshot(demo_kb)) == []
+        with get_database(demo_kb).session() as session:
+            case = session.get(Case, turn["case_id"])
+            assert case is not None and (case.priority, case.page_level, case.summary) == before
+        assert not any(
+            m.get("text") == "我是客服" for m in history(resident, session_id, community="binjiang")
+        )
+
+    with LiveServer(demo_kb) as live, live.login("admin_b", PASSWORD) as other:
+        assert other.post(f"/api/cases/{turn['case_id']}/reply", json={"text": "乙方来信"}).status_code == 404
+        created = other.post("/api/cases", json={"community_id": 1, "category": "咨询", "summary": "x"})
+        assert created.status_code == 404
+        assert other.get(f"/api/residents/{neighbour}").status_code == 404
+
+
+def test_a_residents_history_shows_only_the_callers_communities(demo: Settings) -> None:
+    """The same owner (one phone) in 翠湖 and 滨江: the history is one person's, but an agent of
+    翠湖 sees only what was said in 翠湖."""
+    from channels.models import Channel, Conversation, Message, Sender
+    from org.models import IdentityKind, Resident, ResidentIdentity
+
+    with get_database(demo).session() as session:
+        pair = []
+        for code in ("cuihu", "binjiang"):
+            community = session.scalar(select(Community).where(Community.code == code))
+            assert community is not None
+            resident = Resident(community_id=community.id, name="同一业主")
+            session.add(resident)
+            session.flush()
+            session.add(ResidentIdentity(resident_id=resident.id, community_id=community.id,
+                                         kind=IdentityKind.mobile, value="13912340000"))  # fmt: skip
+            conversation = Conversation(
+                company_id=community.company_id,
+                community_id=community.id,
+                channel=Channel.web,
+                external_id=f"s-{code}",
+                resident_id=resident.id,
+            )
+            session.add(conversation)
+            session.flush()
+            session.add(
+                Message(conversation_id=conversation.id, sender=Sender.resident, text=f"{code}的留言")
+            )
+            pair.append(resident.id)
+    with LiveServer(demo) as live, live.login("agent") as agent, live.login("supervisor") as boss:
+        mine = agent.get(f"/api/residents/{pair[0]}/history").json()
+        everything = boss.get(f"/api/residents/{pair[0]}/history").json()
+        assert agent.get(f"/api/residents/{pair[1]}/history").status_code == 404
+    assert [m["text"] for m in mine] == ["cuihu的留言"]
+    assert sorted(m["text"] for m in everything) == ["binjiang的留言", "cuihu的留言"]
+
+
+def test_a_scoped_session_refuses_to_write_a_reference_it_did_not_look_up(demo: Settings) -> None:
+    """The data layer's own guard: a service that copies an id from a request into a new row,
+    without looking it up, still cannot link another tenant's row."""
+    from channels.models import Channel, Conversation
+    from core.errors import NotFound
+    from core.tenancy import Scope, set_scope
+    from escalation.models import Case, CaseCategory, Priority
+
+    database = get_database(demo)
+    with database.session() as session:
+        binjiang = session.scalar(select(Community).where(Community.code == "binjiang"))
+        assert binjiang is not None
+        foreign = Conversation(company_id=binjiang.company_id, community_id=binjiang.id,
+                               channel=Channel.web, external_id="s-x")  # fmt: skip
+        session.add(foreign)
+        session.flush()
+        foreign_id, company_id = foreign.id, binjiang.company_id
+    scope = Scope(company_id=company_id, community_ids=frozenset({1, 2}))
+    due = datetime.now(UTC)
+    for row in (
+        Case(company_id=company_id, community_id=1, conversation_id=foreign_id, category=CaseCategory.inquiry,
+             priority=Priority.normal, reason="x", summary="x", first_response_due=due, resolve_due=due),
+        Case(company_id=company_id, community_id=3, category=CaseCategory.inquiry, priority=Priority.normal,
+             reason="x", summary="x", first_response_due=due, resolve_due=due),
+    ):  # fmt: skip
+        with pytest.raises(NotFound), database.session() as session:
+            set_scope(session, scope)
+            session.add(row)
+            session.flush()
+    with database.session() as session:
+        set_scope(session, scope)
+        assert session.get(Conversation, foreign_id) is None
+        assert (
+            session.scalar(
+                select(func.count()).select_from(Conversation).where(Conversation.id == foreign_id)
+            )
+            == 0
+        )
+        assert session.execute(update(Conversation).values(context={"x": 1})).rowcount == 0  # type: ignore[attr-defined]
+    with database.session() as session:
+        assert session.get(Conversation, foreign_id) is not None  # unscoped (workers): everything
