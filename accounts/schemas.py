@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from accounts.models import Role
+from core.types import Id
 
 
 class TokenRequest(BaseModel):
@@ -23,7 +24,7 @@ class UserCreate(BaseModel):
     password: str = Field(min_length=8, max_length=256)
     display_name: str | None = Field(default=None, max_length=64)
     role: Role
-    community_ids: list[int] = Field(default_factory=list)
+    community_ids: list[Id] = Field(default_factory=list)
     all_communities: bool = False
 
 

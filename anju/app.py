@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.db import get_database
@@ -27,7 +28,13 @@ from core.settings import Mode, Settings, get_settings
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 
-_HTTP_MESSAGES = {404: "找不到该页面或接口", 405: "不支持该请求方法", 401: "请先登录", 403: "没有权限"}
+_HTTP_MESSAGES = {
+    400: "请求体无法解析",  # Starlette's own words for a body it could not read (e.g. a 5,000-digit number)
+    404: "找不到该页面或接口",
+    405: "不支持该请求方法",
+    401: "请先登录",
+    403: "没有权限",
+}
 
 
 def _validation_details(exc: RequestValidationError) -> tuple[int, str, list[dict[str, Any]]]:
@@ -69,6 +76,19 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(f"http_{exc.status_code}", message),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+        """A value the database cannot hold (a number past its integer range, a NUL character in
+        PostgreSQL text) that no schema bound caught: the request's fault, answered as one. The
+        transaction was rolled back by the session dependency."""
+        log.warning(
+            "unstorable value in %s %s: %s", request.method, request.url.path, str(exc).split("\n")[0]
+        )
+        return JSONResponse(
+            error_body("invalid_input", "提交的数据超出允许范围或含有无法保存的字符"), status_code=422
         )
 
     # Anything else is answered by RequestContextMiddleware, where the request id is still known.

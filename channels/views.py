@@ -46,6 +46,7 @@ from core.masking import mask_mobile, mask_text
 from core.redis import get_async_redis
 from core.routing import CommittingRoute
 from core.settings import Settings, WechatAccount
+from core.types import PathId
 from org.service import get_community_by_code, get_resident, normalise_mobile
 
 log = logging.getLogger(__name__)
@@ -364,7 +365,7 @@ def _history_item(message: Message, conversation: Conversation) -> HistoryItem:
 
 @api.get("/residents/{resident_id}/history", response_model=list[HistoryItem])
 def resident_history(
-    resident_id: int, user: ServiceUser, session: SessionDep, limit: int = Query(200, ge=1, le=1000)
+    resident_id: PathId, user: ServiceUser, session: SessionDep, limit: int = Query(200, ge=1, le=1000)
 ) -> list[HistoryItem]:
     """Everything this resident said and was told, on every channel (web, WeChat, app, phone) and
     under every directory entry with the same mobile number, oldest first."""
@@ -380,7 +381,7 @@ def resident_history(
 
 @api.get("/communities/{community_id}/conversations/export", response_class=StreamingResponse)
 def export_conversations(
-    community_id: int,
+    community_id: PathId,
     user: ServiceUser,
     session: SessionDep,
     since: AwareDatetime | None = None,
@@ -445,7 +446,7 @@ def _failed_delivery(d: OutboundDelivery, c: Conversation) -> FailedDelivery:
 
 
 @api.get("/communities/{community_id}/intake/problems", response_model=IntakeProblems)
-def intake_problems(community_id: int, user: ServiceUser, session: SessionDep) -> IntakeProblems:
+def intake_problems(community_id: PathId, user: ServiceUser, session: SessionDep) -> IntakeProblems:
     """Messages the intake gave up on and replies that never arrived, newest first."""
     require_community(session=session, user=user, community_id=community_id)
     return IntakeProblems(
@@ -457,7 +458,9 @@ def intake_problems(community_id: int, user: ServiceUser, session: SessionDep) -
 
 
 @api.post("/intake/messages/{inbound_id}/retry", response_model=Accepted)
-def retry_message(inbound_id: int, user: ServiceUser, session: SessionDep, settings: SettingsDep) -> Accepted:
+def retry_message(
+    inbound_id: PathId, user: ServiceUser, session: SessionDep, settings: SettingsDep
+) -> Accepted:
     message = session.get(InboundMessage, inbound_id)
     if message is None:
         raise NotFound("消息不存在")
@@ -468,7 +471,7 @@ def retry_message(inbound_id: int, user: ServiceUser, session: SessionDep, setti
 
 @api.post("/intake/deliveries/{delivery_id}/retry", response_model=Accepted)
 def retry_delivery(
-    delivery_id: int, user: ServiceUser, session: SessionDep, settings: SettingsDep
+    delivery_id: PathId, user: ServiceUser, session: SessionDep, settings: SettingsDep
 ) -> Accepted:
     delivery = session.get(OutboundDelivery, delivery_id)
     if delivery is None:

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from core.types import Id
+
 QueueView = Literal["queue", "mine", "active", "breached", "done"]
 
 
@@ -99,11 +101,11 @@ class CaseDetail(BaseModel):
 
 
 class CaseCreate(BaseModel):
-    community_id: int
+    community_id: Id
     category: Literal["报修", "投诉", "咨询", "建议", "紧急"]
     summary: str = Field(min_length=1, max_length=4000)
-    conversation_id: int | None = None
-    resident_id: int | None = None
+    conversation_id: Id | None = None
+    resident_id: Id | None = None
 
 
 class TextIn(BaseModel):
@@ -111,13 +113,13 @@ class TextIn(BaseModel):
 
 
 class AssignIn(BaseModel):
-    agent_id: int
+    agent_id: Id
     note: str = Field(default="", max_length=500)
 
 
 class TransferIn(BaseModel):
     note: str = Field(max_length=500)
-    agent_id: int | None = None
+    agent_id: Id | None = None
     skill: str | None = Field(default=None, max_length=16)
 
 
@@ -156,7 +158,7 @@ class CannedReplyRead(BaseModel):
 class CannedReplyCreate(BaseModel):
     title: str = Field(min_length=1, max_length=64)
     text: str = Field(min_length=1, max_length=2000)
-    community_id: int | None = None
+    community_id: Id | None = None
 
 
 class SlaPolicyRead(BaseModel):
@@ -193,7 +195,7 @@ class DutyStepRead(BaseModel):
 class WorkOrderMove(BaseModel):
     to: Literal["待派单", "已派单", "处理中", "待核验", "已完成"]
     note: str = Field(default="", max_length=1000)
-    assignee_id: int | None = None
+    assignee_id: Id | None = None
     assignee_name: str | None = Field(default=None, max_length=64)
 
 

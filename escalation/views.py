@@ -25,6 +25,7 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.live import company_topic, stream
 from core.masking import mask_mobile, mask_name, mask_text
 from core.routing import CommittingRoute
+from core.types import PathId, QueryId
 from escalation import schemas, service
 from escalation.models import (
     CallbackStatus,
@@ -238,7 +239,7 @@ def list_cases(
     session: SessionDep,
     settings: SettingsDep,
     view: schemas.QueueView = "queue",
-    community_id: int | None = None,
+    community_id: QueryId = None,
 ) -> Response:
     """The queue: by priority (紧急 first), then the next SLA due time."""
     version = service.cases_version(settings, user.company_id)
@@ -253,7 +254,7 @@ def list_cases(
 
 
 @router.get("/api/cases/{case_id}", response_model=schemas.CaseDetail)
-def get_case(case_id: int, user: CurrentUser, session: SessionDep) -> schemas.CaseDetail:
+def get_case(case_id: PathId, user: CurrentUser, session: SessionDep) -> schemas.CaseDetail:
     """Everything at once: the whole conversation with the assistant's citations, the timeline,
     the resident (masked) and their past cases, work orders, surveys."""
     case = service.get_case(session=session, user=user, case_id=case_id)
@@ -310,13 +311,13 @@ def create_case(
 
 
 @router.post("/api/cases/{case_id}/claim", response_model=schemas.CaseRead)
-def claim(case_id: int, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> schemas.CaseRead:
+def claim(case_id: PathId, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> schemas.CaseRead:
     return case_read(session, service.claim(session=session, settings=settings, user=user, case_id=case_id))
 
 
 @router.post("/api/cases/{case_id}/assign", response_model=schemas.CaseRead)
 def assign(
-    case_id: int, body: schemas.AssignIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    case_id: PathId, body: schemas.AssignIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> schemas.CaseRead:
     case = service.assign(
         session=session, settings=settings, user=user, case_id=case_id, agent_id=body.agent_id, note=body.note
@@ -326,7 +327,7 @@ def assign(
 
 @router.post("/api/cases/{case_id}/transfer", response_model=schemas.CaseRead)
 def transfer(
-    case_id: int, body: schemas.TransferIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    case_id: PathId, body: schemas.TransferIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> schemas.CaseRead:
     case = service.transfer(
         session=session,
@@ -342,7 +343,7 @@ def transfer(
 
 @router.post("/api/cases/{case_id}/reply", response_model=schemas.MessageRead, status_code=201)
 def reply(
-    case_id: int, body: schemas.TextIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    case_id: PathId, body: schemas.TextIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> schemas.MessageRead:
     """Sent to the resident on the channel they used (web page, WeChat, app)."""
     message = service.reply(session=session, settings=settings, user=user, case_id=case_id, text=body.text)
@@ -351,7 +352,7 @@ def reply(
 
 @router.post("/api/cases/{case_id}/notes", response_model=schemas.EventRead, status_code=201)
 def add_note(
-    case_id: int, body: schemas.TextIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    case_id: PathId, body: schemas.TextIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> schemas.EventRead:
     """An internal note: colleagues see it, the resident never does."""
     event = service.add_note(session=session, settings=settings, user=user, case_id=case_id, text=body.text)
@@ -360,7 +361,7 @@ def add_note(
 
 @router.post("/api/cases/{case_id}/priority", response_model=schemas.CaseRead)
 def set_priority(
-    case_id: int, body: schemas.PriorityIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    case_id: PathId, body: schemas.PriorityIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> schemas.CaseRead:
     case = service.set_priority(
         session=session,
@@ -375,7 +376,7 @@ def set_priority(
 
 @router.post("/api/cases/{case_id}/resolve", response_model=schemas.CaseRead)
 def resolve(
-    case_id: int, body: schemas.NoteIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    case_id: PathId, body: schemas.NoteIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> schemas.CaseRead:
     """Resolved: SLA timers stop, the survey goes to the resident, the assistant answers again."""
     case = service.resolve(session=session, settings=settings, user=user, case_id=case_id, note=body.note)
@@ -384,7 +385,7 @@ def resolve(
 
 @router.post("/api/cases/{case_id}/reopen", response_model=schemas.CaseRead)
 def reopen(
-    case_id: int, body: schemas.ReasonIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    case_id: PathId, body: schemas.ReasonIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> schemas.CaseRead:
     case = service.reopen_by(
         session=session, settings=settings, user=user, case_id=case_id, reason=body.reason
@@ -394,7 +395,7 @@ def reopen(
 
 @router.post("/api/cases/{case_id}/acknowledge", response_model=schemas.CaseRead)
 def acknowledge(
-    case_id: int, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    case_id: PathId, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> schemas.CaseRead:
     """An emergency taken: the duty chain stops paging."""
     case = service.get_case(session=session, user=user, case_id=case_id)
@@ -404,7 +405,7 @@ def acknowledge(
 
 @router.post("/api/cases/{case_id}/survey", response_model=schemas.SurveyRead)
 def record_survey(
-    case_id: int, body: schemas.SurveyIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    case_id: PathId, body: schemas.SurveyIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> schemas.SurveyRead:
     """A score the resident gave on the phone (回访 by call)."""
     case = service.get_case(session=session, user=user, case_id=case_id)
@@ -426,7 +427,7 @@ def record_survey(
 
 @router.get("/api/cases/{case_id}/suggestions", response_model=list[schemas.Suggestion])
 def suggestions(
-    case_id: int, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    case_id: PathId, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> list[schemas.Suggestion]:
     """Draft replies from the knowledge base for the resident's latest messages, with sources."""
     from assistant.service import Assistant
@@ -491,7 +492,7 @@ def sla_report(
     by: str = "community",
     since: datetime | None = None,
     until: datetime | None = None,
-    community_id: int | None = None,
+    community_id: QueryId = None,
 ) -> list[dict[str, object]]:
     """SLA compliance (first response and resolution in time, breaches) per community, agent or
     category, for cases created in the period (default: the last 30 days)."""
@@ -508,7 +509,7 @@ def csat_report(
     by: str = "community",
     since: datetime | None = None,
     until: datetime | None = None,
-    community_id: int | None = None,
+    community_id: QueryId = None,
 ) -> list[dict[str, object]]:
     """Satisfaction (回访): surveys sent and answered, the average score, the share of 4–5."""
     start, end = _period(since, until)
@@ -552,7 +553,9 @@ def set_sla_policy(
 
 
 @router.get("/api/communities/{community_id}/duty-chain", response_model=list[schemas.DutyStepRead])
-def get_duty_chain(community_id: int, user: CurrentUser, session: SessionDep) -> list[schemas.DutyStepRead]:
+def get_duty_chain(
+    community_id: PathId, user: CurrentUser, session: SessionDep
+) -> list[schemas.DutyStepRead]:
     require_community(session=session, user=user, community_id=community_id)
     return [
         schemas.DutyStepRead(
@@ -569,7 +572,7 @@ def get_duty_chain(community_id: int, user: CurrentUser, session: SessionDep) ->
 
 @router.put("/api/communities/{community_id}/duty-chain", response_model=list[schemas.DutyStepRead])
 def set_duty_chain(
-    community_id: int, body: list[schemas.DutyStep], user: CurrentUser, session: SessionDep
+    community_id: PathId, body: list[schemas.DutyStep], user: CurrentUser, session: SessionDep
 ) -> list[schemas.DutyStepRead]:
     """Who an emergency pages, in order, and how long each has to acknowledge."""
     steps = []
@@ -583,7 +586,7 @@ def set_duty_chain(
 
 @router.get("/api/canned-replies", response_model=list[schemas.CannedReplyRead])
 def canned_replies(
-    user: CurrentUser, session: SessionDep, community_id: int | None = None
+    user: CurrentUser, session: SessionDep, community_id: QueryId = None
 ) -> list[schemas.CannedReplyRead]:
     return [
         schemas.CannedReplyRead(id=r.id, community_id=r.community_id, title=r.title, text=r.text)
@@ -606,7 +609,7 @@ def add_canned_reply(
 
 @router.get("/api/work-orders", response_model=list[schemas.WorkOrderRead])
 def list_work_orders(
-    user: CurrentUser, session: SessionDep, community_id: int | None = None, status: str | None = None
+    user: CurrentUser, session: SessionDep, community_id: QueryId = None, status: str | None = None
 ) -> list[schemas.WorkOrderRead]:
     """Open work orders (or those of one status), the most urgent first."""
     try:
@@ -635,13 +638,17 @@ def _work_order_detail(session: SessionDep, order: WorkOrder) -> schemas.WorkOrd
 
 
 @router.get("/api/work-orders/{order_id}", response_model=schemas.WorkOrderDetail)
-def get_work_order(order_id: int, user: CurrentUser, session: SessionDep) -> schemas.WorkOrderDetail:
+def get_work_order(order_id: PathId, user: CurrentUser, session: SessionDep) -> schemas.WorkOrderDetail:
     return _work_order_detail(session, service.get_work_order(session=session, user=user, order_id=order_id))
 
 
 @router.post("/api/cases/{case_id}/work-orders", response_model=schemas.WorkOrderRead, status_code=201)
 def create_work_order(
-    case_id: int, body: schemas.WorkOrderCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    case_id: PathId,
+    body: schemas.WorkOrderCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> schemas.WorkOrderRead:
     """A work order from the case, for the department that does the work."""
     order = service.work_order_for_case(
@@ -660,7 +667,11 @@ def create_work_order(
 
 @router.post("/api/work-orders/{order_id}/move", response_model=schemas.WorkOrderDetail)
 def move_work_order(
-    order_id: int, body: schemas.WorkOrderMove, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    order_id: PathId,
+    body: schemas.WorkOrderMove,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> schemas.WorkOrderDetail:
     """发起 → 分配 → 执行 → 核验 → 完成, one step at a time."""
     order = service.move_work_order(
@@ -678,7 +689,7 @@ def move_work_order(
 
 @router.post("/api/work-orders/{order_id}/hand-off", response_model=schemas.WorkOrderDetail)
 def hand_off_work_order(
-    order_id: int, body: schemas.WorkOrderHandOff, user: CurrentUser, session: SessionDep
+    order_id: PathId, body: schemas.WorkOrderHandOff, user: CurrentUser, session: SessionDep
 ) -> schemas.WorkOrderDetail:
     order = service.hand_off_work_order(
         session=session, user=user, order_id=order_id, department=body.department, note=body.note
@@ -688,7 +699,7 @@ def hand_off_work_order(
 
 @router.post("/api/work-orders/{order_id}/photos", response_model=schemas.WorkOrderDetail, status_code=201)
 def add_work_order_photo(
-    order_id: int, photo: UploadFile, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    order_id: PathId, photo: UploadFile, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> schemas.WorkOrderDetail:
     """A photo of the work (JPEG, PNG or WebP, up to 5 MB)."""
     content = photo.file.read(service.MAX_PHOTO_BYTES + 1)
@@ -700,7 +711,7 @@ def add_work_order_photo(
 
 @router.get("/api/work-orders/{order_id}/photos/{name}")
 def work_order_photo(
-    order_id: int, name: str, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    order_id: PathId, name: str, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> FileResponse:
     path = service.work_order_photo(
         session=session, settings=settings, user=user, order_id=order_id, name=name
@@ -726,7 +737,7 @@ def _callback_read(task: CallbackTask) -> schemas.CallbackRead:
 def list_callbacks(
     user: CurrentUser,
     session: SessionDep,
-    community_id: int | None = None,
+    community_id: QueryId = None,
     pending: bool = Query(default=True),
 ) -> list[schemas.CallbackRead]:
     """Residents to call back, the earliest due first."""
@@ -738,7 +749,7 @@ def list_callbacks(
 
 @router.post("/api/callbacks/{task_id}/done", response_model=schemas.CallbackRead)
 def finish_callback(
-    task_id: int, body: schemas.CallbackDone, user: CurrentUser, session: SessionDep
+    task_id: PathId, body: schemas.CallbackDone, user: CurrentUser, session: SessionDep
 ) -> schemas.CallbackRead:
     task = service.finish_callback(
         session=session, user=user, task_id=task_id, status=CallbackStatus(body.status), note=body.note

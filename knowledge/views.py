@@ -11,7 +11,7 @@ import logging
 from typing import Annotated
 
 import redis
-from fastapi import APIRouter, Depends, Form, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, Form, Response, UploadFile
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from core.deps import SessionDep, SettingsDep
 from core.errors import InvalidInput, NotFound, PayloadTooLarge
 from core.routing import CommittingRoute
 from core.settings import Settings
+from core.types import MAX_ID, PathId, QueryId
 from knowledge import index as knowledge_index
 from knowledge import service
 from knowledge.models import FaqEntry, KnowledgeSource, Passage
@@ -173,9 +174,12 @@ def _parse_scope(community_ids: list[str] | None, all_communities: bool) -> tupl
     if not parts:
         return all_communities, None
     try:
-        return True, [int(p) for p in parts]
+        ids = [int(p) for p in parts]
     except ValueError:
         raise InvalidInput("小区编号应为数字") from None
+    if any(not 1 <= i <= MAX_ID for i in ids):
+        raise NotFound("小区不存在")
+    return True, ids
 
 
 def _reindex(session: Session, settings: Settings, company_id: int) -> str | None:
@@ -206,14 +210,12 @@ def _upload_answer(session: Session, result: service.IngestResult, *, created: b
 
 
 @router.get("/sources", response_model=list[SourceRead])
-def list_sources(
-    user: ReaderUser, session: SessionDep, community_id: Annotated[int | None, Query()] = None
-) -> list[SourceRead]:
+def list_sources(user: ReaderUser, session: SessionDep, community_id: QueryId = None) -> list[SourceRead]:
     return source_reads(session=session, user=user, community_id=community_id)
 
 
 @router.get("/sources/{source_id}", response_model=SourceDetail)
-def get_source(source_id: int, user: ReaderUser, session: SessionDep) -> SourceDetail:
+def get_source(source_id: PathId, user: ReaderUser, session: SessionDep) -> SourceDetail:
     source = service.get_source(session=session, source_id=source_id, company_id=user.company_id)
     if not _visible(source, _reader_scope(session, user)):
         raise NotFound("找不到该知识文件")
@@ -273,7 +275,7 @@ def upload_source(
 
 @router.put("/sources/{source_id}", response_model=SourceUpload)
 def replace_source(
-    source_id: int,
+    source_id: PathId,
     file: UploadFile,
     admin: AdminUser,
     session: SessionDep,
@@ -302,7 +304,9 @@ def replace_source(
 
 
 @router.delete("/sources/{source_id}", status_code=204)
-def delete_source(source_id: int, admin: AdminUser, session: SessionDep, settings: SettingsDep) -> Response:
+def delete_source(
+    source_id: PathId, admin: AdminUser, session: SessionDep, settings: SettingsDep
+) -> Response:
     service.delete_source(session=session, source_id=source_id, company_id=admin.company_id)
     job_id = _reindex(session, settings, admin.company_id)
     return Response(status_code=204, headers={INDEX_JOB_HEADER: job_id} if job_id else None)

@@ -15,6 +15,7 @@ from core.errors import InvalidInput, PayloadTooLarge
 from core.masking import mask_mobile, mask_name
 from core.queue import enqueue
 from core.routing import CommittingRoute
+from core.types import PathId
 from org import service, tasks
 from org.models import IdentityKind, Resident, ResidentImport
 from org.schemas import (
@@ -79,13 +80,13 @@ def create_community(body: CommunityCreate, admin: AdminUser, session: SessionDe
 
 
 @router.get("/communities/{community_id}", response_model=CommunityRead)
-def get_community(community_id: int, user: CurrentUser, session: SessionDep) -> CommunityRead:
+def get_community(community_id: PathId, user: CurrentUser, session: SessionDep) -> CommunityRead:
     community = accounts_service.require_community(session=session, user=user, community_id=community_id)
     return CommunityRead.model_validate(community)
 
 
 @router.get("/communities/{community_id}/buildings", response_model=list[BuildingRead])
-def list_buildings(community_id: int, user: CurrentUser, session: SessionDep) -> list[BuildingRead]:
+def list_buildings(community_id: PathId, user: CurrentUser, session: SessionDep) -> list[BuildingRead]:
     accounts_service.require_community(session=session, user=user, community_id=community_id)
     return [
         BuildingRead(
@@ -102,7 +103,7 @@ def list_buildings(community_id: int, user: CurrentUser, session: SessionDep) ->
 
 @router.get("/communities/{community_id}/residents", response_model=ResidentPage)
 def list_residents(
-    community_id: int,
+    community_id: PathId,
     user: DirectoryUser,
     session: SessionDep,
     q: Annotated[str | None, Query(max_length=64)] = None,
@@ -118,7 +119,7 @@ def list_residents(
 
 @router.post("/communities/{community_id}/residents", response_model=ResidentRead, status_code=201)
 def create_resident(
-    community_id: int, body: ResidentCreate, user: DirectoryUser, session: SessionDep
+    community_id: PathId, body: ResidentCreate, user: DirectoryUser, session: SessionDep
 ) -> ResidentRead:
     accounts_service.require_community(session=session, user=user, community_id=community_id)
     place = (body.building, body.unit, body.room)
@@ -147,7 +148,7 @@ def create_resident(
 
 
 @router.get("/residents/{resident_id}", response_model=ResidentRead)
-def get_resident(resident_id: int, user: DirectoryUser, session: SessionDep) -> ResidentRead:
+def get_resident(resident_id: PathId, user: DirectoryUser, session: SessionDep) -> ResidentRead:
     resident = service.get_resident(session=session, resident_id=resident_id)
     accounts_service.require_community(session=session, user=user, community_id=resident.community_id)
     return resident_read(resident)
@@ -155,7 +156,7 @@ def get_resident(resident_id: int, user: DirectoryUser, session: SessionDep) -> 
 
 @router.post("/communities/{community_id}/residents/imports", response_model=ImportRead, status_code=202)
 def upload_residents(
-    community_id: int, file: UploadFile, admin: AdminUser, session: SessionDep, settings: SettingsDep
+    community_id: PathId, file: UploadFile, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> ImportRead:
     """Upload a CSV or XLSX of residents; rows are imported by a worker (poll the import for its report)."""
     accounts_service.require_community(session=session, user=admin, community_id=community_id)
@@ -183,7 +184,7 @@ def upload_residents(
 
 
 @router.get("/resident-imports/{import_id}", response_model=ImportRead)
-def get_import(import_id: int, admin: AdminUser, session: SessionDep) -> ImportRead:
+def get_import(import_id: PathId, admin: AdminUser, session: SessionDep) -> ImportRead:
     record = service.get_import(session=session, import_id=import_id)
     accounts_service.require_community(session=session, user=admin, community_id=record.community_id)
     return import_read(record)

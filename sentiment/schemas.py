@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from core.types import Id
+
 Status = Literal["new", "confirmed", "handling", "handled"]
 Channel = Literal["wecom", "dingtalk", "feishu", "email"]
 
@@ -138,7 +140,7 @@ class AlertRouteIn(BaseModel):
     channel: Channel
     target: str = Field(min_length=1, max_length=1000)  # webhook URL, or e-mail addresses (comma-separated)
     secret: str | None = Field(default=None, max_length=200)  # robot signing secret
-    community_id: int | None = None  # None: every community
+    community_id: Id | None = None  # None: every community
     worst_grade: int = Field(default=4, ge=1, le=4)  # alerts of this grade or worse
     escalation: bool = False  # also gets Ⅰ/Ⅱ alerts nobody acknowledged in time
 
@@ -151,7 +153,7 @@ class AlertRouteUpdate(BaseModel):
     channel: Channel
     target: str | None = Field(default=None, min_length=1, max_length=1000)
     secret: str | None = Field(default=None, max_length=200)
-    community_id: int | None = None
+    community_id: Id | None = None
     worst_grade: int = Field(default=4, ge=1, le=4)
     escalation: bool = False
 
@@ -175,7 +177,7 @@ class RouteTestResult(BaseModel):
 class WatchTermIn(BaseModel):
     term: str = Field(min_length=2, max_length=100)
     kind: Literal["company", "community", "address", "person"] = "community"
-    community_id: int | None = None
+    community_id: Id | None = None
 
 
 class WatchTermRead(WatchTermIn):

@@ -19,6 +19,7 @@ from core.errors import NotFound
 from core.live import company_topic, stream
 from core.masking import mask_text
 from core.routing import CommittingRoute
+from core.types import PathId, QueryId
 from sentiment import alerts as alert_service
 from sentiment import feed, schemas
 from sentiment import service as sentiment_service
@@ -55,7 +56,7 @@ def feed_filter(
     grade: Annotated[int | None, Query(ge=1, le=4, description="exactly this grade (1 = Ⅰ)")] = None,
     grade_max: Annotated[int | None, Query(ge=1, le=4, description="this grade or worse")] = None,
     graded: Annotated[bool, Query(description="only graded events (Ⅰ–Ⅳ)")] = False,
-    community_id: int | None = None,
+    community_id: QueryId = None,
     platform: Annotated[str | None, Query(max_length=64)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -228,13 +229,13 @@ def export_events(user: FeedUser, session: SessionDep, filters: FilterDep) -> Re
 
 
 @router.get("/api/opinion/events/{event_id}", response_model=schemas.EventDetail)
-def get_event(event_id: int, user: FeedUser, session: SessionDep) -> schemas.EventDetail:
+def get_event(event_id: PathId, user: FeedUser, session: SessionDep) -> schemas.EventDetail:
     """The event with its newest posts, its timeline and its alerts."""
     return _detail(session, feed.get_event(session=session, user=user, event_id=event_id))
 
 
 @router.get("/api/opinion/events/{event_id}/series", response_model=schemas.Series)
-def event_series(event_id: int, user: FeedUser, session: SessionDep) -> schemas.Series:
+def event_series(event_id: PathId, user: FeedUser, session: SessionDep) -> schemas.Series:
     """Posts per hour (per day for a story longer than three days), by sentiment, for the chart."""
     event = feed.get_event(session=session, user=user, event_id=event_id)
     unit, buckets = feed.series(session=session, event=event)
@@ -258,7 +259,7 @@ def event_series(event_id: int, user: FeedUser, session: SessionDep) -> schemas.
 
 @router.post("/api/opinion/events/{event_id}/status", response_model=schemas.EventDetail)
 def set_status(
-    event_id: int, body: schemas.StatusChange, user: FeedUser, session: SessionDep, settings: SettingsDep
+    event_id: PathId, body: schemas.StatusChange, user: FeedUser, session: SessionDep, settings: SettingsDep
 ) -> schemas.EventDetail:
     """新 → 已确认 → 处置中 → 已处置, one step at a time; 已处置 → 处置中 reopens (with the reason)."""
     event = feed.set_status(session=session, settings=settings, user=user, event_id=event_id,
@@ -268,7 +269,7 @@ def set_status(
 
 @router.post("/api/opinion/events/{event_id}/notes", response_model=schemas.LogRead, status_code=201)
 def add_note(
-    event_id: int, body: schemas.NoteIn, user: FeedUser, session: SessionDep, settings: SettingsDep
+    event_id: PathId, body: schemas.NoteIn, user: FeedUser, session: SessionDep, settings: SettingsDep
 ) -> schemas.LogRead:
     entry = feed.add_note(session=session, settings=settings, user=user, event_id=event_id, text=body.text)
     return _log_reads(session, [entry])[0]
@@ -276,7 +277,7 @@ def add_note(
 
 @router.post("/api/opinion/alerts/{alert_id}/ack", response_model=schemas.AlertRead)
 def acknowledge(
-    alert_id: int, user: FeedUser, session: SessionDep, settings: SettingsDep
+    alert_id: PathId, user: FeedUser, session: SessionDep, settings: SettingsDep
 ) -> schemas.AlertRead:
     """确认收到: a Ⅰ/Ⅱ alert then stops escalating (its event's earlier alerts too)."""
     alert = feed.acknowledge_alert(session=session, settings=settings, user=user, alert_id=alert_id)
@@ -389,13 +390,13 @@ def create_route(body: schemas.AlertRouteIn, user: AdminUser, session: SessionDe
 
 
 @router.get("/api/opinion/alert-routes/{route_id}", response_model=schemas.AlertRouteRead)
-def get_route(route_id: int, user: AdminUser, session: SessionDep) -> schemas.AlertRouteRead:
+def get_route(route_id: PathId, user: AdminUser, session: SessionDep) -> schemas.AlertRouteRead:
     return _route_read(feed.get_route(session=session, company_id=user.company_id, route_id=route_id))
 
 
 @router.put("/api/opinion/alert-routes/{route_id}", response_model=schemas.AlertRouteRead)
 def update_route(
-    route_id: int, body: schemas.AlertRouteUpdate, user: AdminUser, session: SessionDep
+    route_id: PathId, body: schemas.AlertRouteUpdate, user: AdminUser, session: SessionDep
 ) -> schemas.AlertRouteRead:
     """Leave ``target`` and ``secret`` out to keep the stored ones."""
     route = feed.save_route(session=session, company_id=user.company_id, route_id=route_id, name=body.name,
@@ -407,7 +408,7 @@ def update_route(
 
 @router.post("/api/opinion/alert-routes/{route_id}/test", response_model=schemas.RouteTestResult)
 def test_route(
-    route_id: int, user: AdminUser, session: SessionDep, settings: SettingsDep
+    route_id: PathId, user: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> schemas.RouteTestResult:
     """Send a test message to this route now and say whether the robot or mail server took it."""
     route = feed.get_route(session=session, company_id=user.company_id, route_id=route_id)
@@ -416,7 +417,7 @@ def test_route(
 
 
 @router.delete("/api/opinion/alert-routes/{route_id}", status_code=204)
-def delete_route(route_id: int, user: AdminUser, session: SessionDep) -> Response:
+def delete_route(route_id: PathId, user: AdminUser, session: SessionDep) -> Response:
     feed.delete_route(session=session, company_id=user.company_id, route_id=route_id)
     return Response(status_code=204)
 
@@ -444,5 +445,5 @@ def add_watch_term(body: schemas.WatchTermIn, user: AdminUser, session: SessionD
 
 
 @router.delete("/api/opinion/watch-terms/{term_id}", status_code=204)
-def delete_watch_term(term_id: int, user: AdminUser, session: SessionDep) -> None:
+def delete_watch_term(term_id: PathId, user: AdminUser, session: SessionDep) -> None:
     sentiment_service.delete_watch_term(session=session, company_id=user.company_id, term_id=term_id)
