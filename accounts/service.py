@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import redis
@@ -16,6 +18,7 @@ from sqlalchemy.orm import Session
 from accounts.models import AuthToken, Role, StaffCommunity, StaffUser, TokenKind
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthorized
+from core.settings import Settings
 from core.tenancy import Scope
 from org.models import Community
 
@@ -76,8 +79,78 @@ def create_user(
     return user
 
 
-def _throttle_key(username: str, client: str) -> str:
-    return f"anju:login-failures:{username.lower()}:{client}"
+@dataclass(frozen=True)
+class LoginThrottle:
+    """How failed logins are counted in Redis (shared by every API process); see the login_*
+    settings. Per (username, address): a lockout that ends with its window. Per username: a
+    ceiling past which unknown addresses are slowed to one attempt per ``slow_seconds``."""
+
+    store: redis.Redis
+    max_failures: int = 10
+    window_seconds: int = 900
+    account_max_failures: int = 50
+    slow_seconds: int = 5
+    known_seconds: int = 30 * 86400
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis_client: redis.Redis) -> LoginThrottle:
+        return cls(
+            store=redis_client,
+            max_failures=settings.login_max_failures,
+            window_seconds=max(1, round(settings.login_lockout_minutes * 60)),
+            account_max_failures=settings.login_account_max_failures,
+            slow_seconds=settings.login_account_slow_seconds,
+            known_seconds=settings.login_known_address_days * 86400,
+        )
+
+    def _keys(self, username: str, client: str) -> tuple[str, str, str, str]:
+        name = hashlib.sha256(username.lower().encode()).hexdigest()[:24]  # any bytes, bounded keys
+        address = hashlib.sha256(client.encode()).hexdigest()[:16]
+        return (
+            f"anju:login-failures:{name}:{address}",
+            f"anju:login-account-failures:{name}",
+            f"anju:login-account-slot:{name}",
+            f"anju:login-known:{name}:{address}",
+        )
+
+    def admit(self, username: str, client: str) -> None:
+        """Raise TooManyRequests when this attempt may not even be checked."""
+        mine, account, slot, known = self._keys(username, client)
+        with self.store.pipeline(transaction=False) as pipe:
+            pipe.get(mine)
+            pipe.ttl(mine)
+            pipe.get(account)
+            pipe.exists(known)
+            failures, ttl, account_failures, is_known = pipe.execute()
+        if int(failures or 0) >= self.max_failures:
+            minutes = max(1, math.ceil((ttl if ttl and ttl > 0 else self.window_seconds) / 60))
+            raise TooManyRequests(f"登录失败次数过多，请 {minutes} 分钟后再试")
+        # Many addresses are guessing this password: one attempt per interval for the account
+        # from addresses it has never logged in from. Slowed, never locked.
+        if (
+            int(account_failures or 0) >= self.account_max_failures
+            and not is_known
+            and not self.store.set(slot, 1, ex=self.slow_seconds, nx=True)
+        ):
+            raise TooManyRequests(f"该账号近期登录失败次数过多，已限速：请 {self.slow_seconds} 秒后再试")
+
+    def failed(self, username: str, client: str) -> None:
+        mine, account, _, _ = self._keys(username, client)
+        with self.store.pipeline() as pipe:
+            # Fixed windows from the first failure (the key is created with its expiry; INCR keeps
+            # it): a lockout ends when its window does, however many attempts arrive meanwhile.
+            # (SET NX, not EXPIRE NX: the embedded Redis is 6.2.)
+            for key in (mine, account):
+                pipe.set(key, 0, ex=self.window_seconds, nx=True)
+                pipe.incr(key)
+            pipe.execute()
+
+    def succeeded(self, username: str, client: str) -> None:
+        mine, _, _, known = self._keys(username, client)
+        with self.store.pipeline() as pipe:
+            pipe.delete(mine)
+            pipe.set(known, 1, ex=self.known_seconds)  # this address skips the account's slowdown
+            pipe.execute()
 
 
 def authenticate(
@@ -86,17 +159,12 @@ def authenticate(
     username: str,
     password: str,
     client: str = "-",
-    throttle: redis.Redis | None = None,
-    max_failures: int = 10,
-    lockout_minutes: int = 15,
+    throttle: LoginThrottle | None = None,
 ) -> StaffUser:
     """The active user with these credentials, or Unauthorized; repeated failures are throttled."""
     username = username.strip()  # the name looked up and the name counted must be the same
-    key = _throttle_key(username, client)
     if throttle is not None:
-        failures = int(throttle.get(key) or 0)
-        if failures >= max_failures:
-            raise TooManyRequests(f"登录失败次数过多，请 {lockout_minutes} 分钟后再试")
+        throttle.admit(username, client)
     user = session.scalar(select(StaffUser).where(StaffUser.username == username))
     ok = False
     try:
@@ -105,13 +173,10 @@ def authenticate(
         ok = False
     if not ok or user is None or not user.is_active:
         if throttle is not None:
-            with throttle.pipeline() as pipe:
-                pipe.incr(key)
-                pipe.expire(key, lockout_minutes * 60)
-                pipe.execute()
+            throttle.failed(username, client)
         raise Unauthorized(BAD_LOGIN)
     if throttle is not None:
-        throttle.delete(key)
+        throttle.succeeded(username, client)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     user.last_login_at = utcnow()

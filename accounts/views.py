@@ -42,9 +42,7 @@ def create_token(
         username=body.username,
         password=body.password,
         client=client_address(request),
-        throttle=redis,
-        max_failures=settings.login_max_failures,
-        lockout_minutes=settings.login_lockout_minutes,
+        throttle=service.LoginThrottle.from_settings(settings, redis),
     )
     token, record = service.issue_token(
         session=session, user=user, kind=TokenKind.api, ttl=timedelta(days=settings.api_token_days)

@@ -194,5 +194,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upload_max_bytes=settings.max_upload_bytes,
         upload_paths=[r"/imports$", r"/upload", r"^/api/knowledge/sources(/\d+)?$"],
     )
-    app.add_middleware(RequestContextMiddleware)  # outermost: every response carries the request id
+    app.add_middleware(RequestContextMiddleware)  # every response carries the request id
+    if settings.trusted_proxies:
+        # Outermost, so everything inside sees the client the proxy saw. The server itself never
+        # reads X-Forwarded-For (`anju serve` turns uvicorn's own reading off): only these peers
+        # may name a client, and the right-most address they did not add themselves is taken.
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app

@@ -102,6 +102,9 @@ def serve(
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: anyone on this host could then
+        # pick their own address. The app reads it, from ANJU_TRUSTED_PROXIES only (anju.app).
+        proxy_headers=False,
     )
 
 

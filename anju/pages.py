@@ -72,9 +72,7 @@ def login(
             username=username,
             password=password,
             client=client_address(request),
-            throttle=redis,
-            max_failures=settings.login_max_failures,
-            lockout_minutes=settings.login_lockout_minutes,
+            throttle=accounts_service.LoginThrottle.from_settings(settings, redis),
         )
     except (Unauthorized, TooManyRequests) as exc:
         session.commit()  # keep nothing half-done, but the failure count lives in Redis

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +38,8 @@ from escalation import service as escalation
 from escalation.models import CaseCategory, WorkOrderCategory
 from escalation.sla import REPAIR, case_sla
 from knowledge.retrieval import DEFAULT_FUSION, Mode, Result, fusion_for, get_search
+from knowledge.screening import Official, instruction_like, screen
+from knowledge.service import official_facts
 from org.models import Community
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,55 @@ def extract(text: str, limit: int = EXTRACT_CHARS) -> str:
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
+# Said instead of an answer whose every sentence was held back (knowledge.screening).
+NOT_SURE = "抱歉，这个问题我暂时无法准确回答。您可以换个说法，或回复“转人工”由客服为您解答。"
+
+
+def screened_results(results: list[Result], official: Official) -> list[Result]:
+    """The results with what a resident may not be shown taken out (knowledge.screening): a passage
+    that speaks to the assistant is not used at all; other held sentences are cut from the text."""
+    kept = []
+    for result in results:
+        where = f"{result.kind} {result.item_id}"
+        if instruction_like(result.document) or instruction_like(result.section):
+            log.warning("knowledge %s not used: instruction-like title or heading", where)
+            continue
+        screened = screen(result.text, None if result.kind == "faq" else official)
+        if screened.instructions or not screened.text.strip():
+            log.warning("knowledge %s not used: %s", where, screened.held[0].reason.value)
+            continue
+        if screened.held:
+            log.info("knowledge %s: %d sentence(s) held back (%s)", where, len(screened.held),
+                     ", ".join(sorted({h.reason.name for h in screened.held})))  # fmt: skip
+            result = replace(result, text=screened.text)
+        kept.append(result)
+    return kept
+
+
+def shown(result: TurnResult, official: Official) -> TurnResult:
+    """The one filter on what leaves the assistant, applied last, whichever way the reply was made
+    (extract, FAQ, the LLM, the extract it fell back to, emergency steps): what knowledge.screening
+    holds back never reaches the resident, nor the agent's drafts."""
+    reply = screen(result.reply, official)
+    action, citations = result.action, result.citations
+    text = reply.text
+    if reply.held:
+        log.warning("reply held back %d sentence(s): %s", len(reply.held),
+                    ", ".join(sorted({h.reason.name for h in reply.held})))  # fmt: skip
+        if action is Action.answer and len(re.sub(r"^根据《[^》]*》[^：]*：|\W", "", text)) < 4:
+            text, action, citations = NOT_SURE, Action.clarify, []
+    kept = []
+    for citation in citations:
+        if instruction_like(citation.document) or instruction_like(citation.section):
+            continue
+        snippet = screen(citation.snippet, official)
+        if snippet.instructions or not snippet.text.strip():
+            continue
+        kept.append(replace(citation, snippet=snippet.text))
+    suggestions = [s for s in result.suggestions if not screen(s, official).held]
+    return replace(result, reply=text, action=action, citations=kept, suggestions=suggestions)
+
+
 @dataclass
 class _Plan:
     """What was decided in the read phase, before anything is written."""
@@ -137,6 +188,7 @@ class _Plan:
     action: Action
     emergency: Emergency | None = None
     intent: dict[str, float] | None = None
+    official: Official | None = None  # what the reply may state as fact (knowledge.screening)
 
 
 # The intent model's say (calibrated by cross-validation, bench/routing_cv.py): it raises an
@@ -235,10 +287,12 @@ class Assistant:
         mode: Mode = "hybrid" if vector is not None else "bm25"
         # A person holds the conversation: nothing will be answered from the knowledge base, only
         # an emergency still matters (rules and the intent model see it without retrieval).
+        official = official_facts(session, community.company_id)
         results = [] if not retrieve else search.search(
             session, company_id=community.company_id, community_id=community.id, query=query, k=5,
             query_vector=query_vector, mode=mode,
         )  # fmt: skip
+        results = screened_results(results, official)
         calibration = fusion_for(search.encoder.name)
         results = calibration.supported(results)
         confidence = results[0].score if results else 0.0
@@ -255,7 +309,8 @@ class Assistant:
                 session, company_id=community.company_id, community_id=community.id,
                 query=EMERGENCY_QUERIES[emergency], k=3, mode=mode,
             )  # fmt: skip
-        return _Plan(decided, results, confidence, query, vector, action, emergency, probabilities)
+            results = screened_results(results, official)
+        return _Plan(decided, results, confidence, query, vector, action, emergency, probabilities, official)
 
     def suggest(self, *, community_id: int, text: str, k: int = 3) -> list[tuple[str, Citation, float]]:
         """Replies an agent may send for the resident's last message: extracts of the best
@@ -271,7 +326,14 @@ class Assistant:
                 session, company_id=place.company_id, community_id=place.id, query=text, k=k,
                 query_vector=vector, mode="hybrid" if vector is not None else "bm25",
             )  # fmt: skip
-        return [(extract(r.text, 240), _citation(r), round(float(r.score), 4)) for r in results]
+            official = official_facts(session, place.company_id)
+        drafts = []
+        for r in screened_results(results, official):
+            # An agent sends a draft to the resident as it is: the same last filter as a reply.
+            draft = shown(TurnResult(extract(r.text, 240), Action.answer, [_citation(r)]), official)
+            if draft.action is Action.answer:
+                drafts.append((draft.reply, (draft.citations or [_citation(r)])[0], round(float(r.score), 4)))
+        return drafts
 
     def _nearest_emergency(self, vector: np.ndarray) -> Emergency:
         """The category of an emergency the rules did not name: the closest category description."""
@@ -400,6 +462,9 @@ class Assistant:
         result.conversation_id = conversation.id
         if not result.reply:  # a person holds the conversation: the assistant stays silent
             return result
+        # Last, before the reply is kept and sent: the one filter on what a resident may read.
+        official = plan.official if plan is not None else None
+        result = shown(result, official or official_facts(session, place.company_id))
         reply = Message(
             conversation_id=conversation.id,
             sender=Sender.assistant,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from pathlib import Path
 
@@ -13,17 +12,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from redis import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from accounts.views import client_address
+from assistant import limits
 from assistant.schemas import ChatRequest, ChatResponse, CitationOut, HistoryMessage
 from channels import batching
 from channels import service as intake
 from channels.models import Channel, Conversation, Message
 from core.db import get_database
 from core.deps import RedisDep, SessionDep, SettingsDep
-from core.errors import NotFound, TooManyRequests
+from core.errors import NotFound
 from core.live import conversation_topic, stream
 from core.routing import CommittingRoute
 from core.settings import Settings
@@ -42,23 +41,11 @@ QUICK_QUESTIONS = (
 )
 
 
-def _limit(redis: Redis, key: str, per_minute: int) -> None:
-    """A fixed one-minute window per key in Redis (shared by every API process)."""
-    window = f"anju:chat-rate:{key}:{int(time.time() // 60)}"
-    try:
-        count = redis.incr(window)
-        if count == 1:
-            redis.expire(window, 120)
-    except RedisError:  # no Redis: answer rather than refuse (an emergency must get through)
-        return
-    if count > per_minute:
-        raise TooManyRequests("发送太频繁了，请稍后再试；紧急情况请直接拨打小区值班电话")
-
-
 @router.post("/api/chat", response_model=ChatResponse)
 async def chat(body: ChatRequest, request: Request, settings: SettingsDep, redis: RedisDep) -> ChatResponse:
     """One turn of the resident assistant (web channel). Limited per session and per client
-    address, so nobody can flood the company with cases and work orders. With an LLM the turn
+    address, so nobody can flood the company with cases and work orders, except that an emergency
+    is never refused (assistant.limits); a refusal names the duty phone. With an LLM the turn
     waits seconds for it: it runs on threads of its own, not the ones every other view shares."""
     address = client_address(request)
     limiter = getattr(request.app.state, "llm_limiter", None) if settings.llm_base_url else None
@@ -68,17 +55,21 @@ async def chat(body: ChatRequest, request: Request, settings: SettingsDep, redis
 
 
 def _chat_turn(body: ChatRequest, address: str, settings: Settings, redis: Redis) -> ChatResponse:
-    _limit(redis, f"session:{body.session_id}", settings.chat_per_session_per_minute)
-    _limit(redis, f"address:{address}", settings.chat_per_address_per_minute)
-    # Stored in the intake like every channel's message, then answered in the request (the page
-    # waits for it); if this process dies first, the sweeper answers it into the history.
-    message_id = body.message_id or uuid.uuid4().hex
-    key = hashlib.sha256(f"{body.session_id}\0{message_id}".encode()).hexdigest()[:40]
     with get_database(settings).session(readonly=True) as session:
         community = session.scalar(select(Community).where(Community.code == body.community))
         if community is None:
             raise NotFound("找不到该小区")
         company_id, community_id = community.company_id, community.id
+        if limits.over_limit(
+            redis, settings=settings, session_id=body.session_id, address=address, text=body.text
+        ):
+            raise limits.refusal(
+                duty_phone=community.duty_phone, service_phone=community.company.service_phone
+            )
+    # Stored in the intake like every channel's message, then answered in the request (the page
+    # waits for it); if this process dies first, the sweeper answers it into the history.
+    message_id = body.message_id or uuid.uuid4().hex
+    key = hashlib.sha256(f"{body.session_id}\0{message_id}".encode()).hexdigest()[:40]
     pending = batching.Pending(
         company_id=company_id,
         community_id=community_id,
@@ -90,6 +81,8 @@ def _chat_turn(body: ChatRequest, address: str, settings: Settings, redis: Redis
     )
     stored = batching.submit(settings, pending).result()
     result = intake.answer_now(settings, stored.id)
+    if result.emergency:
+        limits.emergency_declared(redis, settings=settings, session_id=body.session_id)
     return ChatResponse(
         reply=result.reply,
         action=result.action.value,  # type: ignore[arg-type]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Values people paste from examples; never accepted as a real secret outside demo mode.
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "anju", "demo", "test", "xxx", "todo"}
@@ -79,8 +82,25 @@ class Settings(BaseSettings):
     session_hours: int = 12  # a console shift; staff log in again the next day
     api_token_days: int = 30
     cookie_secure: bool | None = None  # None: secure outside demo mode
-    login_max_failures: int = 10  # per username and client address within login_lockout_minutes
-    login_lockout_minutes: int = 15
+    # Client addresses: X-Forwarded-For is believed only when the connection comes from one of these
+    # reverse proxies (IPs or CIDRs, comma-separated: "10.0.0.5,172.16.0.0/12"); the client is then
+    # the right-most address in the header that is not a trusted proxy. Default none: the address
+    # is the TCP peer's, whatever the headers say, so a client cannot choose its own address and
+    # slip past the login lockout and the chat limits. Forwarded and X-Real-IP are never read.
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+
+    # Failed logins. Per username and client address: after login_max_failures within a window of
+    # login_lockout_minutes (counted from the first failure), that address is refused for that
+    # username until the window ends; the real user at another address is not affected, and at the
+    # same address waits at most one window. Per username over all addresses: past
+    # login_account_max_failures in the same window (many addresses guessing one password), the
+    # username takes one attempt per login_account_slow_seconds from addresses it has not logged in
+    # from within login_known_address_days; it slows the guessing and never locks the account.
+    login_max_failures: int = Field(default=10, ge=1)
+    login_lockout_minutes: float = Field(default=15, gt=0)
+    login_account_max_failures: int = Field(default=50, ge=1)
+    login_account_slow_seconds: int = Field(default=5, ge=1)
+    login_known_address_days: int = Field(default=30, ge=1)
 
     log_level: str = "INFO"
     # One JSON object a line (for a log collector); unset: JSON in production, plain text in demo.
@@ -145,9 +165,12 @@ class Settings(BaseSettings):
     sqlite_pool: bool = False
     # Web chat turns wait seconds for the LLM when one is configured: they get threads of their own.
     llm_threads: int = Field(default=32, ge=1, le=500)
-    # The public chat API: messages per minute per chat session and per client address.
+    # The public chat API: messages per minute per chat session and per client address. A message
+    # the emergency rules recognise (assistant.routing) is never refused, nor is a session's next
+    # message within chat_emergency_minutes of its emergency refused for its address's count.
     chat_per_session_per_minute: int = 20
     chat_per_address_per_minute: int = 120
+    chat_emergency_minutes: int = 30  # the time to give the location and a phone number, and more
 
     # Optional LLM answer writer: an OpenAI-compatible chat-completions endpoint including the /v1,
     # e.g. http://127.0.0.1:8001/v1 (vLLM, Ollama, a cloud gateway). Unset: answers are extractive.
@@ -189,6 +212,30 @@ class Settings(BaseSettings):
     alert_mail_from: str = "anju-alert@localhost"
 
     sqlite_busy_timeout_ms: int = 30_000  # writers wait up to 30 s for the write lock instead of failing
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                # Names and "*" are refused: trusting every peer is the hole this setting closes.
+                raise ValueError(
+                    f"ANJU_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR "
+                    "(e.g. 10.0.0.5, 10.0.0.0/8)"
+                ) from None
+        return value
 
     @model_validator(mode="after")
     def _check_secrets(self) -> Settings:

@@ -14,6 +14,15 @@ class CommunityRef(BaseModel):
     name: str
 
 
+class FlagRead(BaseModel):
+    """A part of a source held back from residents (疑似指令文本、非官方电话号码…), and why."""
+
+    where: str  # 第 3 段 一、收费 › 1.2, or 第 5 行 <question> for an FAQ table
+    excerpt: str
+    reason: str  # e.g. 疑似指令文本，未用于回答
+    detail: str = ""  # the phone number, fee or link concerned
+
+
 class SourceRead(BaseModel):
     """One uploaded file as the list shows it."""
 
@@ -29,6 +38,7 @@ class SourceRead(BaseModel):
     faq_entry_count: int
     created_at: datetime
     updated_at: datetime
+    flags: list[FlagRead] = Field(default_factory=list)  # what residents are never shown, and why
 
 
 class PassageRead(BaseModel):

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.db import get_database
@@ -18,6 +18,7 @@ from knowledge.faq import read_faq_table
 from knowledge.index import BuildResult, current_index, fingerprint, prepare_index, publish_index
 from knowledge.ingest import parse_document
 from knowledge.models import FaqEntry, KnowledgeSource, Passage, SourceKind
+from knowledge.screening import Official, screen
 from org.imports import RowError
 from org.models import Community
 
@@ -312,3 +313,113 @@ def queue_stale_index_builds(settings: Settings) -> list[int]:
             queued.append(company_id)
             log.info("knowledge index of company %s is stale: build queued", company_id)
     return queued
+
+
+# What a resident may be told as fact (knowledge.screening): the FAQ's part is read again only when
+# the FAQ changed (entries are replaced, never edited in place, so their count and newest id tell).
+_faq_facts: dict[tuple[str, int], tuple[tuple[int, int], Official]] = {}
+
+
+def official_facts(session: Session, company_id: int) -> Official:
+    """The company's service phone, its communities' duty phones, and what its FAQ states."""
+    from org.models import Company
+
+    phones = [
+        phone
+        for row in session.execute(
+            select(Company.service_phone, Community.duty_phone)
+            .outerjoin(Community, Community.company_id == Company.id)
+            .where(Company.id == company_id)
+        )
+        for phone in row
+    ]
+    company_entries = (
+        select(func.count(FaqEntry.id), func.coalesce(func.max(FaqEntry.id), 0))
+        .join(KnowledgeSource)
+        .where(KnowledgeSource.company_id == company_id)
+    )
+    count, newest = session.execute(company_entries).one()
+    key = (str(session.get_bind().engine.url), company_id)
+    cached = _faq_facts.get(key)
+    if cached is None or cached[0] != (count, newest):
+        rows = session.execute(
+            select(FaqEntry.question, FaqEntry.answer)
+            .join(KnowledgeSource)
+            .where(KnowledgeSource.company_id == company_id)
+        ).all()
+        faq = Official.build(phones=[], faq_texts=[t for row in rows for t in row])
+        cached = _faq_facts[key] = ((count, newest), faq)
+    faq = cached[1]
+    return Official.build(phones=phones, faq_texts=()).merged(faq)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A part of a source held back from residents (knowledge.screening), for the admin to see."""
+
+    where: str  # 第 3 段 一、收费 › 1.2 / 第 5 行 物业费怎么交
+    excerpt: str
+    reason: str  # what happens to it, in Chinese
+    detail: str = ""  # the number, fee or link that caused it
+
+
+FLAG_EXCERPT_CHARS = 80
+_flag_cache: dict[tuple[str, int, int, str, Official], list[Flag]] = {}
+_FLAG_CACHE_SIZE = 2048
+
+
+def source_flags(
+    session: Session, *, company_id: int, sources: list[KnowledgeSource]
+) -> dict[int, list[Flag]]:
+    """What of each source is held back from residents, and why. Computed from the stored text when
+    a source or the company's official facts changed, otherwise remembered."""
+    official = official_facts(session, company_id)
+    database = str(session.get_bind().engine.url)
+    flags: dict[int, list[Flag]] = {}
+    missing = []
+    for source in sources:
+        cached = _flag_cache.get((database, source.id, source.version, source.content_sha256, official))
+        if cached is None:
+            missing.append(source)
+        else:
+            flags[source.id] = cached
+    if not missing:
+        return flags
+    ids = [s.id for s in missing]
+    found: dict[int, list[Flag]] = {i: [] for i in ids}
+
+    def add(source_id: int, where: str, text: str, facts: Official | None) -> None:
+        for held in screen(text, facts).held:
+            excerpt = " ".join(held.sentence.split())
+            if len(excerpt) > FLAG_EXCERPT_CHARS:
+                excerpt = excerpt[: FLAG_EXCERPT_CHARS - 1] + "…"
+            found[source_id].append(Flag(where, excerpt, held.reason.value, held.detail))
+
+    for source in missing:
+        add(source.id, "标题", source.title, None)
+    passages = session.execute(
+        select(Passage.source_id, Passage.ordinal, Passage.section, Passage.text)
+        .where(Passage.source_id.in_(ids))
+        .order_by(Passage.source_id, Passage.ordinal)
+    )
+    for source_id, ordinal, section, text in passages:
+        where = f"第 {ordinal + 1} 段" + (f" {section}" if section else "")
+        add(source_id, where, section, None)
+        add(source_id, where, text, official)
+    entries = session.execute(
+        select(FaqEntry.source_id, FaqEntry.row, FaqEntry.question, FaqEntry.similar, FaqEntry.answer)
+        .where(FaqEntry.source_id.in_(ids))
+        .order_by(FaqEntry.source_id, FaqEntry.row)
+    )
+    for source_id, row, question, similar, answer in entries:
+        # The FAQ states the company's facts itself: only text that addresses a model is held back.
+        add(source_id, f"第 {row} 行 {question}", "\n".join([question, *similar, answer]), None)
+    if len(_flag_cache) > _FLAG_CACHE_SIZE:
+        _flag_cache.clear()
+    for source in missing:
+        _flag_cache[(database, source.id, source.version, source.content_sha256, official)] = found[source.id]
+        flags[source.id] = found[source.id]
+        if found[source.id]:
+            log.warning("knowledge source %s v%s: %d part(s) held back from residents", source.id,
+                        source.version, len(found[source.id]))  # fmt: skip
+    return flags

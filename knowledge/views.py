@@ -29,6 +29,7 @@ from knowledge.models import FaqEntry, KnowledgeSource, Passage
 from knowledge.schemas import (
     CommunityRef,
     FaqEntryRead,
+    FlagRead,
     IndexRead,
     IndexStatus,
     PassageRead,
@@ -75,7 +76,9 @@ def _refs(communities: list[Community]) -> list[CommunityRef]:
     return [CommunityRef(id=c.id, name=c.name) for c in communities]
 
 
-def _source_read(source: KnowledgeSource, counts: tuple[int, int]) -> SourceRead:
+def _source_read(
+    source: KnowledgeSource, counts: tuple[int, int], flags: list[service.Flag] | None = None
+) -> SourceRead:
     return SourceRead(
         id=source.id,
         kind=source.kind,
@@ -89,11 +92,15 @@ def _source_read(source: KnowledgeSource, counts: tuple[int, int]) -> SourceRead
         faq_entry_count=counts[1],
         created_at=source.created_at,
         updated_at=source.updated_at,
+        flags=[
+            FlagRead(where=f.where, excerpt=f.excerpt, reason=f.reason, detail=f.detail) for f in flags or []
+        ],
     )
 
 
 def source_read(session: Session, source: KnowledgeSource) -> SourceRead:
-    return _source_read(source, _counts(session, [source.id])[source.id])
+    flags = service.source_flags(session, company_id=source.company_id, sources=[source])
+    return _source_read(source, _counts(session, [source.id])[source.id], flags[source.id])
 
 
 def _visible(source: KnowledgeSource, community_ids: set[int] | None) -> bool:
@@ -121,7 +128,8 @@ def source_reads(*, session: Session, user: StaffUser, community_id: int | None 
         if _visible(s, scope)
     ]
     counts = _counts(session, [s.id for s in sources])
-    return [_source_read(s, counts[s.id]) for s in sources]
+    flags = service.source_flags(session, company_id=user.company_id, sources=sources)
+    return [_source_read(s, counts[s.id], flags[s.id]) for s in sources]
 
 
 def index_status(*, session: Session, company_id: int) -> IndexStatus:
@@ -219,7 +227,8 @@ def get_source(source_id: PathId, user: ReaderUser, session: SessionDep) -> Sour
     source = service.get_source(session=session, source_id=source_id, company_id=user.company_id)
     if not _visible(source, _reader_scope(session, user)):
         raise NotFound("找不到该知识文件")
-    read = _source_read(source, (len(source.passages), len(source.faq_entries)))
+    flags = service.source_flags(session, company_id=source.company_id, sources=[source])[source.id]
+    read = _source_read(source, (len(source.passages), len(source.faq_entries)), flags)
     return SourceDetail(
         **read.model_dump(),
         passages=[PassageRead(ordinal=p.ordinal, section=p.section, text=p.text) for p in source.passages],

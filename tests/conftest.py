@@ -162,6 +162,7 @@ class LiveServer:
             log_config=None,
             access_log=False,
             lifespan="on",
+            proxy_headers=False,  # as `anju serve`: only the app reads X-Forwarded-For (trusted_proxies)
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -228,6 +229,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
                  "risk_thresholds", "crawl_polite", "alert_rate_per_hour", "alert_ack_minutes",
                  "alert_mail_from"):  # fmt: skip
         env[f"ANJU_{name.upper()}"] = str(getattr(settings, name))
+    if settings.trusted_proxies:
+        env["ANJU_TRUSTED_PROXIES"] = ",".join(settings.trusted_proxies)
     if settings.smtp_url:
         env["ANJU_SMTP_URL"] = settings.smtp_url
     if settings.database_url:
