@@ -9,16 +9,15 @@ does not bury the group.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core import links
 from core.db import utcnow
 from core.errors import NotFound
 from core.settings import Settings
@@ -64,17 +63,15 @@ def queue_delivery(*, settings: Settings, alert_id: int, grade: int | None = Non
                 delay=timedelta(minutes=settings.alert_ack_minutes), alert_id=alert_id)  # fmt: skip
 
 
-def ack_token(settings: Settings, alert_id: int) -> str:
-    """The link in an alert lets whoever receives it acknowledge without logging in."""
-    mac = hmac.new(settings.signing_key().encode(), f"opinion-ack:{alert_id}".encode(), hashlib.sha256)
-    return f"{alert_id}.{mac.hexdigest()[:32]}"
+def ack_token(settings: Settings, alert_id: int, *, issued_at: datetime | None = None) -> str:
+    """The link in an alert lets whoever receives it acknowledge without logging in, for
+    ``ack_link_hours`` (core.links)."""
+    return links.sign(settings, "opinion-ack", alert_id, issued_at=issued_at)
 
 
 def alert_for_token(*, session: Session, settings: Settings, token: str) -> Alert:
-    alert_id = token.partition(".")[0]
-    if not alert_id.isdigit() or not hmac.compare_digest(ack_token(settings, int(alert_id)), token):
-        raise NotFound("确认链接无效")
-    alert = session.get(Alert, int(alert_id))
+    """The alert a valid link names; NotFound for any other token, LinkExpired for an old one."""
+    alert = session.get(Alert, links.verify(settings, "opinion-ack", token))
     if alert is None:
         raise NotFound("预警不存在")
     return alert
