@@ -166,7 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(demo_site_router)  # what the demo's opinion sources crawl
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    from anju.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+    from anju.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
 
     app.add_middleware(
         BodySizeLimitMiddleware,
@@ -174,5 +174,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upload_max_bytes=settings.max_upload_bytes,
         upload_paths=[r"/imports$", r"/upload", r"^/api/knowledge/sources(/\d+)?$"],
     )
+    app.add_middleware(SecurityHeadersMiddleware)  # errors answered by the size limit too
     app.add_middleware(RequestContextMiddleware)  # outermost: every response carries the request id
     return app
