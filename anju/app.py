@@ -172,7 +172,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         upload_max_bytes=settings.max_upload_bytes,
-        upload_paths=[r"/imports$", r"/upload", r"^/api/knowledge/sources(/\d+)?$"],
+        # Uploads get the larger limit; each checks its own (work-order photos: 5 MB, as documented).
+        upload_paths=[
+            r"/imports$",
+            r"/upload",
+            r"^/api/knowledge/sources(/\d+)?$",
+            r"^/api/work-orders/\d+/photos$",
+        ],
     )
     app.add_middleware(SecurityHeadersMiddleware)  # errors answered by the size limit too
     app.add_middleware(RequestContextMiddleware)  # outermost: every response carries the request id
