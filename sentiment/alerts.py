@@ -24,6 +24,7 @@ from core.settings import Settings
 from org.models import Community
 from sentiment.models import Alert, AlertChannel, AlertRoute, Event, EventLog, Post
 from sentiment.risk import grade_label
+from sentiment.service import safe_post_url
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,13 @@ def acknowledge(*, session: Session, alert: Alert, staff_id: int | None, via: st
     return True
 
 
+def _post_line(post: Post) -> str:
+    """A post in a robot message: linked when it has a web address (never any other kind)."""
+    url = safe_post_url(post.url)
+    title = (post.title or post.text)[:40]
+    return f"- [{title}]({url})" if url else f"- {title}"
+
+
 @dataclass
 class Message:
     title: str
@@ -118,7 +126,7 @@ def compose(*, session: Session, settings: Settings, alert: Alert, escalation: b
         "**研判理由**：",
         reasons or "- —",
         "**最新帖子**：",
-        *[f"- [{(p.title or p.text)[:40]}]({p.url})" for p in posts],
+        *[_post_line(p) for p in posts],
         f"[查看事件]({link})　[确认收到]({ack})",
     ]
     if escalation:
@@ -129,7 +137,7 @@ def compose(*, session: Session, settings: Settings, alert: Alert, escalation: b
          f"帖子：{event.post_count} 条（负面 {event.negative_count}）",
          f"平台：{'、'.join(event.platforms or []) or '—'}", "研判理由：",
          *[f"  - {r}" for r in event.reasons or []], "最新帖子：",
-         *[f"  - {(p.title or p.text)[:60]} {p.url}" for p in posts],
+         *[f"  - {(p.title or p.text)[:60]} {safe_post_url(p.url)}" for p in posts],
          "", f"查看事件：{link}", f"确认收到：{ack}"]
     )  # fmt: skip
     return Message(title, markdown, text)

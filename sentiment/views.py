@@ -118,7 +118,7 @@ def _post_read(post: Post) -> schemas.PostRead:
         id=post.id,
         platform=post.platform,
         platform_label=feed.platform_label(post.platform),
-        url=post.url,
+        url=sentiment_service.safe_post_url(post.url),  # rows stored before URLs were checked too
         title=mask_text(post.title) if post.title else None,
         text=mask_text(post.text),
         author=post.author,
