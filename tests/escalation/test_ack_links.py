@@ -2,12 +2,14 @@
 an expired link is refused with a Chinese page that sends the reader to the console and
 acknowledges nothing; tokens of the wrong shape (Chinese characters, full-width digits, 5,000
 digits, the old format) are a 404 page, never a server error; the page keeps its token out of
-Referer headers and caches."""
+Referer headers, caches and the log."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+
+import pytest
 
 from core.db import utcnow
 from core.settings import Settings
@@ -29,7 +31,9 @@ BAD_TOKENS = [
 ]
 
 
-def test_an_expired_or_malformed_link_acknowledges_nothing(demo_kb: Settings) -> None:
+def test_an_expired_or_malformed_link_acknowledges_nothing(
+    demo_kb: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
     with LiveServer(demo_kb) as live, live.client() as resident, live.client() as stranger:
         case_id = say(resident, uuid.uuid4().hex, "电梯突然停了，我被关在里面出不来")["case_id"]
         assert case_id
@@ -62,3 +66,6 @@ def test_an_expired_or_malformed_link_acknowledges_nothing(demo_kb: Settings) ->
         )
         assert "已确认" in stranger.post(f"/ack/{fresh}").text
         assert load(demo_kb, case_id).acknowledged_at is not None
+    logged = capfd.readouterr().err
+    assert "/ack/[redacted]" in logged  # the requests were logged, their tokens not
+    assert fresh not in logged and fresh.rsplit(".", 1)[1] not in logged and stale not in logged
