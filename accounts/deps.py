@@ -17,7 +17,7 @@ SESSION_COOKIE = "anju_session"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def _same_origin(request: Request) -> bool:
+def same_origin(request: Request) -> bool:
     """Cookie-authenticated writes must come from our own pages (with SameSite=Lax, against CSRF)."""
     origin = request.headers.get("origin") or request.headers.get("referer")
     if not origin:
@@ -37,7 +37,7 @@ def get_current_user(request: Request) -> StaffUser:
         return _user(request, token.strip(), TokenKind.api)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        if request.method not in _SAFE_METHODS and not _same_origin(request):
+        if request.method not in _SAFE_METHODS and not same_origin(request):
             raise Forbidden("跨站请求被拒绝")
         return _user(request, cookie, TokenKind.session)
     raise Unauthorized()

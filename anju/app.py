@@ -186,14 +186,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(demo_site_router)  # what the demo's opinion sources crawl
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    from anju.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+    from anju.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
 
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         upload_max_bytes=settings.max_upload_bytes,
-        upload_paths=[r"/imports$", r"/upload", r"^/api/knowledge/sources(/\d+)?$"],
+        # Uploads get the larger limit; each checks its own (work-order photos: 5 MB, as documented).
+        upload_paths=[
+            r"/imports$",
+            r"/upload",
+            r"^/api/knowledge/sources(/\d+)?$",
+            r"^/api/work-orders/\d+/photos$",
+        ],
     )
+    app.add_middleware(SecurityHeadersMiddleware)  # errors answered by the size limit too
     app.add_middleware(RequestContextMiddleware)  # every response carries the request id
     if settings.trusted_proxies:
         # Outermost, so everything inside sees the client the proxy saw. The server itself never

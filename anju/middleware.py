@@ -1,10 +1,12 @@
-"""ASGI middleware: request ids and access logs, and the request-body size limit."""
+"""ASGI middleware: request ids and access logs, the request-body size limit, and the security
+headers (CSP with a nonce per request on pages, frames, sniffing, Referer)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Sequence
@@ -145,3 +147,62 @@ async def send_error(send: Send, status: int, code: str, message: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class SecurityHeadersMiddleware:
+    """Headers every response carries, and a Content-Security-Policy on pages.
+
+    Pages (text/html) may run only our own scripts: files under /static, and the inline blocks
+    of our templates, which carry this request's nonce (``request.state.csp_nonce``). So a
+    resident's or a crawled post's text that slipped into a page as markup would still run
+    nothing, and ``javascript:`` links do not run either. Frames: none (clickjacking); content
+    types are not sniffed; a Referer leaves for other sites as the origin only (pages that carry a
+    token in their URL send none). API answers get the same headers and a CSP that allows nothing.
+    The OpenAPI page (/api/docs) loads Swagger UI from its CDN with an inline script: it has a
+    policy of its own, which allows that and nothing more.
+    """
+
+    PAGE_CSP = (
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}'; "
+        "img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+    DOCS_CSP = (
+        "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+        "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    )
+    OTHER_CSP = "default-src 'none'; frame-ancestors 'none'"
+    DOCS_PATHS = ("/api/docs", "/api/docs/oauth2-redirect")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        nonce = secrets.token_urlsafe(18)
+        scope.setdefault("state", {})["csp_nonce"] = nonce
+        docs = scope.get("path", "") in self.DOCS_PATHS
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.setdefault("headers", [])
+                present = {name.lower() for name, _ in headers}
+                kind = next((v for n, v in headers if n.lower() == b"content-type"), b"")
+                if kind.startswith(b"text/html"):
+                    csp = self.DOCS_CSP if docs else self.PAGE_CSP.format(nonce=nonce)
+                else:
+                    csp = self.OTHER_CSP
+                for name, value in (
+                    (b"content-security-policy", csp.encode()),
+                    (b"x-frame-options", b"DENY"),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+                ):
+                    if name not in present:  # a view's own (no-referrer on token pages) wins
+                        headers.append((name, value))
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

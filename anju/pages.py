@@ -13,11 +13,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from accounts import service as accounts_service
-from accounts.deps import SESSION_COOKIE
+from accounts.deps import SESSION_COOKIE, same_origin
 from accounts.models import ROLE_LABELS, Role, StaffUser, TokenKind
 from accounts.views import client_address
 from core.deps import RedisDep, SessionDep, SettingsDep
-from core.errors import TooManyRequests, Unauthorized
+from core.errors import Forbidden, TooManyRequests, Unauthorized
 from core.routing import CommittingRoute
 from knowledge import views as knowledge_views
 from org import service as org_service
@@ -100,6 +100,10 @@ def login(
 
 @router.post("/logout")
 def logout(request: Request, session: SessionDep) -> Response:
+    """Ends the session, like every cookie write only from our own pages: another site must not
+    log staff out (a forged form on evil.example posting here every minute)."""
+    if not same_origin(request):
+        raise Forbidden("跨站请求被拒绝")
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         accounts_service.revoke_token(session=session, token=token)

@@ -11,6 +11,7 @@ running it twice stores one turn and sends one reply.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from datetime import datetime, timedelta
@@ -53,9 +54,14 @@ class DeliveryError(AnjuError):
 
 def masked_sender(channel: Channel, sender: str) -> str:
     """A channel's user id as logs may show it: a caller's number (mobile or landline) keeps its
-    last four digits; ids that are not personal data as such (openids, app ids) go through
-    mask_text like any text."""
-    return mask_mobile(sender) if channel is Channel.phone else mask_text(sender)
+    last four digits; a web chat's session id is the key to its conversation (whoever has it reads
+    the chat), so only a fingerprint of it is shown, enough to follow one session through the log;
+    ids that are not personal data as such (openids, app ids) go through mask_text like any text."""
+    if channel is Channel.phone:
+        return mask_mobile(sender)
+    if channel is Channel.web:
+        return "session#" + hashlib.sha256(sender.encode()).hexdigest()[:8]
+    return mask_text(sender)
 
 
 def request_processing(settings: Settings, inbound_id: int) -> None:

@@ -42,6 +42,7 @@ from channels.signing import BadSignature, check
 from core.db import get_database, utcnow
 from core.deps import SessionDep, SettingsDep
 from core.errors import AnjuError, Forbidden, InvalidInput, NotFound
+from core.exports import csv_text
 from core.masking import mask_mobile, mask_text
 from core.redis import get_async_redis
 from core.routing import CommittingRoute
@@ -388,26 +389,22 @@ def export_conversations(
     until: AwareDatetime | None = None,
 ) -> StreamingResponse:
     """A CSV of the community's messages (UTF-8 with BOM, opens in Excel), personal data masked:
-    mobile and ID numbers, plates and e-mail addresses in the text, the channel's user ids."""
-    import csv
-    import io
-
+    mobile and ID numbers, plates and e-mail addresses in the text, the channel's user ids. A cell
+    a spreadsheet would run as a formula (a resident typed =HYPERLINK…) is kept as text."""
     require_community(session=session, user=user, community_id=community_id)
     rows = service.export_rows(session, community_id, since=since, until=until)
-    buffer = io.StringIO()
-    buffer.write("\ufeff")
-    writer = csv.writer(buffer)
-    writer.writerow(EXPORT_COLUMNS)
-    for message, conversation in rows:
-        writer.writerow([
+    text = csv_text(EXPORT_COLUMNS, (
+        [
             message.created_at.isoformat(), CHANNEL_NAMES[conversation.channel], conversation.id,
             conversation.resident_id or "", mask_mobile(conversation.external_id),
             SENDER_NAMES[message.sender], mask_text(message.text), message.action or "",
             message.case_id or "", message.work_order_id or "",
-        ])  # fmt: skip
+        ]
+        for message, conversation in rows
+    ))  # fmt: skip
     filename = f"conversations-{community_id}.csv"
     return StreamingResponse(
-        iter([buffer.getvalue().encode()]),
+        iter([text.encode()]),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

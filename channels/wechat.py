@@ -140,7 +140,13 @@ IMAGE_ONLY = "收到您的图片。请再用文字说一下需要什么帮助（
 MENU_UNKNOWN = "这个菜单暂时不可用，请直接发文字告诉我您需要什么帮助，比如：物业费怎么交、我要报修。"
 
 
+MAX_OPENID = 64  # openids are 28 characters; a longer FromUserName is not WeChat's
+MAX_MSG_ID = 2**64  # MsgId is a 64-bit number
+
+
 def read_message(xml: str, menu: dict[str, str] | None = None) -> Incoming:
+    """What the message means. A message that is not WeChat's at all (no type, no sender) is
+    refused (400); a signed one whose fields are out of shape is never a 500 (see ``_fields``)."""
     from wechatpy import parse_message
 
     try:
@@ -150,20 +156,45 @@ def read_message(xml: str, menu: dict[str, str] | None = None) -> Incoming:
     sender = str(getattr(message, "source", "") or "")
     if not sender:
         raise WechatRejected(400, "message without FromUserName")
-    incoming = _read(message, sender, menu or {})
-    incoming.account_id = str(getattr(message, "target", "") or "")
+    if len(sender) > MAX_OPENID:
+        raise WechatRejected(400, f"FromUserName of {len(sender)} characters")
+    try:
+        incoming = _read(message, sender, menu or {}, digest=hashlib.sha256(xml.encode()).hexdigest()[:32])
+    except (ValueError, TypeError, OverflowError) as exc:  # a field wechatpy cannot convert
+        # Signed, so from WeChat (or someone with the token): "success" and ignore, logged. An
+        # error would only make WeChat send it three more times and then show the resident
+        # "该公众号暂时无法提供服务".
+        log.warning("wechat message from %s ignored, a field is unreadable: %s", sender, type(exc).__name__)
+        return Incoming(f"{sender}:unreadable", sender, store=False)
+    incoming.account_id = str(getattr(message, "target", "") or "")[:MAX_OPENID]
     return incoming
 
 
-def _read(message: Any, sender: str, menu: dict[str, str]) -> Incoming:
+def _number(message: Any, field: str, limit: int) -> int | None:
+    """A numeric field as WeChat sends it (ASCII digits, 0 < n < limit), else None: missing,
+    not a number, or 5,000 digits (int() would refuse it, and it is no id of WeChat's)."""
+    raw = str(message._data.get(field) or "").strip()  # the raw text: wechatpy's int() would raise
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
+        return None
+    value = int(raw)
+    return value if 0 < value < limit else None
+
+
+def _read(message: Any, sender: str, menu: dict[str, str], *, digest: str) -> Incoming:
+    """``digest`` (of the whole message XML) stands in for a MsgId or CreateTime that is missing
+    or out of shape: the dedup key must tell two different messages apart (WeChat's own retries
+    of one message are byte for byte the same), or the second — "着火了" — would be dropped."""
     kind = message.type
     if kind == "event":
         event = str(getattr(message, "event", "")).lower()
-        created = message.time.timestamp() if hasattr(message.time, "timestamp") else message.time
+        created = _number(message, "CreateTime", 2**32)
+        if created is None:
+            log.warning(
+                "wechat %s event from %s without a valid CreateTime: keyed by its content", event[:32], sender
+            )
         event_key = str(getattr(message, "key", "") or "")
-        key = f"{sender}:{int(created)}:{event}:{event_key}"[
-            :128
-        ]  # events have no MsgId: sender + CreateTime
+        # Events have no MsgId: sender + CreateTime (+ the event, its key).
+        key = f"{sender}:{created or 'x' + digest}:{event}:{event_key}"[:128]
         if event == "subscribe":
             return Incoming(key, sender, store=False, immediate=WELCOME)
         if event == "click":  # a menu button: its configured question, never the raw key
@@ -172,7 +203,10 @@ def _read(message: Any, sender: str, menu: dict[str, str]) -> Incoming:
             log.warning("wechat menu key %r is not configured (WechatAccount.menu)", event_key[:64])
             return Incoming(key, sender, store=False, immediate=MENU_UNKNOWN)
         return Incoming(key, sender, store=False)  # unsubscribe, view…: nothing to answer
-    external_id = f"{sender}:{message.id}"
+    msg_id = _number(message, "MsgId", MAX_MSG_ID)
+    if msg_id is None:
+        log.info("wechat %s message from %s without a valid MsgId: keyed by its content", kind, sender)
+    external_id = f"{sender}:{msg_id}" if msg_id is not None else f"{sender}:x{digest}"
     if kind == "text":
         return Incoming(external_id, sender, text=str(message.content or ""))
     if kind == "voice":

@@ -45,6 +45,12 @@ class Conflict(AnjuError):
     default_message = "记录已存在或状态冲突"
 
 
+class Gone(AnjuError):
+    status_code = 410
+    code = "gone"
+    default_message = "该链接或记录已失效"
+
+
 class InvalidInput(AnjuError):
     status_code = 422
     code = "invalid_input"

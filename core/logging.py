@@ -1,10 +1,19 @@
-"""Structured logs: one JSON object a line with the request id, personal data masked."""
+"""Structured logs: one JSON object a line with the request id, personal data masked, and the
+secrets a URL or a header may carry redacted.
+
+Redacted (``redact``): the token of an acknowledgement link (``/ack/…``, ``/opinion/ack/…``: whoever
+has it acknowledges an emergency), a web chat's ``session_id=`` (whoever has it reads the chat),
+query values that are credentials (``access_token=``, ``key=`` of a robot webhook, ``sign=``…),
+bearer tokens and the session cookie. Every record the handler writes passes through it, whoever
+logged it (our access log, uvicorn's, a library's error), and so does each traceback.
+"""
 
 from __future__ import annotations
 
 import contextvars
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
@@ -12,16 +21,40 @@ from core.masking import mask_text
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
+REDACTED = "[redacted]"
+_SECRET_QUERY = r"session_id|access_token|token|secret|key|sign|signature|msg_signature|echostr|password"
+_SECRETS = (
+    re.compile(r"(/(?:opinion/)?ack/)[^\s/?#\"'<>]+"),  # acknowledgement links
+    re.compile(rf"((?<![A-Za-z0-9_])(?:{_SECRET_QUERY})=)[^&\s\"'<>]+", re.IGNORECASE),  # query values
+    re.compile(rf"([\"'](?:{_SECRET_QUERY})[\"']\s*:\s*[\"'])[^\"']+", re.IGNORECASE),  # dict / JSON values
+    re.compile(r"(\bBearer\s+)[^\s\"',;]+", re.IGNORECASE),  # Authorization headers
+    re.compile(r"(anju_session=)[^;\s\"'<>]+"),  # the session cookie
+    re.compile(r"(/hook/)[^\s/?#\"'<>]+"),  # a Feishu robot's webhook path is its key
+)
+
+
+def redact(text: str) -> str:
+    """The text with every token, session id and credential a log line could carry replaced."""
+    for pattern in _SECRETS:
+        text = pattern.sub(rf"\g<1>{REDACTED}", text)
+    return text
+
+
+def scrub(text: str) -> str:
+    """What a log line may show: personal data masked, secrets redacted."""
+    return mask_text(redact(text))
+
 
 class MaskingFilter(logging.Filter):
-    """Masks personal data in every record, so a careless log call cannot leak a phone number."""
+    """Masks personal data and redacts secrets in every record, so a careless log call cannot leak
+    a phone number or a link that acknowledges an emergency."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # a bad format string must not kill logging
             message = str(record.msg)
-        record.msg = mask_text(message)
+        record.msg = scrub(message)
         record.args = None
         record.request_id = request_id_var.get()
         return True
@@ -42,7 +75,7 @@ class JsonFormatter(logging.Formatter):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info:
-            entry["exc"] = mask_text(self.formatException(record.exc_info))
+            entry["exc"] = scrub(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -56,7 +89,7 @@ class TextFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None)
         record.rid = f" [{request_id}]" if request_id else ""
         text = super().format(record)
-        return mask_text(text) if record.exc_info else text
+        return scrub(text) if record.exc_info else text
 
 
 def configure_logging(*, level: str = "INFO", json_lines: bool = True) -> None:

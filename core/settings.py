@@ -208,6 +208,10 @@ class Settings(BaseSettings):
     # one digest message, so a storm of posts does not bury the robot group.
     alert_rate_per_hour: int = 20
     alert_ack_minutes: int = 30  # a Ⅰ or Ⅱ alert unacknowledged this long goes to the escalation routes
+    # The acknowledgement links in emergency pages and opinion alerts work without a login; they
+    # stop working this long after they were sent (the person paged acts within minutes; a link
+    # found in a chat history days later must not acknowledge anything). 24 h covers a night shift.
+    ack_link_hours: int = Field(default=24, ge=1, le=24 * 30)
     smtp_url: str | None = None  # smtp://user:pass@host:port (smtps:// for TLS); e-mail alerts need it
     alert_mail_from: str = "anju-alert@localhost"
 

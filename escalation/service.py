@@ -8,8 +8,6 @@ is registered with ``core.events.after_commit`` and happens only once the change
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from sqlalchemy.orm import Session
 from accounts.models import Role, StaffUser
 from accounts.service import accessible_community_ids, require_community, works_in
 from channels.models import Channel, Conversation, ConversationState, Message, Sender
+from core import links
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from core.events import after_commit
@@ -524,19 +523,17 @@ def _start_paging(session: Session, settings: Settings, case: Case) -> None:
     after_commit(session, page)
 
 
-def ack_token(settings: Settings, case_id: int) -> str:
-    """The link in a page lets whoever receives it acknowledge without logging in."""
-    mac = hmac.new(settings.signing_key().encode(), f"ack:{case_id}".encode(), hashlib.sha256).hexdigest()
-    return f"{case_id}.{mac[:32]}"
+def ack_token(settings: Settings, case_id: int, *, issued_at: datetime | None = None) -> str:
+    """The link in a page lets whoever receives it acknowledge without logging in, for
+    ``ack_link_hours`` (core.links)."""
+    return links.sign(settings, "ack", case_id, issued_at=issued_at)
 
 
 def case_for_ack_token(*, session: Session, settings: Settings, token: str) -> Case:
-    case_id = token.partition(".")[0]
-    if not case_id.isdigit() or not hmac.compare_digest(ack_token(settings, int(case_id)), token):
-        raise NotFound("确认链接无效")
-    case = session.get(Case, int(case_id))
+    """The case a valid link names; NotFound for any other token, LinkExpired for an old one."""
+    case = session.get(Case, links.verify(settings, "ack", token))
     if case is None:
-        raise NotFound("确认链接无效")
+        raise NotFound(links.INVALID)
     return case
 
 

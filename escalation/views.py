@@ -21,10 +21,11 @@ from accounts.service import accessible_community_ids, require_community
 from channels.models import Conversation, Message
 from core.db import utcnow
 from core.deps import SessionDep, SettingsDep
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, Gone, InvalidInput, NotFound
 from core.live import company_topic, stream
 from core.masking import mask_mobile, mask_name, mask_text
 from core.routing import CommittingRoute
+from core.settings import Settings
 from core.types import PathId, QueryId
 from escalation import schemas, service
 from escalation.models import (
@@ -760,21 +761,50 @@ def finish_callback(
 # --- the acknowledgement link of an emergency page ---------------------------------------------
 
 
+# Token-bearing pages: the token stays out of Referer headers and caches.
+_LINK_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
+
+
 @router.get("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
 def ack_page(token: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
-    case = service.case_for_ack_token(session=session, settings=settings, token=token)
-    return HTMLResponse(_ack_html(case, done=case.acknowledged_at is not None))
+    try:
+        case = service.case_for_ack_token(session=session, settings=settings, token=token)
+    except (NotFound, Gone) as exc:
+        return _ack_refused(exc, settings)
+    return HTMLResponse(_ack_html(case, done=case.acknowledged_at is not None), headers=_LINK_HEADERS)
 
 
 @router.post("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
 def ack(token: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     """Whoever got the page takes the emergency (the link is the credential: it names one case)."""
-    case = service.case_for_ack_token(session=session, settings=settings, token=token)
+    try:
+        case = service.case_for_ack_token(session=session, settings=settings, token=token)
+    except (NotFound, Gone) as exc:
+        return _ack_refused(exc, settings)
     level = case.page_level or 0
     chain = service.duty_chain(session=session, community_id=case.community_id)
     who = chain[level].name if level < len(chain) else "值班人员"
     service.acknowledge(session=session, settings=settings, case=case, by=who)
-    return HTMLResponse(_ack_html(case, done=True))
+    return HTMLResponse(_ack_html(case, done=True), headers=_LINK_HEADERS)
+
+
+def _ack_refused(exc: NotFound | Gone, settings: Settings) -> HTMLResponse:
+    """A page, not JSON: whoever opens the link reads why it does nothing and where to go."""
+    from html import escape
+
+    if isinstance(exc, Gone):
+        why = (f"这条紧急通知发出已超过 {settings.ack_link_hours} 小时，链接不能再用来确认。"
+               "如事件仍需处理，请登录客服工作台查看。")  # fmt: skip
+    else:
+        why = "链接不完整或已被修改。如需处理紧急事件，请登录客服工作台，或直接联系值班主管。"
+    page = (
+        "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{escape(exc.message)}</title><link rel='stylesheet' href='/static/anju.css'></head>"
+        f"<body class='ack'><h1>{escape(exc.message)}</h1><p>{why}</p>"
+        "<p><a href='/login?next=/console'>登录客服工作台</a></p></body></html>"
+    )
+    return HTMLResponse(page, exc.status_code, headers=_LINK_HEADERS)
 
 
 def _ack_html(case: Case, *, done: bool) -> str:

@@ -9,22 +9,22 @@ does not bury the group.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core import links
 from core.db import utcnow
 from core.errors import NotFound
 from core.settings import Settings
 from org.models import Community
 from sentiment.models import Alert, AlertChannel, AlertRoute, Event, EventLog, Post
 from sentiment.risk import grade_label
+from sentiment.service import safe_post_url
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +64,15 @@ def queue_delivery(*, settings: Settings, alert_id: int, grade: int | None = Non
                 delay=timedelta(minutes=settings.alert_ack_minutes), alert_id=alert_id)  # fmt: skip
 
 
-def ack_token(settings: Settings, alert_id: int) -> str:
-    """The link in an alert lets whoever receives it acknowledge without logging in."""
-    mac = hmac.new(settings.signing_key().encode(), f"opinion-ack:{alert_id}".encode(), hashlib.sha256)
-    return f"{alert_id}.{mac.hexdigest()[:32]}"
+def ack_token(settings: Settings, alert_id: int, *, issued_at: datetime | None = None) -> str:
+    """The link in an alert lets whoever receives it acknowledge without logging in, for
+    ``ack_link_hours`` (core.links)."""
+    return links.sign(settings, "opinion-ack", alert_id, issued_at=issued_at)
 
 
 def alert_for_token(*, session: Session, settings: Settings, token: str) -> Alert:
-    alert_id = token.partition(".")[0]
-    if not alert_id.isdigit() or not hmac.compare_digest(ack_token(settings, int(alert_id)), token):
-        raise NotFound("确认链接无效")
-    alert = session.get(Alert, int(alert_id))
+    """The alert a valid link names; NotFound for any other token, LinkExpired for an old one."""
+    alert = session.get(Alert, links.verify(settings, "opinion-ack", token))
     if alert is None:
         raise NotFound("预警不存在")
     return alert
@@ -92,6 +90,13 @@ def acknowledge(*, session: Session, alert: Alert, staff_id: int | None, via: st
     session.add(EventLog(event_id=alert.event_id, kind="ack", staff_id=staff_id,
                          text=f"确认收到{grade_label(alert.grade)}预警{via}"))  # fmt: skip
     return True
+
+
+def _post_line(post: Post) -> str:
+    """A post in a robot message: linked when it has a web address (never any other kind)."""
+    url = safe_post_url(post.url)
+    title = (post.title or post.text)[:40]
+    return f"- [{title}]({url})" if url else f"- {title}"
 
 
 @dataclass
@@ -121,7 +126,7 @@ def compose(*, session: Session, settings: Settings, alert: Alert, escalation: b
         "**研判理由**：",
         reasons or "- —",
         "**最新帖子**：",
-        *[f"- [{(p.title or p.text)[:40]}]({p.url})" for p in posts],
+        *[_post_line(p) for p in posts],
         f"[查看事件]({link})　[确认收到]({ack})",
     ]
     if escalation:
@@ -132,7 +137,7 @@ def compose(*, session: Session, settings: Settings, alert: Alert, escalation: b
          f"帖子：{event.post_count} 条（负面 {event.negative_count}）",
          f"平台：{'、'.join(event.platforms or []) or '—'}", "研判理由：",
          *[f"  - {r}" for r in event.reasons or []], "最新帖子：",
-         *[f"  - {(p.title or p.text)[:60]} {p.url}" for p in posts],
+         *[f"  - {(p.title or p.text)[:60]} {safe_post_url(p.url)}" for p in posts],
          "", f"查看事件：{link}", f"确认收到：{ack}"]
     )  # fmt: skip
     return Message(title, markdown, text)

@@ -9,8 +9,6 @@ ones (no community: a story about the brand concerns every PR officer of the com
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from accounts.service import accessible_community_ids, require_community
 from core.db import utcnow
 from core.errors import Conflict, InvalidInput, NotFound
 from core.events import after_commit
+from core.exports import csv_text
 from core.live import company_topic, publish
 from core.settings import Settings
 from org.models import Community
@@ -429,14 +428,6 @@ def _changed_after_commit(session: Session, settings: Settings, event: Event) ->
 
 # --- CSV export --------------------------------------------------------------------------------
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: object) -> str:
-    """Titles come from the internet: a cell Excel would run as a formula is quoted as text."""
-    text = "" if value is None else str(value)
-    return f"'{text}" if text.startswith(_FORMULA_START) else text
-
 
 def export_csv(*, session: Session, user: StaffUser, filters: FeedFilter) -> str:
     """The filtered events as CSV, UTF-8 with a BOM (Excel then reads the Chinese correctly)."""
@@ -447,16 +438,13 @@ def export_csv(*, session: Session, user: StaffUser, filters: FeedFilter) -> str
         .limit(MAX_EXPORT)
     ).all()
     places = community_names(session=session, ids=(e.community_id for e in events))
-    out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for event in events:
-        writer.writerow(
+    return csv_text(
+        CSV_COLUMNS,
+        (
             [
                 event.id,
                 grade_label(event.grade),
-                _cell(event.title),
+                event.title,
                 places.get(event.community_id, "") if event.community_id else "全公司",
                 "、".join(platform_label(p) for p in event.platforms or []),
                 event.post_count,
@@ -464,10 +452,11 @@ def export_csv(*, session: Session, user: StaffUser, filters: FeedFilter) -> str
                 STATUS_LABELS[event.status],
                 local_time(event.first_seen_at),
                 local_time(event.last_seen_at),
-                _cell("；".join(event.reasons or [])),
+                "；".join(event.reasons or []),
             ]
-        )
-    return out.getvalue()
+            for event in events
+        ),
+    )
 
 
 # --- alert routes ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +26,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _SPACE = re.compile(r"\s+")
+# Characters that would end or break a Markdown link in a robot message ([title](url)) or an
+# attribute: written percent-encoded, as a URL may always carry them.
+_LINK_BREAKING = {c: f"%{ord(c):02X}" for c in "()[]<>\"'` \\"}
+
+
+def safe_post_url(url: str | None) -> str:
+    """The post's address if it is a web address (http or https, with a host), else "". A feed or a
+    page controls its links: ``javascript:``/``data:`` there would run in the PR officer's browser
+    when they click 查看原文, and a ``)`` would rewrite the robot message's links."""
+    text = "".join(c for c in (url or "").strip() if c.isprintable())
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # a malformed [IPv6] host
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return ""
+    return "".join(_LINK_BREAKING.get(c, c) for c in text)
 
 
 @dataclass
@@ -44,6 +62,9 @@ class CrawledPost:
     comments: int = 0
     reposts: int = 0
     views: int = 0
+
+    def __post_init__(self) -> None:
+        self.url = safe_post_url(self.url)  # every spider's post, previewed or stored, comes through here
 
 
 @dataclass
@@ -96,7 +117,7 @@ def ingest(
         source_id=source_id,
         platform=crawled.platform[:32],
         external_id=crawled.external_id[:300],
-        url=crawled.url[:1000],
+        url=safe_post_url(crawled.url)[:1000],
         title=(crawled.title or None) and crawled.title[:500],
         text=text,
         author=crawled.author,

@@ -15,10 +15,11 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from accounts.deps import AdminUser, roles
 from accounts.models import Role, StaffUser
 from core.deps import SessionDep, SettingsDep
-from core.errors import NotFound
+from core.errors import Gone, NotFound
 from core.live import company_topic, stream
 from core.masking import mask_text
 from core.routing import CommittingRoute
+from core.settings import Settings
 from core.types import PathId, QueryId
 from sentiment import alerts as alert_service
 from sentiment import feed, schemas
@@ -118,7 +119,7 @@ def _post_read(post: Post) -> schemas.PostRead:
         id=post.id,
         platform=post.platform,
         platform_label=feed.platform_label(post.platform),
-        url=post.url,
+        url=sentiment_service.safe_post_url(post.url),  # rows stored before URLs were checked too
         title=mask_text(post.title) if post.title else None,
         text=mask_text(post.text),
         author=post.author,
@@ -307,8 +308,8 @@ def ack_page(token: str, session: SessionDep, settings: SettingsDep) -> HTMLResp
     fetches the page, and must not acknowledge by doing so)."""
     try:
         alert, event = feed.alert_for_link(session=session, settings=settings, token=token)
-    except NotFound as exc:
-        return HTMLResponse(_ack_html(None, None, "", message=exc.message), 404, headers=_LINK_HEADERS)
+    except (NotFound, Gone) as exc:
+        return _ack_refused(exc, settings)
     place = feed.community_names(session=session, ids=[event.community_id]).get(
         event.community_id or 0, "全公司"
     )
@@ -319,34 +320,45 @@ def ack_page(token: str, session: SessionDep, settings: SettingsDep) -> HTMLResp
 def ack_by_link(token: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     try:
         alert, event = feed.acknowledge_by_link(session=session, settings=settings, token=token)
-    except NotFound as exc:
-        return HTMLResponse(_ack_html(None, None, "", message=exc.message), 404, headers=_LINK_HEADERS)
+    except (NotFound, Gone) as exc:
+        return _ack_refused(exc, settings)
     place = feed.community_names(session=session, ids=[event.community_id]).get(
         event.community_id or 0, "全公司"
     )
     return HTMLResponse(_ack_html(alert, event, place), headers=_LINK_HEADERS)
 
 
-def _ack_html(alert: Alert | None, event: Event | None, place: str, *, message: str = "") -> str:
-    head = (
-        "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        "<meta name='robots' content='noindex'>"
-        "<title>{title}</title><link rel='stylesheet' href='/static/anju.css'></head><body class='ack'>"
-        "<main class='card' style='max-width:560px'>"
+_ACK_HEAD = (
+    "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>"
+    "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+    "<meta name='robots' content='noindex'>"
+    "<title>{title}</title><link rel='stylesheet' href='/static/anju.css'></head><body class='ack'>"
+    "<main class='card narrow'>"
+)
+
+
+def _ack_refused(exc: NotFound | Gone, settings: Settings) -> HTMLResponse:
+    """A page, not JSON: whoever opens the link reads why it does nothing and where to go."""
+    if isinstance(exc, Gone):
+        why = (f"这条预警发出已超过 {settings.ack_link_hours} 小时，链接不能再用来确认。"
+               "如仍需跟进，请登录舆情页面处理。")  # fmt: skip
+    else:
+        why = escape(exc.message)
+    page = _ACK_HEAD.format(title=escape(exc.message)) + (
+        f"<h1>{escape(exc.message)}</h1><p>{why}</p>"
+        "<p><a href='/login?next=/opinion'>登录舆情页面</a></p></main></body></html>"
     )
-    if alert is None or event is None:
-        return (
-            head.format(title="链接无效")
-            + f"<h1>确认链接无效</h1><p>{escape(message)}</p></main></body></html>"
-        )
+    return HTMLResponse(page, exc.status_code, headers=_LINK_HEADERS)
+
+
+def _ack_html(alert: Alert, event: Event, place: str) -> str:
     grade = feed.grade_label(alert.grade)
     if alert.acknowledged_at is not None:
         when = alert.acknowledged_at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
         body = f"<p class='ok' id='done'>已确认收到（{when}）。请登录舆情页面跟进处置。</p>"
     else:
         body = "<form method='post'><button type='submit' class='primary'>确认收到</button></form>"
-    return head.format(title=f"舆情预警 {escape(grade)}") + (
+    return _ACK_HEAD.format(title=f"舆情预警 {escape(grade)}") + (
         f"<h1>舆情{escape(grade)}预警</h1>"
         f"<p><b>{escape(mask_text(event.title))}</b></p>"
         f"<p class='muted'>社区：{escape(place)}　帖子：{event.post_count} 条（负面 {event.negative_count}）"

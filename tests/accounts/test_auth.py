@@ -158,6 +158,20 @@ def test_cookie_writes_from_another_site_are_refused(server: LiveServer) -> None
     assert same.status_code == 201
 
 
+def test_a_logout_posted_from_another_site_is_refused_and_the_session_lives_on(server: LiveServer) -> None:
+    with server.client() as browser:
+        browser.post("/login", data={"username": "agent", "password": PASSWORD})
+        for forged in ({"Origin": "https://evil.example"}, {"Referer": "https://evil.example/page.html"}):
+            refused = browser.post("/logout", headers=forged, follow_redirects=False)
+            assert refused.status_code == 403
+            assert refused.json()["error"]["message"] == "跨站请求被拒绝"
+            assert "set-cookie" not in refused.headers  # the cookie is not cleared either
+            assert browser.get("/api/auth/me").json()["username"] == "agent"  # still logged in
+        ours = browser.post("/logout", headers={"Origin": server.url}, follow_redirects=False)
+        assert ours.status_code == 303 and ours.headers["location"] == "/login"
+        assert browser.get("/api/auth/me").status_code == 401
+
+
 @pytest.mark.parametrize("username", ["agent", "supervisor", "pr", "admin"])
 def test_every_demo_account_logs_in(server: LiveServer, username: str) -> None:
     r = httpx.post(f"{server.url}/api/auth/token", json={"username": username, "password": PASSWORD})

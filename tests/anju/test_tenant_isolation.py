@@ -453,6 +453,7 @@ def test_every_operation_refuses_other_tenants_ids(world: World) -> None:
     spec = world.server.client().get("/api/openapi.json").json()
     walk = sorted(calls(spec), key=lambda c: (ORDER[c.method], c.path))
     problems: list[str] = []
+    tried = 0
     for call in walk:
         # Every caller's foreign ids first, between two snapshots of everything; then the controls.
         before = snapshot(world.settings)
@@ -462,6 +463,7 @@ def test_every_operation_refuses_other_tenants_ids(world: World) -> None:
                     if slot.kind not in other.ids and slot.kind not in other.keys:
                         continue  # e.g. staff: the company's directory is every member's
                     response = send(caller.client, build(spec, call, caller.own, (slot, other)))
+                    tried += 1
                     by_name = slot.kind in BY_NAME and response.status_code == 422
                     if not (_refused(response) or by_name):
                         problems.append(
@@ -487,6 +489,7 @@ def test_every_operation_refuses_other_tenants_ids(world: World) -> None:
                     f"{control.status_code} {control.text[:200]}"
                 )
             caller.exercised.add(call.name)
+    print(f"tenant walk: {len(walk)} operations, {len(world.callers)} callers, {tried} foreign-id requests")
     unexercised = {c.name for c in walk} - set().union(*(c.exercised for c in world.callers))
     assert not unexercised, f"no caller could use these operations: {sorted(unexercised)}"
     assert len(walk) >= 82, "the walk lost operations"

@@ -287,3 +287,56 @@ def test_a_menu_button_asks_its_configured_question_never_its_raw_key() -> None:
     assert fee.store and fee.text == "物业费怎么交" and fee.external_id.startswith("oMenu:")
     unknown = wechat.read_message(click("V1001_OLD_BUTTON"), menu)
     assert not unknown.store and unknown.immediate == wechat.MENU_UNKNOWN and not unknown.text
+
+
+def _no_msg_id(content: str, created: int, openid: str = "oResident123") -> str:
+    return (f"<xml><ToUserName><![CDATA[gh_anju]]></ToUserName>"
+            f"<FromUserName><![CDATA[{openid}]]></FromUserName>"
+            f"<CreateTime>{created}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            f"<Content><![CDATA[{content}]]></Content></xml>")  # fmt: skip
+
+
+def test_two_messages_without_msg_id_in_one_second_are_both_answered(
+    demo_kb: Settings, api: FakeWechatApi, start_worker: Any
+) -> None:
+    """Without MsgId the key was sender + nothing: the second message — 着火了 — was taken for a
+    duplicate of the first and dropped. Now the content keys it; WeChat's retry (the same bytes)
+    is still answered once."""
+    settings = configured(demo_kb, api, passive=0.2)
+    worker_ready(settings, start_worker)
+    now = int(time.time())
+    first, second = _no_msg_id("物业费在哪交", now), _no_msg_id("着火了，楼道里全是烟", now)
+    with LiveServer(settings) as live, live.client() as client:
+        for xml in (first, second, second):  # the last: WeChat retrying the second
+            assert push(client, xml).status_code == 200
+    assert rows(settings, InboundMessage) == 2
+    wait_for(lambda: len(api.sent) >= 2, timeout=40, message="both answers")
+    time.sleep(1)
+    answers = [m["text"]["content"] for m in api.sent]
+    assert len(answers) == 2 and any("生活缴费" in a for a in answers)
+    assert any("值班" in a or "119" in a for a in answers), answers  # the fire is an emergency
+
+
+def test_wechat_fields_out_of_shape_are_never_a_server_error(demo: Settings, api: FakeWechatApi) -> None:
+    settings = configured(demo, api, passive=0.1)
+    now = int(time.time())
+    head = "<xml><ToUserName>gh_anju</ToUserName><FromUserName>oOdd</FromUserName>"
+    subscribe = head + "{time}<MsgType>event</MsgType><Event>subscribe</Event></xml>"
+    stamp = f"<CreateTime>{now}</CreateTime>"
+    text = head + stamp + "<MsgType>text</MsgType><Content>{content}</Content>{msg_id}</xml>"
+    location = (head + stamp + "<MsgType>location</MsgType><Location_X>北纬</Location_X>"
+                "<Location_Y>1e999999</Location_Y><Scale>x</Scale><Label>3栋</Label>"
+                "<MsgId>5001</MsgId></xml>")  # fmt: skip
+    with LiveServer(settings) as live, live.client() as client:
+        for created in ("", "<CreateTime></CreateTime>", "<CreateTime>昨天</CreateTime>",
+                        f"<CreateTime>{'9' * 5000}</CreateTime>", "<CreateTime>-5</CreateTime>"):  # fmt: skip
+            welcome = push(client, subscribe.format(time=created))
+            assert welcome.status_code == 200 and "欢迎关注" in welcome.text  # still welcomed
+        for n, msg_id in enumerate(("<MsgId>" + "9" * 5000 + "</MsgId>", "<MsgId>abc</MsgId>",
+                                    "<MsgId>-1</MsgId>", "<MsgId>" + "9" * 25 + "</MsgId>")):  # fmt: skip
+            answered = push(client, text.format(content=f"第{n}条：楼道灯坏了", msg_id=msg_id))
+            assert answered.status_code == 200, answered.text
+        assert push(client, location).status_code == 200  # odd coordinates: the place's name still counts
+        openid = push(client, text_xml("你好", openid="o" * 5000))
+        assert openid.status_code == 400  # not WeChat's at all
+    assert rows(settings, InboundMessage) == 5  # each odd-id text once (keyed by its content), the place

@@ -316,3 +316,32 @@ def test_two_processes_share_one_crawl_through_redis(demo_sqlite: Settings) -> N
     fetched = [s.get("downloader/response_status_count/200", 0) for s in (other, joined)]
     assert min(fetched) >= 2 and sum(fetched) == 8  # 2 × robots.txt, the list, 5 articles
     assert set(stored(settings)) == {"1201.html", "1202.html"}
+
+
+EVIL_FEED = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>某论坛</title><link>https://bbs.example/</link>
+<item><title>翠湖花园电梯又坏了，物业不管</title><link>javascript:alert(document.cookie)</link>
+  <guid>evil-1</guid><description>翠湖花园3栋电梯停了一天，物业推诿。</description></item>
+<item><title>翠湖花园垃圾堆了三天没人清</title><link> JaVaScRiPt:alert(1)</link>
+  <guid>evil-2</guid><description>翠湖花园北门垃圾站臭气熏天，投诉无果。</description></item>
+<item><title>翠湖花园停车费乱收</title><link>data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==</link>
+  <guid>evil-3</guid><description>翠湖花园地下车库临停收费翻倍，业主不满。</description></item>
+<item><title>翠湖花园绿化被毁</title><link>https://bbs.example/t/1)[确认收到](https://evil.example/phish</link>
+  <guid>evil-4</guid><description>翠湖花园中心花园草坪被挖，业主质疑物业。</description></item>
+</channel></rss>"""
+
+
+def test_feed_links_that_are_not_web_addresses_are_never_stored(demo: Settings) -> None:
+    """A feed controls its items' links: javascript: or data: would run in the PR officer's browser
+    on 查看原文, and a ")" would add a link of the attacker's to the robot message."""
+    with CrawlSite("rss") as site:
+        site.serve("/rss/evil.xml", EVIL_FEED, "application/rss+xml; charset=utf-8")
+        source_id = add_source(demo, key="evil", kind="rss", url=site.url("/rss/evil.xml"),
+                               authority="media", city="杭州")  # fmt: skip
+        run = crawl(demo, source_id)
+    assert run.stats["anju/stored"] == 4, run.stats
+    with get_database(demo).session() as session:
+        urls = {p.external_id: p.url for p in session.scalars(select(Post))}
+    assert urls["evil-1"] == urls["evil-2"] == urls["evil-3"] == ""
+    assert urls["evil-4"] == "https://bbs.example/t/1%29%5B确认收到%5D%28https://evil.example/phish"
+    assert not any("script" in u.lower() or u.startswith("data:") for u in urls.values())

@@ -252,3 +252,25 @@ def test_an_agent_reply_to_a_wechat_resident_goes_out_as_a_customer_service_mess
             assert sent[0]["touser"] == "oWx42" and sent[0]["msgtype"] == "text"
     finally:
         api.close()
+
+
+def test_work_order_photos_up_to_the_documented_5_mb(demo_kb: Settings) -> None:
+    """The README promises photos up to 5 MB: a 4.5 MB phone photo is taken, 5.5 MB is refused with
+    413 and a Chinese reason, and nothing of it is stored."""
+    jpeg = lambda size: b"\xff\xd8\xff\xe0" + b"\0" * (size - 4)  # noqa: E731
+    with LiveServer(demo_kb) as live, live.client() as resident, live.login("agent") as agent:
+        order_id = say(resident, uuid.uuid4().hex, "3栋1单元502卫生间漏水了")["work_order_id"]
+        upload = lambda content: agent.post(  # noqa: E731
+            f"/api/work-orders/{order_id}/photos", files={"photo": ("leak.jpg", content, "image/jpeg")}
+        )
+        taken = upload(jpeg(4_500_000))
+        assert taken.status_code == 201, taken.text
+        name = taken.json()["events"][-1]["photos"][0]
+        assert len(agent.get(f"/api/work-orders/{order_id}/photos/{name}").content) == 4_500_000
+        too_big = upload(jpeg(5_500_000))
+        assert too_big.status_code == 413
+        assert too_big.json()["error"]["message"] == "照片不能超过 5 MB"
+        photos = [p for e in agent.get(f"/api/work-orders/{order_id}").json()["events"] for p in e["photos"]]
+        assert photos == [name]
+    folder = demo_kb.data_dir / "uploads" / "work_orders" / str(order_id)
+    assert [p.name for p in folder.iterdir()] == [name]

@@ -635,3 +635,28 @@ def test_the_page_needs_a_login_and_a_feed_role(server: LiveServer) -> None:
         page = browser.get("/opinion")
         assert page.status_code == 200 and "舆情监测" in page.text
         assert browser.get("/static/vendor/chart.umd.min.js").status_code == 200
+
+
+def test_an_expired_or_malformed_alert_link_acknowledges_nothing(server: LiveServer) -> None:
+    from tests.escalation.test_ack_links import BAD_TOKENS
+
+    ids = _seed_feed(server)
+    with get_database(server.settings).session() as session:
+        fees = session.get(Event, ids["fees"])
+        assert fees is not None
+        alert_id = make_alert(session, event=fees).id
+    hours = server.settings.ack_link_hours
+    stale = ack_token(server.settings, alert_id, issued_at=utcnow() - timedelta(hours=hours, minutes=1))
+    with server.client() as anyone:
+        for method in ("GET", "POST"):
+            page = anyone.request(method, f"/opinion/ack/{stale}")
+            assert page.status_code == 410 and page.headers["content-type"].startswith("text/html")
+            assert "确认链接已过期" in page.text and "/login?next=/opinion" in page.text
+            assert "锦江苑" not in page.text  # nothing of the event either
+        for bad in BAD_TOKENS:
+            refused = anyone.post(f"/opinion/ack/{bad}")
+            assert refused.status_code == 404, (bad[:40], refused.status_code)
+            assert "确认链接无效" in refused.text
+    with get_database(server.settings).session() as session:
+        alert = session.get(Alert, alert_id)
+        assert alert is not None and alert.acknowledged_at is None
