@@ -460,7 +460,9 @@ async def console_stream(
 
     allowed = await run_in_threadpool(communities)
     events = stream(
-        settings, [company_topic(user.company_id)], keep=lambda e: e.get("community_id") in allowed
+        settings,
+        [company_topic(user.company_id)],
+        keep=lambda e: e.get("type") == "case" and e.get("community_id") in allowed,
     )
     return StreamingResponse(
         events,

@@ -412,17 +412,24 @@ def acknowledge_by_link(*, session: Session, settings: Settings, token: str) -> 
 # --- live updates ------------------------------------------------------------------------------
 
 
-def publish_changes(*, settings: Settings, company_id: int, event_ids: list[int]) -> None:
+def publish_changes(
+    *, settings: Settings, company_id: int, event_ids: list[int], community_id: int | None = None
+) -> None:
     """Tell the company's open feed pages these events changed (they refetch what they show).
-    Call it after the change is committed."""
+    Call it after the change is committed. ``community_id``: the events' community (None: they
+    concern the whole company); only that community's staff are told."""
     if event_ids:
-        publish(settings, company_topic(company_id), {"type": "opinion", "event_ids": sorted(set(event_ids))})
+        message = {"type": "opinion", "event_ids": sorted(set(event_ids)), "community_id": community_id}
+        publish(settings, company_topic(company_id), message)
 
 
 def _changed_after_commit(session: Session, settings: Settings, event: Event) -> None:
-    company_id, event_id = event.company_id, event.id
+    company_id, event_id, community_id = event.company_id, event.id, event.community_id
     after_commit(
-        session, lambda: publish_changes(settings=settings, company_id=company_id, event_ids=[event_id])
+        session,
+        lambda: publish_changes(
+            settings=settings, company_id=company_id, event_ids=[event_id], community_id=community_id
+        ),
     )
 
 

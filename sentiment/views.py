@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from html import escape
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import HTMLResponse, StreamingResponse
@@ -288,8 +288,15 @@ def acknowledge(
 @router.get("/api/opinion/stream")
 async def opinion_stream(settings: SettingsDep, user: FeedUser) -> StreamingResponse:
     """Server-sent events: {"type": "opinion", "event_ids": [...]} when events change; the page
-    refetches what it shows (which the API scopes to the user's communities)."""
-    events = stream(settings, [company_topic(user.company_id)], keep=lambda e: e.get("type") == "opinion")
+    refetches what it shows. Staff of some communities hear only of theirs and the company-wide
+    ones (not even the ids of the others)."""
+    mine = None if user.all_communities else set(user.community_ids)
+
+    def keep(event: dict[str, Any]) -> bool:
+        place = event.get("community_id")
+        return event.get("type") == "opinion" and (mine is None or place is None or place in mine)
+
+    events = stream(settings, [company_topic(user.company_id)], keep=keep)
     return StreamingResponse(
         events,
         media_type="text/event-stream",

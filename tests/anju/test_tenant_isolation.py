@@ -658,3 +658,55 @@ def test_a_scoped_session_refuses_to_write_a_reference_it_did_not_look_up(demo: 
         assert session.execute(update(Conversation).values(context={"x": 1})).rowcount == 0  # type: ignore[attr-defined]
     with database.session() as session:
         assert session.get(Conversation, foreign_id) is not None  # unscoped (workers): everything
+
+
+def test_live_streams_tell_staff_only_of_their_communities(demo: Settings) -> None:
+    """The console and the opinion feed push changes as they happen: a PR officer and an agent of
+    翠湖 hear of 翠湖's changes and the company's, never 滨江's (not even an id)."""
+    import threading
+
+    from sentiment.feed import publish_changes
+
+    with get_database(demo).session() as session:
+        add_staff(session, username="pr_cuihu", role=Role.pr, community_codes=["cuihu"])
+        ids = {c.code: c.id for c in session.scalars(select(Community))}
+        company_id = session.scalar(select(Community.company_id).where(Community.code == "cuihu"))
+    assert company_id is not None
+    heard: dict[str, list[dict[str, Any]]] = {"pr_cuihu": [], "agent": []}
+    with LiveServer(demo) as live:
+        clients = {"pr_cuihu": live.login("pr_cuihu", PASSWORD), "agent": live.login("agent")}
+        ready = {name: threading.Event() for name in clients}
+        paths = {"pr_cuihu": "/api/opinion/stream", "agent": "/api/console/stream"}
+
+        def listen(name: str) -> None:
+            with clients[name].stream("GET", paths[name], timeout=15) as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("event: ready"):
+                        ready[name].set()
+                    elif line.startswith("data:") and line[5:].strip() != "{}":
+                        heard[name].append(json.loads(line[5:]))
+                        if heard[name][-1].get("last") or 904 in heard[name][-1].get("event_ids", []):
+                            return
+
+        threads = [threading.Thread(target=listen, args=(n,), daemon=True) for n in clients]
+        for t in threads:
+            t.start()
+        assert all(r.wait(10) for r in ready.values())
+        from core.live import company_topic, publish
+
+        publish_changes(settings=demo, company_id=company_id, event_ids=[901], community_id=ids["binjiang"])
+        publish_changes(settings=demo, company_id=company_id, event_ids=[902], community_id=ids["cuihu"])
+        publish_changes(settings=demo, company_id=company_id, event_ids=[903])  # the whole company
+        publish(
+            demo, company_topic(company_id), {"type": "case", "case_id": 1, "community_id": ids["binjiang"]}
+        )
+        publish(demo, company_topic(company_id), {"type": "case", "case_id": 2, "community_id": ids["cuihu"],
+                                                  "last": True})  # fmt: skip
+        publish_changes(settings=demo, company_id=company_id, event_ids=[904], community_id=ids["cuihu"])
+        for t in threads:
+            t.join(10)
+        for client in clients.values():
+            client.close()
+    opinion = [i for e in heard["pr_cuihu"] for i in e["event_ids"]]
+    assert opinion == [902, 903, 904]
+    assert [e["case_id"] for e in heard["agent"]] == [2]
