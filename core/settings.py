@@ -6,9 +6,10 @@ import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Values people paste from examples; never accepted as a real secret outside demo mode.
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "anju", "demo", "test", "xxx", "todo"}
@@ -188,7 +189,31 @@ class Settings(BaseSettings):
     smtp_url: str | None = None  # smtp://user:pass@host:port (smtps:// for TLS); e-mail alerts need it
     alert_mail_from: str = "anju-alert@localhost"
 
+    # Outbound requests (core.outbound: crawls, robots, webhooks, the LLM, WeChat, mail) never go to
+    # loopback, private, link-local, metadata, multicast or reserved addresses, except to the internal
+    # hosts named here: "10.0.0.5:8000", "llm.internal", or a URL prefix "http://10.0.0.5:8000/v1".
+    # JSON list or comma-separated. Empty: nothing internal is reachable until an operator says so
+    # (an admin's crawl source or robot URL must not reach the database, Redis or the API itself).
+    # Demo mode adds exactly <base_url>/demo-site/, which the demo's sources crawl.
+    outbound_allow: Annotated[list[str], NoDecode] = []
+
     sqlite_busy_timeout_ms: int = 30_000  # writers wait up to 30 s for the write lock instead of failing
+
+    @field_validator("outbound_allow", mode="before")
+    @classmethod
+    def _outbound_allow(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import json
+
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
+        if isinstance(value, list):
+            from core.outbound import AllowEntry
+
+            value = [str(entry).strip() for entry in value if str(entry).strip()]
+            for entry in value:
+                AllowEntry.parse(entry)  # a typo fails at start, not at the first request
+        return value
 
     @model_validator(mode="after")
     def _check_secrets(self) -> Settings:
