@@ -645,8 +645,13 @@ def sources_import(
     database = _migrated_database(settings)
     try:
         with database.session() as session:
+            from core.outbound import outbound_policy
+
             created, updated = crawl_service.import_yaml(
-                session=session, company_id=_company_id(session, company), text=path.read_bytes()
+                session=session,
+                company_id=_company_id(session, company),
+                text=path.read_bytes(),
+                policy=outbound_policy(settings),
             )
     except AnjuError as exc:
         typer.echo(exc.message, err=True)

@@ -139,9 +139,13 @@ def seed_demo(
 
 
 def seed_demo_opinion(session: Session, company_id: int, base_url: str) -> None:
+    from core.outbound import OutboundPolicy
     from crawlers.demo_site import DEMO_SOURCES
     from crawlers.schemas import SourceIn
     from crawlers.service import save_source
+
+    # The demo site this service serves is what the demo's sources crawl (demo mode allows it).
+    policy = OutboundPolicy.parse([f"{base_url.rstrip('/')}/demo-site/"])
 
     for key, name, kind, path, authority, config in DEMO_SOURCES:
         data = SourceIn.model_validate(
@@ -155,7 +159,7 @@ def seed_demo_opinion(session: Session, company_id: int, base_url: str) -> None:
                 "interval_minutes": 30,
             }
         )
-        save_source(session=session, company_id=company_id, data=data)  # fmt: skip
+        save_source(session=session, company_id=company_id, data=data, policy=policy)
 
 
 DEMO_CANNED_REPLIES = (

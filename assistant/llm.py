@@ -36,6 +36,7 @@ from knowledge.screening import screen
 from knowledge.text import chinese_number
 
 if TYPE_CHECKING:
+    from core.outbound import OutboundPolicy
     from knowledge.retrieval import Result
 
 log = logging.getLogger(__name__)
@@ -131,10 +132,28 @@ def compose_answer(
     try:
         response = _configured_model(settings).invoke(messages)
     except Exception as exc:  # any failure of the optional writer falls back to the extractive answer
-        log.warning("LLM answer failed (%s: %.200s); answering extractively", type(exc).__name__, exc)
+        if _refused(exc):
+            log.warning("LLM endpoint refused: it is an internal address not named in ANJU_OUTBOUND_ALLOW; "
+                        "answering extractively")  # fmt: skip
+        else:
+            log.warning("LLM answer failed (%s: %.200s); answering extractively", type(exc).__name__, exc)
         return None
     content = response.content if isinstance(response.content, str) else response.text
     return guard_reply(content, materials)
+
+
+def _refused(exc: BaseException) -> bool:
+    """The outbound check refused the endpoint (the SDK wraps it as a connection error)."""
+    from core.outbound import OutboundRefused
+
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, OutboundRefused):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def preload(settings: Settings) -> None:
@@ -164,7 +183,10 @@ _FIRST_CALL_IMPORTS = (
 def _configured_model(settings: Settings) -> Any:
     """The client for the configured endpoint (callers check that one is configured)."""
     assert settings.llm_base_url
+    from core.outbound import outbound_policy
+
     return _chat_model(
+        outbound_policy(settings),
         settings.llm_base_url,
         settings.llm_api_key.get_secret_value() if settings.llm_api_key else NO_API_KEY,
         settings.llm_model,
@@ -174,12 +196,19 @@ def _configured_model(settings: Settings) -> Any:
 
 
 @lru_cache(maxsize=4)
-def _chat_model(base_url: str, api_key: str, model: str, timeout: float, max_tokens: int) -> Any:
-    """One client per configuration (it holds an HTTP connection pool); built on first use."""
+def _chat_model(
+    policy: OutboundPolicy, base_url: str, api_key: str, model: str, timeout: float, max_tokens: int
+) -> Any:
+    """One client per configuration (it holds an HTTP connection pool); built on first use. Its
+    HTTP clients go through the outbound check: a private LLM must be named in ANJU_OUTBOUND_ALLOW."""
     from langchain_openai import ChatOpenAI
     from pydantic import SecretStr
 
+    from core.outbound import async_http_client, http_client
+
     return ChatOpenAI(
+        http_client=http_client(policy, timeout=timeout),
+        http_async_client=async_http_client(policy, timeout=timeout),
         base_url=base_url,
         api_key=SecretStr(api_key),
         model=model,

@@ -287,6 +287,7 @@ def main() -> int:
         from anju.demo import seed_demo
         from anju.migrate import upgrade
         from core.db import get_database
+        from core.outbound import outbound_policy
         from crawlers import service
         from crawlers.schemas import SourceIn
         from sentiment.models import Alert, AlertChannel, AlertRoute, Event, Post
@@ -296,6 +297,9 @@ def main() -> int:
         robot = Robot()
         articles = generate(args.pages, args.stories, seed=20261123)
         site = Site(articles)
+        # Our own site and robot listen on 127.0.0.1: allowed by host:port, like an operator would.
+        allow = [robot.url.split("/")[2], site.url.split("/")[2]]
+        settings = settings.model_copy(update={"outbound_allow": allow})
         with database.session() as session:
             company = seed_demo(session, residents_per_community=1, knowledge=False)
             session.add(AlertRoute(company_id=company.id, name="品牌部", channel=AlertChannel.wecom,
@@ -308,11 +312,13 @@ def main() -> int:
                            "required": ["title", "content"]},
             }  # fmt: skip
             source, _ = service.save_source(session=session, company_id=company.id, data=SourceIn(
-                key="bench", name="bench", kind="generic", url=site.url + "/", config=config, authority="media"))  # fmt: skip
+                key="bench", name="bench", kind="generic", url=site.url + "/", config=config, authority="media"),
+                policy=outbound_policy(settings))  # fmt: skip
             source_id = source.id
         env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("ANJU_")}
         env.update(ANJU_DATA_DIR=str(settings.data_dir), ANJU_REDIS_URL=redis_server.url, ANJU_LOG_JSON="false",
-                   ANJU_WARM_ASSISTANT="false", ANJU_ALERT_RATE_PER_HOUR="100000", OMP_NUM_THREADS="1")  # fmt: skip
+                   ANJU_WARM_ASSISTANT="false", ANJU_ALERT_RATE_PER_HOUR="100000", OMP_NUM_THREADS="1",
+                   ANJU_OUTBOUND_ALLOW=",".join(allow))  # fmt: skip
         if database_url:
             env["ANJU_DATABASE_URL"] = database_url
         for n in range(args.workers):

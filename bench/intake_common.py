@@ -481,6 +481,7 @@ def service_env(
         ANJU_APP_WEBHOOK_URL=f"http://127.0.0.1:{fakes_port}/anju/replies",
         ANJU_WECHAT_ACCOUNTS=json.dumps(wechat_accounts()),
         ANJU_WECHAT_API_BASE=f"http://127.0.0.1:{fakes_port}",
+        ANJU_OUTBOUND_ALLOW=f"127.0.0.1:{fakes_port}",  # the fakes (WeChat API, app webhook, LLM)
         OMP_NUM_THREADS="1",  # one intra-op thread in every process that loads a model (API, workers)
         MKL_NUM_THREADS="1",
         OPENBLAS_NUM_THREADS="1",

@@ -311,9 +311,8 @@ def deliver(settings: Settings, delivery_id: int) -> DeliveryStatus:
 
 def _send(settings: Settings, channel: Channel, delivery_id: int, body: bytes) -> tuple[str | None, bool]:
     """(error, permanent) of one attempt through the channel's outbound adapter."""
-    import httpx
-
     from channels.signing import signed_headers
+    from core import outbound
 
     error: str | None = None
     permanent = False
@@ -322,13 +321,17 @@ def _send(settings: Settings, channel: Channel, delivery_id: int, body: bytes) -
         if not url or not secret:
             error = "未配置应用回调地址 (ANJU_APP_WEBHOOK_URL) 或密钥"
         else:
+            # Through the outbound check; what the app's backend answers is not kept, only its status.
             try:
                 headers = {"Content-Type": "application/json", **signed_headers(secret, body)}
-                response = httpx.post(url, content=body, headers=headers, timeout=10)
-                if response.status_code // 100 != 2:
-                    error = f"HTTP {response.status_code}: {response.text[:200]}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                reply = outbound.send(outbound.outbound_policy(settings), "POST", url, content=body,
+                                      headers=headers, timeout=10)  # fmt: skip
+                if reply.status // 100 != 2:
+                    error = f"应用回调地址返回 HTTP {reply.status}"
+            except outbound.OutboundRefused as exc:
+                error, permanent = f"应用回调地址：{exc.message}", True  # retrying cannot help
+            except outbound.OutboundFailed as exc:
+                error = f"应用回调地址：{exc.message}"
     elif channel is Channel.wechat:
         error, permanent = _send_wechat(settings, delivery_id)
     else:

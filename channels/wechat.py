@@ -20,10 +20,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from redis import Redis
 from redis.exceptions import RedisError
 
+from core import outbound
 from core.settings import Settings, WechatAccount
 
 log = logging.getLogger(__name__)
@@ -252,14 +252,22 @@ def access_token(settings: Settings, redis: Redis, account: WechatAccount, *, fr
                 return cached.decode() if isinstance(cached, bytes) else str(cached)
         except RedisError:
             pass
-    response = httpx.get(
-        f"{settings.wechat_api_base}/cgi-bin/token",
-        params={"grant_type": "client_credential", "appid": account.app_id, "secret": account.app_secret},
-        timeout=10,
-    )
-    data = response.json()
+    # Through the outbound check like every request the server makes; errors carry WeChat's code only.
+    try:
+        reply = outbound.send(
+            outbound.outbound_policy(settings),
+            "GET",
+            f"{settings.wechat_api_base}/cgi-bin/token",
+            params={"grant_type": "client_credential", "appid": account.app_id, "secret": account.app_secret},
+            timeout=10,
+        )
+    except outbound.OutboundRefused as exc:
+        raise SendFailed(f"微信接口地址：{exc.message}", permanent=True) from None
+    except outbound.OutboundFailed as exc:
+        raise SendFailed(f"微信接口：{exc.message}") from None
+    data = _answer(reply)
     if "access_token" not in data:
-        raise SendFailed(f"access token refused: {data.get('errcode')} {data.get('errmsg')}")
+        raise SendFailed(f"access token refused: errcode {_code(data.get('errcode'))}")
     token, expires = str(data["access_token"]), int(data.get("expires_in", 7200))
     with contextlib.suppress(RedisError):
         redis.set(cache_key, token, ex=max(expires - 300, 60))
@@ -272,25 +280,48 @@ def send_text(settings: Settings, redis: Redis, account: WechatAccount, openid: 
     for attempt in range(2):
         token = access_token(settings, redis, account, fresh=attempt > 0)
         try:
-            response = httpx.post(
+            reply = outbound.send(
+                outbound.outbound_policy(settings),
+                "POST",
                 f"{settings.wechat_api_base}/cgi-bin/message/custom/send",
                 params={"access_token": token},
                 content=_json(payload),
                 headers={"Content-Type": "application/json"},
                 timeout=10,
             )
-            data = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise SendFailed(f"{type(exc).__name__}: {exc}") from None
-        code = int(data.get("errcode", 0))
+        except outbound.OutboundRefused as exc:
+            raise SendFailed(f"微信接口地址：{exc.message}", permanent=True) from None
+        except outbound.OutboundFailed as exc:
+            raise SendFailed(f"微信接口：{exc.message}") from None
+        data = _answer(reply)
+        code = _code(data.get("errcode", 0))
         if code == 0:
             return
         if code in TOKEN_INVALID and attempt == 0:
             continue
         if code == OUT_OF_WINDOW:
             raise SendFailed("超过 48 小时客服消息窗口，只能等居民再次留言后回复", permanent=True)
-        raise SendFailed(f"errcode {code}: {data.get('errmsg')}")
+        raise SendFailed(f"errcode {code}")
     raise SendFailed("access token refused twice")
+
+
+def _answer(reply: outbound.Reply) -> dict[str, Any]:
+    """WeChat's JSON answer (its text is never passed on: only the status and the errcode)."""
+    try:
+        data = reply.json()
+    except ValueError:
+        raise SendFailed(f"微信接口返回 HTTP {reply.status}，不是 JSON") from None
+    if not isinstance(data, dict):
+        raise SendFailed(f"微信接口返回 HTTP {reply.status}，格式不对")
+    return data
+
+
+def _code(value: Any) -> int:
+    """WeChat's errcode as a number (-2 when it is missing or not a number)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -2
 
 
 def _json(payload: dict[str, Any]) -> bytes:

@@ -29,21 +29,23 @@ import hashlib
 import hmac
 import logging
 import re
+import smtplib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from core import outbound
 from core.errors import AnjuError
 from core.masking import mask_mobile, mask_text
+from core.outbound import OutboundPolicy
 
 log = logging.getLogger(__name__)
 
 WECOM_MARKDOWN_MAX_BYTES = 4096  # 企业微信 markdown.content limit (UTF-8 bytes)
 WECOM_TEXT_MAX_BYTES = 2048  # 企业微信 text.content limit (UTF-8 bytes)
 FEISHU_CARD_TEMPLATE = "red"  # header colour: every caller so far is an alert that wants attention
-ERROR_BODY_CHARS = 200  # how much of a platform's error answer goes into the message
 
 
 class RobotKind(enum.StrEnum):
@@ -51,6 +53,21 @@ class RobotKind(enum.StrEnum):
     dingtalk = "dingtalk"  # 钉钉自定义机器人
     feishu = "feishu"  # 飞书自定义机器人
 
+
+# What a platform's error code means, for the admin reading the failure (the platform's own errmsg is
+# not shown: whatever answers at a webhook URL must not be able to write into our pages).
+ERRCODE_MEANINGS: dict[tuple[RobotKind, int], str] = {
+    (RobotKind.wecom, 93000): "Webhook 地址无效或机器人已被移出群",
+    (RobotKind.wecom, 45009): "发送太频繁，每个机器人每分钟最多 20 条",
+    (RobotKind.wecom, 40008): "消息格式不被接受",
+    (RobotKind.dingtalk, 310000): "签名或时间戳校验失败，请检查加签密钥和服务器时间",
+    (RobotKind.dingtalk, 300001): "access_token 不存在，请检查 Webhook 地址",
+    (RobotKind.dingtalk, 130101): "发送太频繁，每个机器人每分钟最多 20 条",
+    (RobotKind.feishu, 19021): "签名校验失败，请检查签名密钥和服务器时间",
+    (RobotKind.feishu, 19024): "消息不含机器人设置的自定义关键词",
+    (RobotKind.feishu, 19001): "Webhook 地址无效",
+    (RobotKind.feishu, 11232): "发送太频繁",
+}
 
 ROBOT_LABELS = {
     RobotKind.wecom: "企业微信群机器人",
@@ -183,12 +200,15 @@ def robot_payload(
 def send_robot(
     target: RobotTarget,
     *,
+    policy: OutboundPolicy,
     title: str,
     markdown: str,
     at_mobiles: Sequence[str] = (),
     timeout: float = 10.0,
 ) -> None:
-    """Post one message; raise NotifyError unless the platform says it was accepted."""
+    """Post one message through the outbound check (core.outbound); raise NotifyError unless the
+    platform says it was accepted. The error says what happened (refused, no answer, the HTTP
+    status, the platform's code and what it means), never what the other side wrote."""
     import httpx
 
     name = robot_name(target)
@@ -199,25 +219,23 @@ def send_robot(
         # Merge explicitly: since httpx 0.28 ``params=`` replaces the URL's own query, which would
         # drop 钉钉's access_token. copy_merge_params percent-encodes the sign exactly once.
         url = httpx.URL(target.url).copy_merge_params(params)
-        response = httpx.post(url, json=body, timeout=timeout)
-    except httpx.TimeoutException as exc:
-        raise NotifyError(f"{name} 发送失败：{timeout:g} 秒内没有响应", kind=target.kind) from exc
-    except httpx.HTTPError as exc:  # connection refused, DNS, TLS, bad URL …
-        raise NotifyError(f"{name} 发送失败：无法连接（{type(exc).__name__}）", kind=target.kind) from exc
-    status = response.status_code
+        reply = outbound.send(policy, "POST", str(url), json=body, timeout=timeout)
+    except (outbound.OutboundRefused, outbound.OutboundFailed) as exc:
+        raise NotifyError(f"{name} 发送失败：{exc.message}", kind=target.kind) from None
+    except httpx.InvalidURL:
+        raise NotifyError(f"{name} 发送失败：地址格式不正确", kind=target.kind) from None
+    status = reply.status
     if not 200 <= status < 300:
-        snippet = response.text[:ERROR_BODY_CHARS]
-        raise NotifyError(
-            f"{name} 发送失败：HTTP {status} {snippet}".rstrip(), kind=target.kind, http_status=status
-        )
+        raise NotifyError(f"{name} 发送失败：HTTP {status}", kind=target.kind, http_status=status)
     try:
-        answer = response.json()
-    except ValueError as exc:
-        raise NotifyError(f"{name} 发送失败：响应不是 JSON", kind=target.kind, http_status=status) from exc
-    errcode, errmsg = _answer_code(target.kind, answer)
+        answer = reply.json()
+    except ValueError:
+        raise NotifyError(f"{name} 发送失败：响应不是 JSON", kind=target.kind, http_status=status) from None
+    errcode = _answer_code(target.kind, answer)
     if errcode != 0:
+        meaning = ERRCODE_MEANINGS.get((target.kind, errcode)) if isinstance(errcode, int) else None
         raise NotifyError(
-            f"{name} 发送失败：errcode {errcode} {errmsg[:ERROR_BODY_CHARS]}".rstrip(),
+            f"{name} 发送失败：errcode {errcode}" + (f"（{meaning}）" if meaning else ""),
             kind=target.kind,
             http_status=status,
             errcode=errcode,
@@ -225,22 +243,30 @@ def send_robot(
     log.info("robot %s accepted message %r", name, title)
 
 
-def _answer_code(kind: RobotKind, answer: Any) -> tuple[int | str, str]:
-    """(error code, message) of a platform's JSON answer; 0 is accepted. A missing code is not
-    taken as success: a page that may not have arrived must be reported."""
+def _answer_code(kind: RobotKind, answer: Any) -> int | str:
+    """The error code of a platform's JSON answer; 0 is accepted. A missing code is not taken as
+    success: a page that may not have arrived must be reported."""
     if not isinstance(answer, dict):
-        return "missing", "响应格式不对"
+        return "missing"
     if kind is RobotKind.feishu:
         # current answers carry both ``code`` and the legacy ``StatusCode``; older ones only the latter
-        for code_key, msg_key in (("code", "msg"), ("StatusCode", "StatusMessage")):
+        for code_key in ("code", "StatusCode"):
             if code_key in answer and answer[code_key] != 0:
-                return answer[code_key], str(answer.get(msg_key, ""))
+                return _code(answer[code_key])
         if "code" in answer or "StatusCode" in answer:
-            return 0, ""
-        return "missing", "响应中没有 code"
+            return 0
+        return "missing"
     if "errcode" not in answer:
-        return "missing", "响应中没有 errcode"
-    return answer["errcode"], str(answer.get("errmsg", ""))
+        return "missing"
+    return _code(answer["errcode"])
+
+
+def _code(value: Any) -> int | str:
+    """A platform's code as a number, or a short marker (never free text from the answer)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value)
+    return int(text) if text.lstrip("-").isdigit() and len(text) < 12 else "invalid"
 
 
 class SmsGateway(Protocol):
@@ -271,6 +297,7 @@ def sms_gateway(spec: str | None) -> SmsGateway:
 def notify(
     *,
     targets: Sequence[RobotTarget],
+    policy: OutboundPolicy,
     sms: SmsGateway | None,
     phones: Sequence[str],
     title: str,
@@ -282,7 +309,8 @@ def notify(
     errors: list[str] = []
     for target in targets:
         try:
-            send_robot(target, title=title, markdown=markdown, at_mobiles=phones, timeout=timeout)
+            send_robot(target, policy=policy, title=title, markdown=markdown, at_mobiles=phones,
+                       timeout=timeout)  # fmt: skip
         except NotifyError as exc:
             log.warning("robot delivery failed: %s", exc.message)
             errors.append(exc.message)
@@ -321,11 +349,11 @@ def _truncate_bytes(text: str, limit: int) -> str:
     return data[: limit - len("…".encode())].decode(errors="ignore") + "…"
 
 
-def send_mail(*, smtp_url: str, sender: str, to: Sequence[str], subject: str, text: str,
-              timeout: float = 10.0) -> None:  # fmt: skip
+def send_mail(*, policy: OutboundPolicy, smtp_url: str, sender: str, to: Sequence[str], subject: str,
+              text: str, timeout: float = 10.0) -> None:  # fmt: skip
     """One plain-text e-mail through the operator's SMTP server (``smtp://user:pass@host:port``,
-    ``smtps://`` for TLS from the start; STARTTLS when plain ``smtp://`` offers it)."""
-    import smtplib
+    ``smtps://`` for TLS from the start; STARTTLS when plain ``smtp://`` offers it), connected
+    through the outbound check like every other request."""
     from email.message import EmailMessage
     from email.utils import formatdate, make_msgid
     from urllib.parse import unquote, urlsplit
@@ -340,10 +368,10 @@ def send_mail(*, smtp_url: str, sender: str, to: Sequence[str], subject: str, te
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain="anju")
     message.set_content(text)
-    client_cls = smtplib.SMTP_SSL if url.scheme == "smtps" else smtplib.SMTP
     port = url.port or (465 if url.scheme == "smtps" else 25)
     try:
-        with client_cls(url.hostname, port, timeout=timeout) as smtp:
+        with outbound.smtp_connection(policy, scheme=url.scheme, host=url.hostname, port=port,
+                                      timeout=timeout) as smtp:  # fmt: skip
             if url.scheme == "smtp":
                 smtp.ehlo()
                 if smtp.has_extn("starttls"):
@@ -352,5 +380,15 @@ def send_mail(*, smtp_url: str, sender: str, to: Sequence[str], subject: str, te
             if url.username:
                 smtp.login(unquote(url.username), unquote(url.password or ""))
             smtp.send_message(message)
-    except (OSError, smtplib.SMTPException) as exc:
-        raise NotifyError(f"邮件发送失败：{type(exc).__name__}") from exc
+    except (outbound.OutboundRefused, outbound.OutboundFailed) as exc:
+        raise NotifyError(f"邮件发送失败：{exc.message}") from None
+    except smtplib.SMTPAuthenticationError:
+        raise NotifyError("邮件发送失败：邮件服务器拒绝了登录（请检查用户名和密码）") from None
+    except smtplib.SMTPRecipientsRefused:
+        raise NotifyError("邮件发送失败：收件地址被邮件服务器拒绝") from None
+    except smtplib.SMTPException:
+        raise NotifyError("邮件发送失败：邮件服务器拒绝了这封邮件") from None
+    except TimeoutError:
+        raise NotifyError(f"邮件发送失败：邮件服务器 {timeout:g} 秒内没有响应") from None
+    except OSError:
+        raise NotifyError("邮件发送失败：无法连接邮件服务器") from None

@@ -8,7 +8,7 @@ import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -215,6 +215,14 @@ class Settings(BaseSettings):
     smtp_url: str | None = None  # smtp://user:pass@host:port (smtps:// for TLS); e-mail alerts need it
     alert_mail_from: str = "anju-alert@localhost"
 
+    # Outbound requests (core.outbound: crawls, robots, webhooks, the LLM, WeChat, mail) never go to
+    # loopback, private, link-local, metadata, multicast or reserved addresses, except to the internal
+    # hosts named here: "10.0.0.5:8000", "llm.internal", or a URL prefix "http://10.0.0.5:8000/v1".
+    # JSON list or comma-separated. Empty: nothing internal is reachable until an operator says so
+    # (an admin's crawl source or robot URL must not reach the database, Redis or the API itself).
+    # Demo mode adds exactly <base_url>/demo-site/, which the demo's sources crawl.
+    outbound_allow: Annotated[list[str], NoDecode] = []
+
     sqlite_busy_timeout_ms: int = 30_000  # writers wait up to 30 s for the write lock instead of failing
 
     @field_validator("trusted_proxies", mode="before")
@@ -239,6 +247,22 @@ class Settings(BaseSettings):
                     f"ANJU_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR "
                     "(e.g. 10.0.0.5, 10.0.0.0/8)"
                 ) from None
+        return value
+
+    @field_validator("outbound_allow", mode="before")
+    @classmethod
+    def _outbound_allow(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import json
+
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
+        if isinstance(value, list):
+            from core.outbound import AllowEntry
+
+            value = [str(entry).strip() for entry in value if str(entry).strip()]
+            for entry in value:
+                AllowEntry.parse(entry)  # a typo fails at start, not at the first request
         return value
 
     @model_validator(mode="after")

@@ -47,6 +47,10 @@ def scrapy_settings(
     values["ANJU_SETTINGS"] = settings
     values["ANJU_REDIS_URL"] = redis_url or (settings.effective_redis_url if settings else None)
     values["ANJU_RUN_ID"] = run_id
+    if settings is not None:  # else crawlers.outbound reads the process's settings
+        from core.outbound import outbound_policy
+
+        values["ANJU_OUTBOUND_POLICY"] = outbound_policy(settings)
     values["LOG_ENABLED"] = True
     values["ITEM_PIPELINES"] = (
         {"crawlers.pipelines.Collect": 100} if collect else {"crawlers.pipelines.Store": 300}

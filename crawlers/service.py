@@ -11,6 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import get_database, utcnow
+from core.errors import InvalidInput
+from core.outbound import OutboundPolicy
 from core.settings import Settings
 from crawlers.errors import BadSourceFile, SourceNotFound
 from crawlers.models import CrawlRun, RunStatus, Source, SourceAuthority, SourceKind
@@ -98,9 +100,30 @@ def check_config(kind: str, config: dict[str, Any]) -> None:
                     raise BadSourceFile(message) from None
 
 
-def save_source(*, session: Session, company_id: int, data: SourceIn) -> tuple[Source, bool]:
+def check_urls(data: SourceIn, *, policy: OutboundPolicy) -> None:
+    """The addresses a source makes the crawler fetch, checked when it is saved as they are checked
+    again at every request: its URL, its start pages and its proxy must not point inside."""
+    from urllib.parse import urljoin
+
+    from core.outbound import check_url
+
+    try:
+        check_url(data.url, policy=policy, field="url")
+        starts = data.config.get("start_urls") or []
+        for path in [starts] if isinstance(starts, str) else starts if isinstance(starts, list) else []:
+            check_url(urljoin(data.url, str(path)), policy=policy, field="config.start_urls")
+        if data.config.get("proxy"):
+            check_url(str(data.config["proxy"]), policy=policy, field="config.proxy")
+    except InvalidInput as exc:
+        raise BadSourceFile(exc.message) from None
+
+
+def save_source(
+    *, session: Session, company_id: int, data: SourceIn, policy: OutboundPolicy
+) -> tuple[Source, bool]:
     """Create or update the source with this key; returns (source, created)."""
     check_config(data.kind, data.config)
+    check_urls(data, policy=policy)
     source = session.scalar(select(Source).where(Source.company_id == company_id, Source.key == data.key))
     created = source is None
     if source is None:
@@ -123,7 +146,9 @@ def delete_source(*, session: Session, company_id: int, key: str) -> None:
     session.delete(get_source(session=session, company_id=company_id, key=key))
 
 
-def import_yaml(*, session: Session, company_id: int, text: str | bytes) -> tuple[list[str], list[str]]:
+def import_yaml(
+    *, session: Session, company_id: int, text: str | bytes, policy: OutboundPolicy
+) -> tuple[list[str], list[str]]:
     """``sources: [ {key, name, kind, url, ...}, ... ]`` (or a bare list). All or nothing."""
     import yaml
 
@@ -148,6 +173,7 @@ def import_yaml(*, session: Session, company_id: int, text: str | bytes) -> tupl
             raise BadSourceFile(f"第 {index} 个采集源的 {field} 有误：{first['msg']}") from None
         try:
             check_config(parsed[-1].kind, parsed[-1].config)
+            check_urls(parsed[-1], policy=policy)
         except BadSourceFile as exc:
             raise BadSourceFile(f"第 {index} 个采集源的 {exc.message}") from None
     keys = [p.key for p in parsed]
@@ -157,7 +183,7 @@ def import_yaml(*, session: Session, company_id: int, text: str | bytes) -> tupl
     updated: list[str] = []
     with session.begin_nested():
         for data in parsed:
-            _, is_new = save_source(session=session, company_id=company_id, data=data)
+            _, is_new = save_source(session=session, company_id=company_id, data=data, policy=policy)
             (created if is_new else updated).append(data.key)
     return created, updated
 
@@ -304,6 +330,7 @@ def preview_source(*, settings: Settings, source_id: int) -> dict[str, Any]:
 PREVIEW_NOTES = {
     "robotstxt/forbidden": "{n} 个页面被该网站的 robots.txt 禁止采集",
     "retry/max_reached": "{n} 个页面多次重试后仍失败（网站无响应或返回错误）",
+    "anju/outbound_refused": "{n} 个请求指向内网或本机地址（或不是 http/https 地址），已拒绝",
     "downloader/exception_count": "{n} 次连接失败或超时",
     "anju/weibo/login_required": "微博要求登录：请在配置 cookies 中填入登录后的 Cookie",
     "anju/tieba/security_verification": "贴吧返回了安全验证页：请稍后再试，或配置 cookies / 代理",
@@ -314,6 +341,10 @@ PREVIEW_NOTES = {
 
 
 def preview_notes(stats: dict[str, Any], *, kind: str) -> list[str]:
+    stats = dict(stats)
+    refused_by_dns = stats.get("anju/outbound_refused_lookups", 0)
+    if refused_by_dns:  # refusals are explained by their own note, not as connection failures
+        stats["downloader/exception_count"] = stats.get("downloader/exception_count", 0) - refused_by_dns
     notes = [text.format(n=stats[key]) for key, text in PREVIEW_NOTES.items() if stats.get(key)]
     prefix = "downloader/response_status_count/"
     statuses = {k.removeprefix(prefix): v for k, v in stats.items()

@@ -32,7 +32,13 @@ LOG_LEVEL = "INFO"
 FEED_EXPORT_ENCODING = "utf-8"
 
 DOWNLOADER_MIDDLEWARES = {
+    # First of all: no request to an internal address (redirects and robots.txt come here too).
+    "crawlers.outbound.OutboundGuard": 10,
     "crawlers.middlewares.SeenPages": 50,  # before anything is downloaded
+    # A lookup GuardedResolver refused is a refusal, not a flaky DNS: before RetryMiddleware (550).
+    "crawlers.outbound.RefusedLookups": 560,
 }
+# Names resolve through the outbound check: an internal answer fails the lookup (crawlers.outbound).
+TWISTED_DNS_RESOLVER = "crawlers.outbound.GuardedResolver"
 SPIDER_MIDDLEWARES: dict[str, int] = {}
 ITEM_PIPELINES: dict[str, int] = {}

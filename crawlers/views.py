@@ -18,6 +18,7 @@ from accounts.deps import AdminUser, roles
 from accounts.models import Role, StaffUser
 from core.deps import SessionDep, SettingsDep
 from core.errors import Conflict, InvalidInput
+from core.outbound import outbound_policy
 from core.routing import CommittingRoute
 from crawlers import service, tasks
 from crawlers.errors import BadSourceFile
@@ -95,10 +96,11 @@ def list_sources(user: ReaderUser, session: SessionDep) -> list[SourceRead]:
 
 
 @router.post("/api/crawl/sources", response_model=SourceRead, status_code=201)
-def create_source(body: SourceIn, user: AdminUser, session: SessionDep) -> SourceRead:
+def create_source(body: SourceIn, user: AdminUser, session: SessionDep, settings: SettingsDep) -> SourceRead:
     if any(s.key == body.key for s in service.list_sources(session=session, company_id=user.company_id)):
         raise Conflict(f"采集源「{body.key}」已存在")
-    source, _ = service.save_source(session=session, company_id=user.company_id, data=body)
+    source, _ = service.save_source(session=session, company_id=user.company_id, data=body,
+                                    policy=outbound_policy(settings))  # fmt: skip
     return source_reads(session, [source])[0]
 
 
@@ -116,7 +118,10 @@ async def yaml_upload(request: Request) -> bytes:
 
 @router.post("/api/crawl/sources/import", response_model=ImportResult)
 def import_sources(
-    content: Annotated[bytes, Depends(yaml_upload)], user: AdminUser, session: SessionDep
+    content: Annotated[bytes, Depends(yaml_upload)],
+    user: AdminUser,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> ImportResult:
     """``sources:`` followed by a list of sources (key, name, kind, url, …): each is created or
     updated by its key. All or nothing: one bad entry stores none, and the error names it."""
@@ -126,7 +131,8 @@ def import_sources(
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise BadSourceFile("文件不是 UTF-8 编码") from None
-    created, updated = service.import_yaml(session=session, company_id=user.company_id, text=text)
+    created, updated = service.import_yaml(session=session, company_id=user.company_id, text=text,
+                                           policy=outbound_policy(settings))  # fmt: skip
     return ImportResult(created=created, updated=updated)
 
 
@@ -138,12 +144,15 @@ def get_source(key: str, user: ReaderUser, session: SessionDep) -> SourceRead:
 
 
 @router.put("/api/crawl/sources/{key}", response_model=SourceRead)
-def update_source(key: str, body: SourceIn, user: AdminUser, session: SessionDep) -> SourceRead:
+def update_source(
+    key: str, body: SourceIn, user: AdminUser, session: SessionDep, settings: SettingsDep
+) -> SourceRead:
     source = service.get_source(session=session, company_id=user.company_id, key=key)  # 404 first
     if body.key != source.key:
         raise InvalidInput("不能修改采集源的 key（请新建一个再删除旧的）")
     data = body.model_copy(update={"config": _keep_hidden(body.config, dict(source.config or {}))})
-    source, _ = service.save_source(session=session, company_id=user.company_id, data=data)
+    source, _ = service.save_source(session=session, company_id=user.company_id, data=data,
+                                    policy=outbound_policy(settings))  # fmt: skip
     return source_reads(session, [source])[0]
 
 

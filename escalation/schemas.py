@@ -178,6 +178,7 @@ class DutyStep(BaseModel):
     name: str = Field(min_length=1, max_length=64)
     phone: str | None = Field(default=None, max_length=32)
     robot_kind: Literal["wecom", "dingtalk", "feishu"] | None = None
+    # Admins only. Left out (None): the level keeps its stored robot; "": the robot is removed.
     robot_url: str | None = Field(default=None, max_length=500)
     robot_secret: str | None = Field(default=None, max_length=200)
     ack_minutes: float = Field(default=5, gt=0, le=120)

@@ -29,6 +29,7 @@ from core.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooL
 from core.events import after_commit
 from core.live import company_topic, publish
 from core.masking import mask_text
+from core.outbound import OutboundPolicy, check_url
 from core.redis import get_redis
 from core.settings import Settings
 from core.tenancy import get_visible
@@ -1784,20 +1785,53 @@ def set_sla_policy(
     return row
 
 
+ROBOT_FIELDS = ("robot_kind", "robot_url", "robot_secret")
+
+
 def set_duty_chain(
-    *, session: Session, user: StaffUser, community_id: int, steps: list[dict[str, Any]]
+    *,
+    session: Session,
+    user: StaffUser,
+    community_id: int,
+    steps: list[dict[str, Any]],
+    policy: OutboundPolicy,
 ) -> list[DutyContact]:
-    """Replace a community's emergency chain (step 0 is paged first)."""
+    """Replace a community's emergency chain (step 0 is paged first).
+
+    A group robot's URL makes the server post to it, so only an admin sets one (checked against
+    the outbound policy now, and again at every page). A supervisor edits the people, phones and
+    minutes: a step without ``robot_url`` keeps the robot stored at its level; ``""`` removes it.
+    """
     _manager(user)
     require_community(session=session, user=user, community_id=community_id)
-    for old in duty_chain(session=session, community_id=community_id):
-        session.delete(old)
-    session.flush()
+    old = duty_chain(session=session, community_id=community_id)
+    stored = {c.level: {f: getattr(c, f) for f in ROBOT_FIELDS} for c in old}
     rows = []
     for level, step in enumerate(steps):
+        step = dict(step)
+        if any(step.get(f) is not None for f in ROBOT_FIELDS):
+            if user.role is not Role.admin:
+                raise Forbidden(
+                    "只有管理员可以设置值班链的群机器人（robot_url）；主管可修改值班人员、手机号和确认时限"
+                )
+            if step.get("robot_url") is None:
+                raise InvalidInput(f"第 {level + 1} 级：修改群机器人时请同时填写群机器人地址（robot_url）")
+        if step.get("robot_url") is None:
+            step.update(stored.get(level) or dict.fromkeys(ROBOT_FIELDS))
+        elif not step["robot_url"].strip():
+            step.update(dict.fromkeys(ROBOT_FIELDS))
+        else:
+            if not step.get("robot_kind"):
+                raise InvalidInput(f"第 {level + 1} 级：请选择群机器人类型（robot_kind）")
+            step["robot_url"] = check_url(
+                step["robot_url"], policy=policy, field=f"第 {level + 1} 级群机器人地址（robot_url）"
+            )
         if not (step.get("phone") or step.get("robot_url")):
             raise InvalidInput(f"第 {level + 1} 级：请填写手机号或群机器人地址")
         rows.append(DutyContact(community_id=community_id, level=level, **step))
+    for contact in old:
+        session.delete(contact)
+    session.flush()
     session.add_all(rows)
     session.flush()
     return rows

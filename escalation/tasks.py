@@ -28,6 +28,7 @@ def notify_supervisors(*, case_id: int, kind: str) -> int:
     from rq import get_current_job
 
     from core.notify import RobotKind, RobotTarget, send_robot
+    from core.outbound import outbound_policy
 
     settings = get_settings()
     with job_session() as session:
@@ -43,6 +44,7 @@ def notify_supervisors(*, case_id: int, kind: str) -> int:
         try:
             send_robot(
                 RobotTarget(RobotKind(robot.kind), robot.url, robot.secret),
+                policy=outbound_policy(settings),
                 title=notice[0],
                 markdown=notice[1],
             )
@@ -61,6 +63,7 @@ def page_duty(*, case_id: int, level: int) -> str:
     """Page one level of the community's duty chain, and check back for the acknowledgement when
     its time is up (the next job pages the next level unless someone acknowledged)."""
     from core.notify import RobotKind, RobotTarget, notify, sms_gateway
+    from core.outbound import outbound_policy
 
     settings = get_settings()
     with job_session() as session:
@@ -94,6 +97,7 @@ def page_duty(*, case_id: int, level: int) -> str:
     _name, phone, kind, url, secret = contact
     failures = notify(
         targets=[RobotTarget(RobotKind(kind), url, secret)] if url and kind else [],
+        policy=outbound_policy(settings),  # a robot saved earlier may resolve inside by now: refused
         sms=sms_gateway(settings.sms_gateway),
         phones=[phone] if phone else [],
         title=page.title,

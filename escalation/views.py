@@ -24,6 +24,7 @@ from core.deps import SessionDep, SettingsDep
 from core.errors import Conflict, Gone, InvalidInput, NotFound
 from core.live import company_topic, stream
 from core.masking import mask_mobile, mask_name, mask_text
+from core.outbound import outbound_policy
 from core.routing import CommittingRoute
 from core.settings import Settings
 from core.types import PathId, QueryId
@@ -575,15 +576,21 @@ def get_duty_chain(
 
 @router.put("/api/communities/{community_id}/duty-chain", response_model=list[schemas.DutyStepRead])
 def set_duty_chain(
-    community_id: PathId, body: list[schemas.DutyStep], user: CurrentUser, session: SessionDep
+    community_id: PathId,
+    body: list[schemas.DutyStep],
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> list[schemas.DutyStepRead]:
-    """Who an emergency pages, in order, and how long each has to acknowledge."""
+    """Who an emergency pages, in order, and how long each has to acknowledge. Robots (``robot_*``)
+    are set by admins only; leave ``robot_url`` out to keep a level's robot, ``""`` removes it."""
     steps = []
     for step in body:
         data = step.model_dump(exclude={"ack_minutes"})
         data["ack_seconds"] = max(1, round(step.ack_minutes * 60))
         steps.append(data)
-    service.set_duty_chain(session=session, user=user, community_id=community_id, steps=steps)
+    service.set_duty_chain(session=session, user=user, community_id=community_id, steps=steps,
+                           policy=outbound_policy(settings))  # fmt: skip
     return get_duty_chain(community_id, user, session)
 
 

@@ -212,16 +212,18 @@ def deliver(*, session: Session, settings: Settings, alert: Alert, escalation: b
 
 def _send(*, settings: Settings, route: AlertRoute, message: Message) -> None:
     from core.notify import NotifyError, RobotKind, RobotTarget, send_mail, send_robot
+    from core.outbound import outbound_policy
 
+    policy = outbound_policy(settings)  # checked again at every send: DNS may have changed since saving
     if route.channel is AlertChannel.email:
         if not settings.smtp_url:
             raise NotifyError("未配置邮件服务器（ANJU_SMTP_URL）")
-        send_mail(smtp_url=settings.smtp_url, sender=settings.alert_mail_from,
+        send_mail(policy=policy, smtp_url=settings.smtp_url, sender=settings.alert_mail_from,
                   to=[a.strip() for a in route.target.split(",") if a.strip()],
                   subject=message.title, text=message.text)  # fmt: skip
         return
     send_robot(RobotTarget(RobotKind(route.channel.value), route.target, route.secret, name=route.name),
-               title=message.title, markdown=message.markdown)  # fmt: skip
+               policy=policy, title=message.title, markdown=message.markdown)  # fmt: skip
 
 
 def send_test(*, session: Session, settings: Settings, route: AlertRoute) -> str | None:

@@ -25,6 +25,7 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.events import after_commit
 from core.exports import csv_text
 from core.live import company_topic, publish
+from core.outbound import OutboundPolicy, check_url
 from core.settings import Settings
 from org.models import Community
 from sentiment import alerts
@@ -494,7 +495,7 @@ def get_route(*, session: Session, company_id: int, route_id: int) -> AlertRoute
     return route
 
 
-def _check_target(channel: AlertChannel, target: str) -> str:
+def _check_target(channel: AlertChannel, target: str, policy: OutboundPolicy) -> str:
     target = target.strip()
     if channel is AlertChannel.email:
         addresses = [a.strip() for a in target.split(",") if a.strip()]
@@ -504,7 +505,8 @@ def _check_target(channel: AlertChannel, target: str) -> str:
     parts = urlsplit(target)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise InvalidInput("机器人通道的目标应为 Webhook 地址（https://…）")
-    return target
+    # Checked now and again at every send (core.outbound): a robot must not point inside.
+    return check_url(target, policy=policy, field="Webhook 地址（target）")
 
 
 def _check_community(session: Session, company_id: int, community_id: int | None) -> None:
@@ -527,6 +529,7 @@ def save_route(
     community_id: int | None,
     worst_grade: int,
     escalation: bool,
+    policy: OutboundPolicy,
 ) -> AlertRoute:
     """Create (``route_id`` None) or update a route. On update, ``target`` None keeps the stored
     URL and ``secret`` None keeps the stored secret (``""`` removes it)."""
@@ -543,7 +546,7 @@ def save_route(
     route.name = name.strip()
     route.channel = channel
     if target is not None:
-        route.target = _check_target(channel, target)
+        route.target = _check_target(channel, target, policy)
     if secret is not None:
         route.secret = secret.strip() or None
     route.community_id = community_id

@@ -18,6 +18,7 @@ from core.deps import SessionDep, SettingsDep
 from core.errors import Gone, NotFound
 from core.live import company_topic, stream
 from core.masking import mask_text
+from core.outbound import outbound_policy
 from core.routing import CommittingRoute
 from core.settings import Settings
 from core.types import PathId, QueryId
@@ -398,13 +399,15 @@ def list_routes(user: AdminUser, session: SessionDep) -> list[schemas.AlertRoute
 
 
 @router.post("/api/opinion/alert-routes", response_model=schemas.AlertRouteRead, status_code=201)
-def create_route(body: schemas.AlertRouteIn, user: AdminUser, session: SessionDep) -> schemas.AlertRouteRead:
+def create_route(
+    body: schemas.AlertRouteIn, user: AdminUser, session: SessionDep, settings: SettingsDep
+) -> schemas.AlertRouteRead:
     """A group robot (WeCom / DingTalk / Feishu webhook, with its signing secret) or mailboxes that
     get alerts of ``worst_grade`` or worse, for one community or all."""
     route = feed.save_route(session=session, company_id=user.company_id, route_id=None, name=body.name,
                             channel=AlertChannel(body.channel), target=body.target, secret=body.secret,
                             community_id=body.community_id, worst_grade=body.worst_grade,
-                            escalation=body.escalation)  # fmt: skip
+                            escalation=body.escalation, policy=outbound_policy(settings))  # fmt: skip
     return _route_read(route)
 
 
@@ -415,13 +418,17 @@ def get_route(route_id: PathId, user: AdminUser, session: SessionDep) -> schemas
 
 @router.put("/api/opinion/alert-routes/{route_id}", response_model=schemas.AlertRouteRead)
 def update_route(
-    route_id: PathId, body: schemas.AlertRouteUpdate, user: AdminUser, session: SessionDep
+    route_id: PathId,
+    body: schemas.AlertRouteUpdate,
+    user: AdminUser,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> schemas.AlertRouteRead:
     """Leave ``target`` and ``secret`` out to keep the stored ones."""
     route = feed.save_route(session=session, company_id=user.company_id, route_id=route_id, name=body.name,
                             channel=AlertChannel(body.channel), target=body.target, secret=body.secret,
                             community_id=body.community_id, worst_grade=body.worst_grade,
-                            escalation=body.escalation)  # fmt: skip
+                            escalation=body.escalation, policy=outbound_policy(settings))  # fmt: skip
     return _route_read(route)
 
 

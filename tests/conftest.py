@@ -233,6 +233,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         env["ANJU_TRUSTED_PROXIES"] = ",".join(settings.trusted_proxies)
     if settings.smtp_url:
         env["ANJU_SMTP_URL"] = settings.smtp_url
+    if settings.outbound_allow:  # the fakes a test lets the server reach (tests/services.allowing)
+        env["ANJU_OUTBOUND_ALLOW"] = json.dumps(settings.outbound_allow)
     if settings.database_url:
         env["ANJU_DATABASE_URL"] = settings.database_url
     if settings.redis_url:

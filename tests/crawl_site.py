@@ -50,6 +50,7 @@ class CrawlSite:
         self.gates: dict[str, tuple[Callable[[list[str]], bool], float]] = {}
         self.big_bodies: dict[str, int] = {}
         self.extra: dict[str, tuple[str, bytes]] = {}  # path → (content type, body), added by a test
+        self.redirects: dict[str, str] = {}  # path → Location of a 302, added by a test
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -70,6 +71,9 @@ class CrawlSite:
 
     def serve(self, path: str, body: bytes | str, content_type: str = "text/html; charset=utf-8") -> None:
         self.extra[path] = (content_type, body.encode() if isinstance(body, str) else body)
+
+    def redirect(self, path: str, location: str) -> None:
+        self.redirects[path] = location
 
     def url(self, path: str = "/") -> str:
         assert self._server is not None
@@ -125,6 +129,12 @@ class CrawlSite:
             return self._send(handler, status, "text/plain", b"busy")
         if path in self.big_bodies:
             return self._send(handler, 200, "text/html; charset=utf-8", b"<p>" + b"x" * self.big_bodies[path])
+        if path in self.redirects:
+            handler.send_response(302)
+            handler.send_header("Location", self.redirects[path])
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return None
         if path in self.extra:
             content_type, extra = self.extra[path]
             return self._send(handler, 200, content_type, extra)

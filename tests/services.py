@@ -13,6 +13,7 @@ import psycopg
 import redis
 
 from core.processes import die_with_parent
+from core.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("ANJU_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", int(os.environ.get("ANJU_TEST_REDIS_PORT", "6379"))
@@ -134,3 +135,18 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+
+
+def host_port(url: str) -> str:
+    """ "127.0.0.1:PORT" of a fake's URL: the outbound allow entry that lets the server reach it."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
+
+
+def allowing(settings: Settings, *urls: str) -> Settings:
+    """The settings with these fakes (they listen on 127.0.0.1) allowed by host:port, and nothing
+    else internal: other loopback ports (the API, Redis, PostgreSQL) stay refused."""
+    entries = [*settings.outbound_allow, *(host_port(u) for u in urls)]
+    return settings.model_copy(update={"outbound_allow": entries})

@@ -76,7 +76,7 @@ def backend() -> Iterator[FakeAppBackend]:
 
 
 def configured(settings: Settings, backend: FakeAppBackend) -> Settings:
-    return settings.model_copy(
+    changed = settings.model_copy(
         update={
             "app_channel_secret": SECRET,
             "app_webhook_url": backend.url,
@@ -85,6 +85,7 @@ def configured(settings: Settings, backend: FakeAppBackend) -> Settings:
             "inbound_stale_seconds": 1,
         }
     )
+    return services.allowing(changed, backend.url)  # the fake backend on 127.0.0.1, by host:port
 
 
 def post(
@@ -245,8 +246,11 @@ def test_a_worker_killed_mid_answer_leaves_the_message_to_another_and_one_reply(
             return 200, completion(body, "物业费可以在 App 的生活缴费里交。")
 
         llm.behaviour = slow_then_fast
-        settings = configured(demo_kb, backend).model_copy(
-            update={"llm_base_url": llm.base_url, "llm_model": "qwen-test", "llm_timeout_seconds": 8.0}
+        settings = services.allowing(
+            configured(demo_kb, backend).model_copy(
+                update={"llm_base_url": llm.base_url, "llm_model": "qwen-test", "llm_timeout_seconds": 8.0}
+            ),
+            llm.base_url,
         )
         first = start_worker(settings)
         scheduler = subprocess.Popen(

@@ -90,7 +90,7 @@ def configured(
 ) -> Settings:
     keys = {"aes_key": NEW_AES_KEY, "previous_aes_key": AES_KEY} if aes else {}
     account = WechatAccount(app_id=APP_ID, app_secret="secret", token=TOKEN, community="cuihu", **keys)
-    return settings.model_copy(
+    changed = settings.model_copy(
         update={
             "wechat_accounts": [account],
             "wechat_api_base": api.base,
@@ -99,6 +99,7 @@ def configured(
             "delivery_max_attempts": 3,
         }
     )
+    return services.allowing(changed, api.base)  # the fake WeChat API on 127.0.0.1, by host:port
 
 
 def signed_params(**extra: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from core.notify import (
     robot_payload,
     send_robot,
 )
+from core.outbound import OutboundPolicy
 from tests.robots import FakeRobot
 from tests.services import free_port
 
@@ -38,11 +39,18 @@ def target(robots: FakeRobot, kind: RobotKind, *, secret: str | None = None, tok
     return RobotTarget(kind=kind, url=robots.url(kind, token), secret=secret)
 
 
+def allow(robots: FakeRobot) -> OutboundPolicy:
+    """The fake robot (on 127.0.0.1) is the one internal address these sends may reach."""
+    return OutboundPolicy.parse([f"127.0.0.1:{robots.port}"])
+
+
 # --- each platform delivers in its own format ----------------------------------------------
 
 
 def test_wecom_delivers_markdown_with_the_title(robots: FakeRobot) -> None:
-    send_robot(target(robots, RobotKind.wecom, token="wk-1"), title=TITLE, markdown=MARKDOWN)
+    send_robot(
+        target(robots, RobotKind.wecom, token="wk-1"), policy=allow(robots), title=TITLE, markdown=MARKDOWN
+    )
 
     [message] = robots.wait_for(1)
     assert (message.kind, message.token) == ("wecom", "wk-1")
@@ -52,7 +60,13 @@ def test_wecom_delivers_markdown_with_the_title(robots: FakeRobot) -> None:
 
 
 def test_wecom_mentions_by_mobile_as_a_text_message(robots: FakeRobot) -> None:
-    send_robot(target(robots, RobotKind.wecom), title=TITLE, markdown=MARKDOWN, at_mobiles=[DUTY_PHONE])
+    send_robot(
+        target(robots, RobotKind.wecom),
+        policy=allow(robots),
+        title=TITLE,
+        markdown=MARKDOWN,
+        at_mobiles=[DUTY_PHONE],
+    )
 
     [message] = robots.wait_for(1)
     assert message.body["msgtype"] == "text"
@@ -63,7 +77,7 @@ def test_wecom_mentions_by_mobile_as_a_text_message(robots: FakeRobot) -> None:
 
 
 def test_wecom_markdown_is_cut_to_the_platform_limit_on_a_character_boundary(robots: FakeRobot) -> None:
-    send_robot(target(robots, RobotKind.wecom), title=TITLE, markdown="电梯困人" * 2000)
+    send_robot(target(robots, RobotKind.wecom), policy=allow(robots), title=TITLE, markdown="电梯困人" * 2000)
 
     content = robots.wait_for(1)[0].body["markdown"]["content"]
     assert len(content.encode()) <= 4096
@@ -72,7 +86,7 @@ def test_wecom_markdown_is_cut_to_the_platform_limit_on_a_character_boundary(rob
 
 def test_dingtalk_signed_message_is_accepted_with_title_text_and_mentions(robots: FakeRobot) -> None:
     ding = target(robots, RobotKind.dingtalk, secret=DING_SECRET, token="dt-1")
-    send_robot(ding, title=TITLE, markdown=MARKDOWN, at_mobiles=[DUTY_PHONE])
+    send_robot(ding, policy=allow(robots), title=TITLE, markdown=MARKDOWN, at_mobiles=[DUTY_PHONE])
 
     [message] = robots.wait_for(1)
     assert message.token == "dt-1"
@@ -88,23 +102,24 @@ def test_dingtalk_signed_message_is_accepted_with_title_text_and_mentions(robots
 def test_dingtalk_wrong_secret_is_refused_with_the_platform_errcode(robots: FakeRobot) -> None:
     ding = target(robots, RobotKind.dingtalk, secret="SECwrong")
     with pytest.raises(NotifyError) as caught:
-        send_robot(ding, title=TITLE, markdown=MARKDOWN)
+        send_robot(ding, policy=allow(robots), title=TITLE, markdown=MARKDOWN)
 
     assert caught.value.errcode == 310000
     assert "310000" in caught.value.message and "钉钉机器人" in caught.value.message
-    assert "sign not match" in caught.value.message
+    assert "加签密钥" in caught.value.message  # what the code means, in Chinese
+    assert "sign not match" not in caught.value.message  # never the platform's own words
     assert robots.messages == []
 
 
 def test_dingtalk_missing_secret_is_refused(robots: FakeRobot) -> None:
     with pytest.raises(NotifyError, match="310000"):
-        send_robot(target(robots, RobotKind.dingtalk), title=TITLE, markdown=MARKDOWN)
+        send_robot(target(robots, RobotKind.dingtalk), policy=allow(robots), title=TITLE, markdown=MARKDOWN)
     assert robots.messages == []
 
 
 def test_feishu_signed_card_is_accepted(robots: FakeRobot) -> None:
     lark = target(robots, RobotKind.feishu, secret=FEISHU_SECRET, token="fs-hook-1")
-    send_robot(lark, title=TITLE, markdown=MARKDOWN)
+    send_robot(lark, policy=allow(robots), title=TITLE, markdown=MARKDOWN)
 
     [message] = robots.wait_for(1)
     assert message.token == "fs-hook-1"
@@ -120,7 +135,7 @@ def test_feishu_signed_card_is_accepted(robots: FakeRobot) -> None:
 def test_feishu_wrong_secret_is_refused_with_19021(robots: FakeRobot) -> None:
     lark = target(robots, RobotKind.feishu, secret="not-the-secret")
     with pytest.raises(NotifyError) as caught:
-        send_robot(lark, title=TITLE, markdown=MARKDOWN)
+        send_robot(lark, policy=allow(robots), title=TITLE, markdown=MARKDOWN)
 
     assert caught.value.errcode == 19021
     assert "19021" in caught.value.message and "飞书机器人" in caught.value.message
@@ -140,7 +155,7 @@ def test_an_hour_old_signature_is_refused() -> None:
 def test_robots_without_signing_accept_unsigned_messages() -> None:
     with FakeRobot() as server:
         for kind in RobotKind:
-            send_robot(target(server, kind), title=TITLE, markdown=MARKDOWN)
+            send_robot(target(server, kind), policy=allow(server), title=TITLE, markdown=MARKDOWN)
         assert [m.kind for m in server.wait_for(3)] == ["wecom", "dingtalk", "feishu"]
 
 
@@ -150,7 +165,7 @@ def test_robots_without_signing_accept_unsigned_messages() -> None:
 def test_http_500_is_a_notify_error(robots: FakeRobot) -> None:
     robots.fail_next(1, status=500)
     with pytest.raises(NotifyError) as caught:
-        send_robot(target(robots, RobotKind.wecom), title=TITLE, markdown=MARKDOWN)
+        send_robot(target(robots, RobotKind.wecom), policy=allow(robots), title=TITLE, markdown=MARKDOWN)
 
     assert caught.value.http_status == 500
     assert "HTTP 500" in caught.value.message
@@ -160,13 +175,16 @@ def test_http_500_is_a_notify_error(robots: FakeRobot) -> None:
 def test_platform_errcode_on_http_200_is_a_notify_error(robots: FakeRobot) -> None:
     robots.fail_next(1, errcode=45009)  # 企业微信: too many messages this minute
     with pytest.raises(NotifyError, match="45009"):
-        send_robot(target(robots, RobotKind.wecom), title=TITLE, markdown=MARKDOWN)
+        send_robot(target(robots, RobotKind.wecom), policy=allow(robots), title=TITLE, markdown=MARKDOWN)
 
 
 def test_unreachable_robot_is_a_notify_error() -> None:
-    dead = RobotTarget(kind=RobotKind.wecom, url=f"http://127.0.0.1:{free_port()}/cgi-bin/webhook/send?key=k")
-    with pytest.raises(NotifyError, match="无法连接"):
-        send_robot(dead, title=TITLE, markdown=MARKDOWN, timeout=2)
+    port = free_port()
+    dead = RobotTarget(kind=RobotKind.wecom, url=f"http://127.0.0.1:{port}/cgi-bin/webhook/send?key=k")
+    policy = OutboundPolicy.parse([f"127.0.0.1:{port}"])  # allowed, so the connection is tried
+    with pytest.raises(NotifyError, match="无法连接") as caught:
+        send_robot(dead, policy=policy, title=TITLE, markdown=MARKDOWN, timeout=2)
+    assert "Error" not in caught.value.message  # no exception names
 
 
 def test_slow_robot_times_out(robots: FakeRobot) -> None:
@@ -175,6 +193,7 @@ def test_slow_robot_times_out(robots: FakeRobot) -> None:
     with pytest.raises(NotifyError, match="没有响应"):
         send_robot(
             target(robots, RobotKind.dingtalk, secret=DING_SECRET),
+            policy=allow(robots),
             title=TITLE,
             markdown=MARKDOWN,
             timeout=0.3,
@@ -186,7 +205,7 @@ def test_errors_never_show_the_webhook_token_or_secret(robots: FakeRobot) -> Non
     token = "abcdef-very-secret-token-9f3a"
     ding = RobotTarget(kind=RobotKind.dingtalk, url=robots.url("dingtalk", token), secret="SECwrong")
     with pytest.raises(NotifyError) as caught:
-        send_robot(ding, title=TITLE, markdown=MARKDOWN)
+        send_robot(ding, policy=allow(robots), title=TITLE, markdown=MARKDOWN)
 
     shown = f"{caught.value.message} {caught.value.details} {ding!r}"
     assert token not in shown and "SECwrong" not in shown
@@ -197,7 +216,7 @@ def test_error_names_the_group_when_the_target_has_a_name(robots: FakeRobot) -> 
     robots.fail_next(1, status=502)
     named = RobotTarget(kind=RobotKind.feishu, url=robots.url("feishu"), name="翠湖花园值班群")
     with pytest.raises(NotifyError, match="飞书机器人「翠湖花园值班群」"):
-        send_robot(named, title=TITLE, markdown=MARKDOWN)
+        send_robot(named, policy=allow(robots), title=TITLE, markdown=MARKDOWN)
 
 
 # --- notify: every target is tried ------------------------------------------------------------
@@ -214,7 +233,13 @@ def test_notify_tries_every_target_and_returns_the_failures(
     ]
     with caplog.at_level(logging.INFO, logger="core.notify"):
         errors = notify(
-            targets=targets, sms=LogSms(), phones=[DUTY_PHONE], title=TITLE, markdown=MARKDOWN, timeout=5
+            targets=targets,
+            policy=allow(robots),
+            sms=LogSms(),
+            phones=[DUTY_PHONE],
+            title=TITLE,
+            markdown=MARKDOWN,
+            timeout=5,
         )
 
     assert robots.requests == 3
@@ -232,6 +257,7 @@ def test_notify_reports_a_failing_sms_gateway_without_the_full_number(robots: Fa
 
     errors = notify(
         targets=[target(robots, RobotKind.wecom)],
+        policy=allow(robots),
         sms=BrokenSms(),
         phones=[DUTY_PHONE, "13900005678"],
         title=TITLE,
@@ -248,6 +274,7 @@ def test_notify_reports_a_failing_sms_gateway_without_the_full_number(robots: Fa
 def test_notify_with_nothing_failing_returns_no_errors(robots: FakeRobot) -> None:
     errors = notify(
         targets=[target(robots, RobotKind.feishu, secret=FEISHU_SECRET)],
+        policy=allow(robots),
         sms=None,
         phones=[],
         title=TITLE,

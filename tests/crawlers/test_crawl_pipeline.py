@@ -13,6 +13,7 @@ import redis
 from sqlalchemy import func, select
 
 from core.db import get_database
+from core.outbound import outbound_policy
 from core.settings import Settings
 from crawlers import service
 from crawlers.models import CrawlRun, RunStatus
@@ -23,6 +24,7 @@ from tests.conftest import ROOT, settings_env, wait_for
 from tests.crawl_site import CrawlSite
 from tests.mailbox import Mailbox
 from tests.robots import FakeRobot
+from tests.services import allowing
 
 FAST = {"DOWNLOAD_DELAY": 0, "AUTOTHROTTLE_ENABLED": False, "DOWNLOAD_DELAY_JITTER": 0, "RETRY_TIMES": 2}
 
@@ -58,7 +60,9 @@ def company_id(settings: Settings) -> int:
 def add_source(settings: Settings, **fields: Any) -> int:
     data = SourceIn.model_validate({"name": fields.get("key", "src"), **fields})
     with get_database(settings).session() as session:
-        source, _ = service.save_source(session=session, company_id=company_id(settings), data=data)
+        source, _ = service.save_source(
+            session=session, company_id=company_id(settings), data=data, policy=outbound_policy(settings)
+        )
         return source.id
 
 
@@ -86,9 +90,10 @@ def demo_sqlite(sqlite_settings: Settings) -> Settings:
 
 def test_a_news_site_crawl_keeps_our_posts_obeys_robots_and_skips_broken_pages(demo: Settings) -> None:
     with CrawlSite("generic") as site:
-        source_id = add_source(demo, key="binjiang-news", kind="generic", url=site.url("/"),
+        allowed = allowing(demo, site.url())
+        source_id = add_source(allowed, key="binjiang-news", kind="generic", url=site.url("/"),
                                authority="media", config=GENERIC, city="武汉")  # fmt: skip
-        run = crawl(demo, source_id)
+        run = crawl(allowed, source_id)
         assert "/news/draft/1206.html" not in site.paths()  # robots.txt: Disallow /news/draft/
     assert run.status is RunStatus.finished and run.error is None
     stats = run.stats
@@ -108,10 +113,11 @@ def test_a_news_site_crawl_keeps_our_posts_obeys_robots_and_skips_broken_pages(d
 
 def test_the_next_run_reads_only_new_pages_and_stores_nothing_twice(demo_sqlite: Settings) -> None:
     with CrawlSite("generic") as site:
-        source_id = add_source(demo_sqlite, key="news", kind="generic", url=site.url("/"), config=GENERIC)
-        crawl(demo_sqlite, source_id)
+        allowed = allowing(demo_sqlite, site.url())
+        source_id = add_source(allowed, key="news", kind="generic", url=site.url("/"), config=GENERIC)
+        crawl(allowed, source_id)
         first = len(site.paths())
-        second = crawl(demo_sqlite, source_id)
+        second = crawl(allowed, source_id)
         again = site.paths()[first:]
     # The stored and the irrelevant pages are not fetched again; the list is, and the broken
     # pages are tried again (they may be fixed).
@@ -123,9 +129,10 @@ def test_the_next_run_reads_only_new_pages_and_stores_nothing_twice(demo_sqlite:
 
 def test_gb18030_forum_pages_are_decoded_and_judged(demo_sqlite: Settings) -> None:
     with CrawlSite("forum_gbk") as site:
-        source_id = add_source(demo_sqlite, key="rongcheng-bbs", kind="generic", url=site.url("/"),
+        allowed = allowing(demo_sqlite, site.url())
+        source_id = add_source(allowed, key="rongcheng-bbs", kind="generic", url=site.url("/"),
                                config=DISCUZ, city="成都")  # fmt: skip
-        run = crawl(demo_sqlite, source_id)
+        run = crawl(allowed, source_id)
     posts = stored(demo_sqlite)
     assert {"thread-88321-1-1.html", "thread-88295-1-1.html"} <= set(posts)
     assert "thread-88307-1-1.html" not in posts  # appliance repair, not about us
@@ -140,8 +147,9 @@ def test_busy_and_oversized_pages_retry_or_are_dropped_and_the_run_goes_on(demo_
         site.fail("/news/2026/11/1202.html", status=503, times=1)
         site.fail("/news/2026/11/1201.html", status=429, times=5)  # more than the retries
         site.big("/news/2026/11/1203.html", 64 * 1024)
-        source_id = add_source(demo_sqlite, key="news", kind="generic", url=site.url("/"), config=GENERIC)
-        run = crawl(demo_sqlite, source_id, DOWNLOAD_MAXSIZE=32 * 1024)
+        allowed = allowing(demo_sqlite, site.url())
+        source_id = add_source(allowed, key="news", kind="generic", url=site.url("/"), config=GENERIC)
+        run = crawl(allowed, source_id, DOWNLOAD_MAXSIZE=32 * 1024)
         hits = site.paths()
     assert hits.count("/news/2026/11/1202.html") == 2  # one 503, then the page
     assert hits.count("/news/2026/11/1201.html") == 3  # the first try and two retries, then given up
@@ -154,8 +162,13 @@ def test_a_feed_crawl_groups_the_same_story_and_alerts_robots_and_mail_once(
     demo_sqlite: Settings, start_worker: Any
 ) -> None:
     company = company_id(demo_sqlite)
-    with FakeRobot(dingtalk_secret="SECdemo") as robots, Mailbox() as mailbox:
-        settings = demo_sqlite.model_copy(update={"smtp_url": mailbox.url})
+    with (
+        FakeRobot(dingtalk_secret="SECdemo") as robots,
+        Mailbox() as mailbox,
+        CrawlSite("rss", feed="xizi_minsheng.rss.xml") as site,
+    ):
+        settings = allowing(demo_sqlite.model_copy(update={"smtp_url": mailbox.url}), robots.url("wecom"),
+                            mailbox.url, site.url())  # fmt: skip
         with get_database(settings).session() as session:
             session.add_all([
                 AlertRoute(company_id=company, name="品牌部钉钉群", channel=AlertChannel.dingtalk,
@@ -164,16 +177,15 @@ def test_a_feed_crawl_groups_the_same_story_and_alerts_robots_and_mail_once(
                            target="gm@anju.example", worst_grade=2),
             ])  # fmt: skip
         start_worker(settings)
-        with CrawlSite("rss", feed="xizi_minsheng.rss.xml") as site:
-            source_id = add_source(settings, key="xizi", kind="rss", url=site.url("/rss/community.xml"),
-                                   authority="media", city="杭州")  # fmt: skip
-            run = crawl(settings, source_id)
-            assert run.stats["anju/stored"] == 3  # 8801, 8797, 8760: all 翠湖花园
-            with get_database(settings).session() as session:
-                alerts = list(session.scalars(select(Alert)))
-            assert alerts, "a graded event raises an alert"
-            robots.wait_for(len(alerts), timeout=20)
-            crawl(settings, source_id)  # nothing new: no alert again
+        source_id = add_source(settings, key="xizi", kind="rss", url=site.url("/rss/community.xml"),
+                               authority="media", city="杭州")  # fmt: skip
+        run = crawl(settings, source_id)
+        assert run.stats["anju/stored"] == 3  # 8801, 8797, 8760: all 翠湖花园
+        with get_database(settings).session() as session:
+            alerts = list(session.scalars(select(Alert)))
+        assert alerts, "a graded event raises an alert"
+        robots.wait_for(len(alerts), timeout=20)
+        crawl(settings, source_id)  # nothing new: no alert again
     with get_database(settings).session() as session:
         assert session.scalar(select(func.count(Alert.id))) == len(alerts)
     message = robots.messages[0]
@@ -188,8 +200,9 @@ def test_a_feed_crawl_groups_the_same_story_and_alerts_robots_and_mail_once(
 
 def test_anju_crawl_runs_one_source_from_the_command_line(demo_sqlite: Settings) -> None:
     with CrawlSite("generic") as site:
-        add_source(demo_sqlite, key="news", kind="generic", url=site.url("/"), config=GENERIC)
-        env = settings_env(demo_sqlite) | {"ANJU_CRAWL_POLITE": "false"}
+        allowed = allowing(demo_sqlite, site.url())
+        add_source(allowed, key="news", kind="generic", url=site.url("/"), config=GENERIC)
+        env = settings_env(allowed) | {"ANJU_CRAWL_POLITE": "false"}
         done = subprocess.run([sys.executable, "-m", "anju.cli", "crawl", "news"], env=env, cwd=ROOT,
                               capture_output=True, text=True, timeout=120)  # fmt: skip
         assert done.returncode == 0, done.stderr
@@ -205,8 +218,8 @@ def test_anju_crawl_runs_one_source_from_the_command_line(demo_sqlite: Settings)
 def test_crawls_run_as_jobs_once_per_source(demo_sqlite: Settings, start_worker: Any) -> None:
     from crawlers.tasks import queue_crawl
 
-    settings = demo_sqlite.model_copy(update={"crawl_polite": False})
     with CrawlSite("generic") as site:
+        settings = allowing(demo_sqlite.model_copy(update={"crawl_polite": False}), site.url())
         source_id = add_source(settings, key="news", kind="generic", url=site.url("/"), config=GENERIC)
         with get_database(settings).session() as session:
             assert service.due_sources(session=session) == [source_id]  # never run yet
@@ -248,25 +261,33 @@ sources:
     config: {keywords: [安居物业, 翠湖花园]}
 """
     with get_database(demo_sqlite).session() as session:
-        created, updated = service.import_yaml(session=session, company_id=company_id(demo_sqlite), text=good)
+        created, updated = service.import_yaml(
+            session=session,
+            company_id=company_id(demo_sqlite),
+            text=good,
+            policy=outbound_policy(demo_sqlite),
+        )
     assert created == ["cuihu-tieba", "weibo-anju"] and updated == []
     bad = good.replace("kind: weibo", "kind: douyin")
     with (
         pytest.raises(BadSourceFile, match="第 2 个采集源的 kind 有误"),
         get_database(demo_sqlite).session() as s,
     ):
-        service.import_yaml(session=s, company_id=company_id(demo_sqlite), text=bad)
+        service.import_yaml(session=s, company_id=company_id(demo_sqlite), text=bad,
+                            policy=outbound_policy(demo_sqlite))  # fmt: skip
     with (
         pytest.raises(BadSourceFile, match=r"YAML 格式错误第 \d 行"),
         get_database(demo_sqlite).session() as s,
     ):
-        service.import_yaml(session=s, company_id=company_id(demo_sqlite), text="sources:\n  - key: [\n")
+        service.import_yaml(session=s, company_id=company_id(demo_sqlite), text="sources:\n  - key: [\n",
+                            policy=outbound_policy(demo_sqlite))  # fmt: skip
     with (
         pytest.raises(BadSourceFile, match="没有名为「南山苑」的小区"),
         get_database(demo_sqlite).session() as s,
     ):
         service.import_yaml(session=s, company_id=company_id(demo_sqlite),
-                            text=good.replace("community: 翠湖花园", "community: 南山苑"))  # fmt: skip
+                            text=good.replace("community: 翠湖花园", "community: 南山苑"),
+                            policy=outbound_policy(demo_sqlite))  # fmt: skip
     with get_database(demo_sqlite).session() as session:
         sources = service.list_sources(session=session, company_id=company_id(demo_sqlite))
         assert [s.key for s in sources] == ["cuihu-tieba", "weibo-anju"]  # the failed imports changed nothing
@@ -277,9 +298,9 @@ def test_two_processes_share_one_crawl_through_redis(demo_sqlite: Settings) -> N
     """crawl_distributed: the run's frontier is in Redis; each page is fetched by one process."""
     import threading
 
-    settings = demo_sqlite.model_copy(update={"crawl_distributed": True})
     one_at_a_time = {"CONCURRENT_REQUESTS_PER_DOMAIN": 1, "CONCURRENT_REQUESTS": 1}
     with CrawlSite("generic") as site:
+        settings = allowing(demo_sqlite.model_copy(update={"crawl_distributed": True}), site.url())
         for page in ("1201", "1202", "1203", "1204", "1205"):
             site.slow(f"/news/2026/11/{page}.html", 1.0)  # each process has one in flight at a time
         # No article is served before both processes are up (each reads robots.txt first): on a

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
+from core.outbound import OutboundPolicy
 from crawlers.runner import CrawlResult, crawl_in_child, scrapy_settings
 from crawlers.spiders.base import SourceSpec
 from crawlers.spiders.liuyan import compact, list_param, sign
@@ -18,6 +19,7 @@ from crawlers.spiders.tieba import list_time, parse_forum, parse_thread
 from crawlers.spiders.tousu import load_answer, signature
 from crawlers.spiders.weibo import needs_login, parse_search, weibo_text
 from tests.crawl_site import DATA, CrawlSite
+from tests.services import host_port
 
 FIXTURE_NOW = datetime(2026, 11, 23, 11, 0, tzinfo=timezone(timedelta(hours=8)))
 
@@ -47,7 +49,11 @@ LIUYAN_LEGACY_IDS = {"31208877", "31205790", "31201133", "31199542"}
 
 def crawl(site: CrawlSite, kind: str, config: dict[str, Any]) -> CrawlResult:
     spec = SourceSpec(company_id=1, key=f"test-{kind}", kind=kind, url=site.url("/"), config=config)
-    return crawl_in_child(spec, scrapy_settings(redis_url=None, collect=True, polite=False), timeout=60)
+    allowed = OutboundPolicy.parse([host_port(site.url())])  # the fixture site, nothing else internal
+    values = scrapy_settings(
+        redis_url=None, collect=True, polite=False, overrides={"ANJU_OUTBOUND_POLICY": allowed}
+    )
+    return crawl_in_child(spec, values, timeout=60)
 
 
 def by_id(result: CrawlResult) -> dict[str, dict[str, Any]]:

@@ -18,6 +18,7 @@ from sentiment.models import Post
 from tests.conftest import LiveServer, wait_for
 from tests.crawl_site import CrawlSite
 from tests.crawlers.test_crawl_pipeline import GENERIC, demo_sqlite  # noqa: F401  (fixture)
+from tests.services import allowing
 
 
 def source(**fields: Any) -> dict[str, Any]:
@@ -72,42 +73,44 @@ def test_preview_shows_what_a_source_finds_and_stores_nothing(
     demo_sqlite: Settings,  # noqa: F811
     start_worker: Any,
 ) -> None:
-    settings = demo_sqlite.model_copy(update={"crawl_polite": False})  # our own fixture server
-    with CrawlSite("generic") as site, LiveServer(settings) as server, server.login("admin") as admin:
-        made = admin.post("/api/crawl/sources", json=source(
-            key="binjiang", name="滨江民声网", kind="generic", url=site.url("/"), authority="media",
-            city="武汉", config=GENERIC))  # fmt: skip
-        assert made.status_code == 201, made.text
-        assert admin.get("/api/crawl/sources/binjiang/preview").json()["status"] == "none"
-        assert admin.post("/api/crawl/sources/nope/preview").status_code == 404
+    with CrawlSite("generic") as site:
+        # our own fixture server: allowed by its host:port, nothing else internal
+        settings = allowing(demo_sqlite.model_copy(update={"crawl_polite": False}), site.url())
+        with LiveServer(settings) as server, server.login("admin") as admin:
+            made = admin.post("/api/crawl/sources", json=source(
+                key="binjiang", name="滨江民声网", kind="generic", url=site.url("/"), authority="media",
+                city="武汉", config=GENERIC))  # fmt: skip
+            assert made.status_code == 201, made.text
+            assert admin.get("/api/crawl/sources/binjiang/preview").json()["status"] == "none"
+            assert admin.post("/api/crawl/sources/nope/preview").status_code == 404
 
-        start_worker(settings)
-        asked = admin.post("/api/crawl/sources/binjiang/preview")
-        assert asked.status_code == 202 and asked.json()["status"] in ("queued", "started", "finished")
+            start_worker(settings)
+            asked = admin.post("/api/crawl/sources/binjiang/preview")
+            assert asked.status_code == 202 and asked.json()["status"] in ("queued", "started", "finished")
 
-        def finished() -> dict[str, Any] | None:
-            state = admin.get("/api/crawl/sources/binjiang/preview").json()
-            return state if state["status"] in ("finished", "failed") else None
+            def finished() -> dict[str, Any] | None:
+                state = admin.get("/api/crawl/sources/binjiang/preview").json()
+                return state if state["status"] in ("finished", "failed") else None
 
-        state = wait_for(finished, timeout=90, message="the preview job to finish")
-        assert state["status"] == "finished" and state["error"] is None, state
-        posts = state["posts"]
-        by_page = {p["url"].rsplit("/", 1)[-1]: p for p in posts}
-        assert set(by_page) == {"1201.html", "1202.html", "1203.html"} and state["pages"] == 7
-        fee = by_page["1202.html"]
-        assert fee["relevant"] and "安居物业" in fee["matched"] and fee["sentiment"] == "neg"
-        assert fee["published_at"].startswith("2026-11-23T01:05") and fee["title"]
-        market = by_page["1203.html"]  # news of a market nearby: not about us, not kept
-        assert not market["relevant"] and market["sentiment"] is None
-        assert "1 个页面被该网站的 robots.txt 禁止采集" in state["notes"]
-        assert "2 个页面无法解析（内容为空、被截断，或选择器没有选中内容）" in state["notes"]
+            state = wait_for(finished, timeout=90, message="the preview job to finish")
+            assert state["status"] == "finished" and state["error"] is None, state
+            posts = state["posts"]
+            by_page = {p["url"].rsplit("/", 1)[-1]: p for p in posts}
+            assert set(by_page) == {"1201.html", "1202.html", "1203.html"} and state["pages"] == 7
+            fee = by_page["1202.html"]
+            assert fee["relevant"] and "安居物业" in fee["matched"] and fee["sentiment"] == "neg"
+            assert fee["published_at"].startswith("2026-11-23T01:05") and fee["title"]
+            market = by_page["1203.html"]  # news of a market nearby: not about us, not kept
+            assert not market["relevant"] and market["sentiment"] is None
+            assert "1 个页面被该网站的 robots.txt 禁止采集" in state["notes"]
+            assert "2 个页面无法解析（内容为空、被截断，或选择器没有选中内容）" in state["notes"]
 
-        # Nothing stored, no run recorded, no page marked read: the scheduled crawl sees it all.
-        with get_database(settings).session() as session:
-            assert session.scalar(select(func.count(Post.id))) == 0
-            assert session.scalar(select(func.count(CrawlRun.id))) == 0
-        source_id = admin.get("/api/crawl/sources/binjiang").json()["id"]
-        assert redis.Redis.from_url(settings.effective_redis_url).scard(seen_key(source_id)) == 0
+            # Nothing stored, no run recorded, no page marked read: the scheduled crawl sees it all.
+            with get_database(settings).session() as session:
+                assert session.scalar(select(func.count(Post.id))) == 0
+                assert session.scalar(select(func.count(CrawlRun.id))) == 0
+            source_id = admin.get("/api/crawl/sources/binjiang").json()["id"]
+            assert redis.Redis.from_url(settings.effective_redis_url).scard(seen_key(source_id)) == 0
 
     with LiveServer(settings) as server, server.login("pr") as pr:
         assert pr.get("/api/crawl/sources/binjiang/preview").status_code == 403  # admins configure
@@ -117,19 +120,21 @@ def test_preview_explains_a_source_that_finds_nothing(
     demo_sqlite: Settings,  # noqa: F811
     start_worker: Any,
 ) -> None:
-    settings = demo_sqlite.model_copy(update={"crawl_polite": False})
-    with CrawlSite("generic") as site, LiveServer(settings) as server, server.login("admin") as admin:
-        made = admin.post("/api/crawl/sources", json=source(
-            key="moved", name="改版的网站", kind="generic", url=site.url("/"),
-            config={"start_urls": ["/old/index.html"], "list": {"link": "a::attr(href)"}}))  # fmt: skip
-        assert made.status_code == 201, made.text
-        start_worker(settings)
-        admin.post("/api/crawl/sources/moved/preview")
+    with CrawlSite("generic") as site:
+        # our own fixture server: allowed by its host:port, nothing else internal
+        settings = allowing(demo_sqlite.model_copy(update={"crawl_polite": False}), site.url())
+        with LiveServer(settings) as server, server.login("admin") as admin:
+            made = admin.post("/api/crawl/sources", json=source(
+                key="moved", name="改版的网站", kind="generic", url=site.url("/"),
+                config={"start_urls": ["/old/index.html"], "list": {"link": "a::attr(href)"}}))  # fmt: skip
+            assert made.status_code == 201, made.text
+            start_worker(settings)
+            admin.post("/api/crawl/sources/moved/preview")
 
-        def finished() -> dict[str, Any] | None:
-            state = admin.get("/api/crawl/sources/moved/preview").json()
-            return state if state["status"] in ("finished", "failed") else None
+            def finished() -> dict[str, Any] | None:
+                state = admin.get("/api/crawl/sources/moved/preview").json()
+                return state if state["status"] in ("finished", "failed") else None
 
-        state = wait_for(finished, timeout=90, message="the preview job to finish")
-        assert state["posts"] == []
-        assert any("HTTP 404" in note for note in state["notes"]), state["notes"]
+            state = wait_for(finished, timeout=90, message="the preview job to finish")
+            assert state["posts"] == []
+            assert any("HTTP 404" in note for note in state["notes"]), state["notes"]

@@ -18,6 +18,7 @@ from escalation.models import Case, CaseEvent, CaseEventKind
 from tests.conftest import LiveServer, wait_for
 from tests.escalation.test_console_flow import say
 from tests.robots import FakeRobot
+from tests.services import allowing
 
 
 @pytest.fixture
@@ -43,8 +44,11 @@ def load(settings: Settings, case_id: int) -> Case:
 def test_reminder_and_breach_fire_and_stop_when_the_case_is_resolved(
     demo: Settings, robots: FakeRobot, start_worker
 ) -> None:  # type: ignore[no-untyped-def]
-    settings = demo.model_copy(
-        update={"supervisor_robots": [RobotSetting(kind="wecom", url=robots.url("wecom", "boss"))]}
+    settings = allowing(  # the fake robot on 127.0.0.1 by its host:port, nothing else internal
+        demo.model_copy(
+            update={"supervisor_robots": [RobotSetting(kind="wecom", url=robots.url("wecom", "boss"))]}
+        ),
+        robots.url("wecom"),
     )
     start_worker(settings)
     with LiveServer(settings) as live, live.login("supervisor") as boss, live.login("agent") as agent, \
@@ -98,11 +102,15 @@ def test_priority_change_recomputes_due_times(demo: Settings) -> None:
 def test_an_unacknowledged_emergency_climbs_the_duty_chain_and_an_acknowledged_one_stops(
     demo_kb: Settings, robots: FakeRobot, start_worker
 ) -> None:  # type: ignore[no-untyped-def]
-    settings = demo_kb.model_copy(
-        update={"supervisor_robots": [RobotSetting(kind="wecom", url=robots.url("wecom", "boss"))]}
+    settings = allowing(
+        demo_kb.model_copy(
+            update={"supervisor_robots": [RobotSetting(kind="wecom", url=robots.url("wecom", "boss"))]}
+        ),
+        robots.url("wecom"),
     )
     start_worker(settings)
-    with LiveServer(settings) as live, live.login("supervisor") as boss, live.client() as resident:
+    # Robot URLs make the server post: an admin sets them (a supervisor edits people and phones).
+    with LiveServer(settings) as live, live.login("admin") as boss, live.client() as resident:
         cuihu = next(c for c in boss.get("/api/communities").json() if c["code"] == "cuihu")["id"]
         chain = [
             {"name": "值班工程师", "robot_kind": "wecom", "robot_url": robots.url("wecom", "duty"),

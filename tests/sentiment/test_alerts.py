@@ -10,8 +10,10 @@ from core.db import get_database
 from core.settings import Settings
 from sentiment import alerts
 from sentiment.models import Alert, AlertChannel, AlertRoute, EventLog
+from tests.conftest import LiveServer
 from tests.robots import FakeRobot
 from tests.sentiment.factories import PostSpec, community, demo_company, make_event
+from tests.services import allowing
 
 LIFT = PostSpec(text="翠湖花园3栋电梯困人二十分钟，物业电话打不通", title="电梯困人")
 
@@ -28,6 +30,7 @@ def routes(session, company_id: int, robots: FakeRobot) -> None:  # type: ignore
 
 def test_an_upgrade_alerts_again_and_a_failed_robot_is_retried_alone(demo: Settings) -> None:
     with FakeRobot() as robots, get_database(demo).session() as session:
+        demo = allowing(demo, robots.url("wecom"))  # the fake robot, on 127.0.0.1
         company = demo_company(session)
         routes(session, company.id, robots)
         event = make_event(session, company_id=company.id, title="翠湖花园电梯困人",
@@ -51,8 +54,8 @@ def test_an_upgrade_alerts_again_and_a_failed_robot_is_retried_alone(demo: Setti
 
 
 def test_the_hourly_limit_folds_minor_alerts_into_a_digest_but_never_severe_ones(demo: Settings) -> None:
-    settings = demo.model_copy(update={"alert_rate_per_hour": 1})
-    with FakeRobot() as robots, get_database(settings).session() as session:
+    with FakeRobot() as robots, get_database(demo).session() as session:
+        settings = allowing(demo.model_copy(update={"alert_rate_per_hour": 1}), robots.url("wecom"))
         company = demo_company(session)
         routes(session, company.id, robots)
         minor = [
@@ -75,6 +78,7 @@ def test_the_hourly_limit_folds_minor_alerts_into_a_digest_but_never_severe_ones
 
 def test_an_unacknowledged_severe_alert_escalates_and_an_acknowledged_one_does_not(demo: Settings) -> None:
     with FakeRobot() as robots, get_database(demo).session() as session:
+        demo = allowing(demo, robots.url("wecom"))
         company = demo_company(session)
         routes(session, company.id, robots)
         quiet = alerts.raise_alert(session=session, event=make_event(
@@ -137,8 +141,12 @@ def test_admins_add_the_names_we_are_known_by_and_posts_with_them_are_kept(serve
         assert admin.delete("/api/opinion/watch-terms/99999").status_code == 404
 
 
-def test_an_admin_sends_a_test_message_to_each_route_and_reads_why_one_failed(server) -> None:  # type: ignore[no-untyped-def]
-    with FakeRobot(dingtalk_secret="SEC-right") as robots, server.login("admin") as admin:
+def test_an_admin_sends_a_test_message_to_each_route_and_reads_why_one_failed(demo: Settings) -> None:
+    with (
+        FakeRobot(dingtalk_secret="SEC-right") as robots,
+        LiveServer(allowing(demo, robots.url("wecom"))) as server,
+        server.login("admin") as admin,
+    ):
         with get_database(server.settings).session() as session:
             cuihu = community(session, "cuihu").id
 
@@ -170,5 +178,5 @@ def test_an_admin_sends_a_test_message_to_each_route_and_reads_why_one_failed(se
         assert down["delivered"] is False and "HTTP 502" in down["error"]
         assert admin.post("/api/opinion/alert-routes/99999/test").status_code == 404
         assert len(robots.messages) == 1  # only the one that went through
-    with server.login("pr") as pr:
-        assert pr.post(f"/api/opinion/alert-routes/{brand}/test").status_code == 403
+        with server.login("pr") as pr:
+            assert pr.post(f"/api/opinion/alert-routes/{brand}/test").status_code == 403
