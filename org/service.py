@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from core.db import Database, utcnow
 from core.errors import Conflict, InvalidInput, NotFound
+from core.tables import check_table
+from core.uploads import UploadLimits, cpu_budget, default_limits
 from org.models import (
     Building,
     Community,
@@ -222,12 +224,17 @@ def create_resident(
 
 
 def start_import(
-    *, session: Session, community_id: int, filename: str, content: bytes, created_by: int | None
+    *,
+    session: Session,
+    community_id: int,
+    filename: str,
+    content: bytes,
+    created_by: int | None,
+    limits: UploadLimits | None = None,
 ) -> ResidentImport:
-    """Check the file can be read (bad type, no header → error now), store it, return the pending import."""
-    from org.imports import read_table
-
-    read_table(filename, content)
+    """Check what is cheap (type, not empty, no declared zip bomb → error now), store the file,
+    return the pending import. Its rows are read by the import job, not here."""
+    check_table(filename, content, limits=limits or default_limits())
     record = ResidentImport(
         community_id=community_id,
         filename=filename[:255],
@@ -257,7 +264,7 @@ def _locked_import(session: Session, import_id: int) -> ResidentImport:
     return record
 
 
-def run_import(*, database: Database, import_id: int) -> ResidentImport:
+def run_import(*, database: Database, import_id: int, parse_seconds: float = 0) -> ResidentImport:
     """Apply a stored import in batches, each committed with its progress.
 
     Each batch locks the import row and reads the progress inside its own transaction, so a run
@@ -268,9 +275,10 @@ def run_import(*, database: Database, import_id: int) -> ResidentImport:
 
     with database.session() as session:
         record = _locked_import(session, import_id)
-        if record.status is ImportStatus.done:
-            return record
-        rows = read_table(record.filename, record.content)
+        if record.status in (ImportStatus.done, ImportStatus.failed):
+            return record  # a failed file is not read again (its reason is in the report)
+        with cpu_budget(parse_seconds):
+            rows = read_table(record.filename, record.content)
         valid, errors = check_rows(rows)
         record.status = ImportStatus.running
         record.attempts += 1
