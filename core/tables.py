@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from core.errors import AnjuError, InvalidInput, PayloadTooLarge
-from core.uploads import UploadLimits, check_container, check_xml_parts, default_limits
+from core.uploads import UploadLimits, check_container, check_xml_parts, default_limits, is_timeout
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,8 @@ def _xlsx_rows(content: bytes) -> list[list[Any]]:
     except MemoryError:
         raise PayloadTooLarge("表格过于庞大，解析时内存不足，请拆分后导入") from None
     except Exception as exc:  # untrusted bytes in openpyxl: it raises many kinds for a broken file
+        if is_timeout(exc):
+            raise
         log.warning("could not read an uploaded xlsx file: %s: %s", type(exc).__name__, exc)
         raise InvalidInput("无法读取 XLSX 文件，文件可能已损坏") from exc
     for r in rows:  # Excel stores phone numbers as numbers: 13812345678.0

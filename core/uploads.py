@@ -192,6 +192,24 @@ class ParseTimeout(BaseException):
     Exception`` (pypdf has many) swallows it and carries on."""
 
 
+# A parse job's wall-clock limit (rq's job timeout) per CPU second of budget: rq workers run niced,
+# and on a busy machine a worker may get a quarter of a CPU, so a parse within its CPU budget can
+# take several times as long; rq's limit only frees a worker stuck outside Python.
+WALL_SECONDS_PER_CPU_SECOND = 5
+
+
+def parse_job_timeout(cpu_seconds: int) -> int:
+    return cpu_seconds * WALL_SECONDS_PER_CPU_SECOND + 60
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """The CPU budget, or rq's job timeout raised inside a parser: the parse took too long, which
+    is not the same as a broken file (and must not be reported as one)."""
+    from rq.timeouts import BaseTimeoutException
+
+    return isinstance(exc, (ParseTimeout, BaseTimeoutException))
+
+
 @contextmanager
 def cpu_budget(seconds: float) -> Iterator[None]:
     """Raise ParseTimeout in this thread once the process has used ``seconds`` of CPU time.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from core.errors import AnjuError, InvalidInput, PayloadTooLarge
-from core.uploads import UploadLimits, check_container, check_xml_parts, default_limits
+from core.uploads import UploadLimits, check_container, check_xml_parts, default_limits, is_timeout
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ def read_document(filename: str, content: bytes, *, limits: UploadLimits | None 
     except MemoryError:
         raise PayloadTooLarge("文件内容过于庞大，解析时内存不足，请拆分后上传") from None
     except Exception as exc:  # untrusted bytes in third-party parsers: any failure is the file's
+        if is_timeout(exc):
+            raise
         log.warning("could not parse an uploaded %s file: %s: %s", suffix, type(exc).__name__, exc)
         raise InvalidInput(_BROKEN.get(suffix, "文件无法解析")) from exc
     if not any(line.strip() for line in document.lines):

@@ -16,7 +16,14 @@ from core.db import get_database
 from core.errors import AnjuError, InvalidInput, NotFound
 from core.settings import Settings
 from core.tables import check_table
-from core.uploads import ParseTimeout, UploadLimits, cpu_budget, default_limits
+from core.uploads import (
+    ParseTimeout,
+    UploadLimits,
+    cpu_budget,
+    default_limits,
+    is_timeout,
+    parse_job_timeout,
+)
 from knowledge.chunking import Passage as ParsedPassage
 from knowledge.faq import FaqRow, read_faq_table
 from knowledge.index import BuildResult, current_index, fingerprint, prepare_index, publish_index
@@ -332,7 +339,9 @@ def parse_pending(settings: Settings, *, source_id: int, sha256: str) -> ParseOu
             error = ""
         except AnjuError as exc:
             error = exc.message
-        except ParseTimeout:
+        except (ParseTimeout, Exception) as exc:
+            if not is_timeout(exc):
+                raise  # not the file's doing (the database, a bug): rq retries the job
             error = f"解析超时（超过 {seconds} 秒），文件可能过于复杂，请拆分后重新上传"
     with database.session() as session:
         source = _locked_source(session, source_id)
@@ -361,7 +370,7 @@ def request_parse(settings: Settings, *, source_id: int, sha256: str) -> str:
     return enqueue(
         tasks.parse_source, queue="low", job_id=parse_job_id(source_id, sha256),
         retry=Retry(max=MAX_PARSE_ATTEMPTS, interval=[5, 15]),  # a killed work-horse
-        job_timeout=settings.upload_parse_timeout_seconds + 60, settings=settings,
+        job_timeout=parse_job_timeout(settings.upload_parse_timeout_seconds), settings=settings,
         source_id=source_id, sha256=sha256,
     ).id  # fmt: skip
 

@@ -9,9 +9,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.db import Database, utcnow
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import AnjuError, Conflict, InvalidInput, NotFound
 from core.tables import check_table
-from core.uploads import UploadLimits, cpu_budget, default_limits
+from core.uploads import UploadLimits, cpu_budget, default_limits, is_timeout
 from org.models import (
     Building,
     Community,
@@ -254,6 +254,15 @@ def get_import(*, session: Session, import_id: int) -> ResidentImport:
     return record
 
 
+def fail_import(*, database: Database, import_id: int, reason: str) -> None:
+    """The stored file cannot be read: the import ends failed with the reason (for the admin)."""
+    with database.session() as session:
+        record = get_import(session=session, import_id=import_id)
+        record.status = ImportStatus.failed
+        record.finished_at = utcnow()
+        record.report = {**(record.report or {}), "error": reason}
+
+
 IMPORT_BATCH_ROWS = 200  # rows per transaction: SQLite readers are never held up for long
 
 
@@ -277,8 +286,15 @@ def run_import(*, database: Database, import_id: int, parse_seconds: float = 0) 
         record = _locked_import(session, import_id)
         if record.status in (ImportStatus.done, ImportStatus.failed):
             return record  # a failed file is not read again (its reason is in the report)
-        with cpu_budget(parse_seconds):
-            rows = read_table(record.filename, record.content)
+        try:
+            with cpu_budget(parse_seconds):
+                rows = read_table(record.filename, record.content)
+        except AnjuError:
+            raise
+        except BaseException as exc:  # the CPU budget or rq's job timeout, while reading the file
+            if not is_timeout(exc):
+                raise
+            raise InvalidInput("读取文件超时（文件过于复杂），请拆分后重新导入") from None
         valid, errors = check_rows(rows)
         record.status = ImportStatus.running
         record.attempts += 1

@@ -15,7 +15,7 @@ from core.errors import InvalidInput, PayloadTooLarge
 from core.masking import mask_mobile, mask_name
 from core.queue import enqueue
 from core.routing import CommittingRoute
-from core.uploads import UploadLimits
+from core.uploads import UploadLimits, parse_job_timeout
 from org import service, tasks
 from org.models import IdentityKind, Resident, ResidentImport
 from org.schemas import (
@@ -179,7 +179,7 @@ def upload_residents(
         tasks.import_residents,
         queue="low",
         import_id=record.id,
-        job_timeout=max(600, settings.upload_parse_timeout_seconds + 60),
+        job_timeout=max(600, parse_job_timeout(settings.upload_parse_timeout_seconds)),
         retry=Retry(max=3),
         settings=settings,
     )
