@@ -164,13 +164,11 @@ def accept_upload(
             )
             .options(selectinload(KnowledgeSource.communities))
         ):
-            if existing.pending_sha256 == digest:
-                same_scope = existing.pending_scope == scope_ids
+            if existing.pending_sha256 == digest:  # still waiting for its parse: its scope is pending
+                everywhere, ids = existing.pending_scope is None, set(existing.pending_scope or [])
             else:
-                same_scope = existing.all_communities == (scope_ids is None) and set(
-                    existing.community_ids
-                ) == set(scope_ids or [])
-            if same_scope:
+                everywhere, ids = existing.all_communities, set(existing.community_ids)
+            if everywhere == (scope_ids is None) and ids == set(scope_ids or []):
                 return IngestResult(source=existing, created=False)
         source = KnowledgeSource(
             company_id=company_id,
