@@ -342,8 +342,13 @@ def residents_import(
                 content=path.read_bytes(),
                 created_by=None,
             )
-        report = org_service.run_import(database=database, import_id=record.id).report or {}
     except AnjuError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from None
+    try:
+        report = org_service.run_import(database=database, import_id=record.id).report or {}
+    except AnjuError as exc:  # the file itself: the stored import ends failed, as the job does
+        org_service.fail_import(database=database, import_id=record.id, reason=exc.message)
         typer.echo(exc.message, err=True)
         raise typer.Exit(1) from None
     typer.echo(

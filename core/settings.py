@@ -78,6 +78,26 @@ class Settings(BaseSettings):
     # Request bodies above this are refused with 413 (uploads have their own, larger limit).
     max_body_bytes: int = 1 * 1024 * 1024
     max_upload_bytes: int = 10 * 1024 * 1024
+    # What an uploaded docx/xlsx (a zip archive) may declare in its central directory, checked in
+    # the request before anything is decompressed (zipfile never inflates past a declared size, so
+    # these bound what the parser reads). A 50,000-row spreadsheet (the most an import takes)
+    # unzips to ~28 MB, a 300-page Word standard to ~5 MB; the bombs of issue 19 to 200 MB+.
+    upload_max_unzipped_bytes: int = 64 * 1024 * 1024
+    # Word and Excel files hold a few dozen parts (one per image, sheet, header); 1,000 is generous,
+    # and a listing of 100,000 empty entries would take the request a second just to read.
+    upload_max_zip_entries: int = 1000
+    # Inflated size over stored size, for parts above 1 MB: XML compresses 5-20x, images not at
+    # all; a bomb is ~1,000x. Apache POI's ZipSecureFile refuses the same (its minimum 0.01).
+    upload_max_zip_ratio: int = 100
+    # PDFs are parsed by pypdf in the worker: pages read at most (a long standard has ~300) and
+    # bytes one content stream may inflate to (pypdf's own default is 75 MB; text pages need <1 MB).
+    upload_max_pdf_pages: int = 1000
+    upload_max_pdf_stream_bytes: int = 16 * 1024 * 1024
+    # CPU seconds one upload's parse may use before the file is marked failed. A 300-page PDF or a
+    # 50,000-row table takes under 30 s here; pypdf spends ~25 s on one page of 100,000 text
+    # operators, so a crafted PDF would otherwise hold a worker for hours. A worker parses one file
+    # at a time: residents' WeChat and app messages queued meanwhile wait up to this long.
+    upload_parse_timeout_seconds: int = 60
 
     session_hours: int = 12  # a console shift; staff log in again the next day
     api_token_days: int = 30

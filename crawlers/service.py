@@ -22,6 +22,9 @@ from org.models import Community
 log = logging.getLogger(__name__)
 
 MAX_SOURCE_FILE_BYTES = 512 * 1024
+# Values a YAML file may expand to, aliases followed: a "billion laughs" of nine anchors each
+# listing the previous one nine times is 400 bytes of YAML and 387 million strings once stored.
+MAX_SOURCE_FILE_NODES = 100_000
 PREVIEW_ITEMS = 10  # 试采集: enough posts to judge a source's configuration, few enough to be quick
 # What each kind cannot crawl without (the spiders' docstrings describe every key).
 REQUIRED_LISTS = {"weibo": ("keywords", "搜索关键词"), "tousu": ("keywords", "搜索关键词"),
@@ -156,10 +159,15 @@ def import_yaml(
         raise BadSourceFile("采集源配置文件过大（上限 512 KB）")
     try:
         document = yaml.safe_load(text)
+        too_big = _expanded_size(document, {}) > MAX_SOURCE_FILE_NODES
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"第 {mark.line + 1} 行" if mark is not None else ""
         raise BadSourceFile(f"YAML 格式错误{where}：{getattr(exc, 'problem', exc)}") from None
+    except RecursionError:  # PyYAML composes nested [[[…]]] recursively
+        raise BadSourceFile("采集源配置文件嵌套层数过多") from None
+    if too_big:
+        raise BadSourceFile("采集源配置文件展开后过大（锚点/别名层层引用），请直接写出各项配置")
     entries = document.get("sources") if isinstance(document, dict) else document
     if not isinstance(entries, list) or not entries:
         raise BadSourceFile("文件中没有采集源（应为 sources: 列表）")
@@ -186,6 +194,24 @@ def import_yaml(
             _, is_new = save_source(session=session, company_id=company_id, data=data, policy=policy)
             (created if is_new else updated).append(data.key)
     return created, updated
+
+
+def _expanded_size(value: Any, seen: dict[int, int]) -> int:
+    """How many values ``value`` holds once every alias is written out. A YAML alias is the same
+    Python object again, so each object is measured once: linear in the file, not in the result."""
+    if not isinstance(value, (dict, list)):
+        return 1
+    if id(value) in seen:
+        return seen[id(value)]
+    seen[id(value)] = MAX_SOURCE_FILE_NODES + 1  # a cycle (an alias inside its own anchor) is too big
+    items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+    size = 1
+    for item in items:
+        size += _expanded_size(item, seen)
+        if size > MAX_SOURCE_FILE_NODES:
+            break
+    seen[id(value)] = size
+    return size
 
 
 def spec_of(source: Source) -> SourceSpec:

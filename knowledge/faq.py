@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from core.errors import InvalidInput
 from core.tables import keyed_rows, read_raw_rows
+from core.uploads import UploadLimits
 from org.imports import RowError
 
 COLUMNS: dict[str, str] = {
@@ -86,13 +87,18 @@ def parse_date(text: str) -> dt.date | None:
 
 
 def read_faq_table(
-    filename: str, content: bytes, *, communities: dict[str, int], out_of_scope: frozenset[str] = frozenset()
+    filename: str,
+    content: bytes,
+    *,
+    communities: dict[str, int],
+    out_of_scope: frozenset[str] = frozenset(),
+    limits: UploadLimits | None = None,
 ) -> FaqTable:
     """Parse and check an FAQ table. ``communities`` maps the code and name of each community the
     table may apply to onto its id; ``out_of_scope`` names the company's other communities. A row
     naming any other community is an error, never silently applied everywhere."""
     rows = keyed_rows(
-        read_raw_rows(filename, content),
+        read_raw_rows(filename, content, limits=limits),
         columns=COLUMNS,
         required="question",
         missing_message="缺少“问题”列；表头应包含：问题、相似问题、答案、分类、适用小区、生效日期、失效日期",

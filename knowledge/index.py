@@ -219,7 +219,7 @@ def fingerprint(session: Session, company_id: int, model: str) -> str:
     sources = session.execute(
         select(KnowledgeSource.id, KnowledgeSource.version, KnowledgeSource.content_sha256,
                KnowledgeSource.all_communities)
-        .where(KnowledgeSource.company_id == company_id)
+        .where(KnowledgeSource.company_id == company_id, KnowledgeSource.version > 0)  # 0: not parsed yet
         .order_by(KnowledgeSource.id)
     ).all()  # fmt: skip
     ids = [s.id for s in sources]

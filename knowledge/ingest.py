@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from core.errors import InvalidInput
+from core.uploads import UploadLimits
 from knowledge.chunking import MAX_PASSAGE_CHARS, Passage, split_passages
 from knowledge.readers import read_document
 
@@ -21,8 +22,10 @@ class ParsedDocument:
         return f"《{self.title}》{section}" if section else f"《{self.title}》"
 
 
-def parse_document(filename: str, content: bytes, *, limit: int = MAX_PASSAGE_CHARS) -> ParsedDocument:
-    read = read_document(filename, content)
+def parse_document(
+    filename: str, content: bytes, *, limit: int = MAX_PASSAGE_CHARS, limits: UploadLimits | None = None
+) -> ParsedDocument:
+    read = read_document(filename, content, limits=limits)
     title, passages = split_passages(read.lines, title=read.title, limit=limit)
     title = title.lstrip("#").strip() or PurePath(filename).stem
     if not passages:

@@ -22,6 +22,14 @@ class SourceKind(enum.StrEnum):
     faq = "faq"  # a question-and-answer table: matched question by question, before passages
 
 
+class SourceStatus(enum.StrEnum):
+    """Where the latest upload of a source is. The current version (if any) serves throughout."""
+
+    parsing = "parsing"  # stored, waiting for or in its parse job
+    ready = "ready"  # the latest upload is the current version
+    failed = "failed"  # the latest upload could not be parsed (``error`` says why); nothing changed
+
+
 source_community = Table(
     "knowledge_source_community",
     Base.metadata,
@@ -39,7 +47,12 @@ faq_entry_community = Table(
 
 class KnowledgeSource(TimestampMixin, Base):
     """One uploaded file. Replacing it keeps the id and bumps ``version``; the original bytes are
-    kept so the index can be rebuilt on any machine."""
+    kept so the index can be rebuilt on any machine.
+
+    An upload is parsed by a worker, never by the API: until then its bytes wait in ``pending_*``
+    and the current version (``content``, passages, entries, scope) keeps serving; a new source
+    has version 0 (nothing to serve) until its first parse succeeds.
+    """
 
     __tablename__ = "knowledge_source"
     __tenant__ = Tenant.company()
@@ -58,6 +71,19 @@ class KnowledgeSource(TimestampMixin, Base):
     version: Mapped[int] = mapped_column(default=1)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id", ondelete="SET NULL"))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    status: Mapped[SourceStatus] = mapped_column(
+        Enum(SourceStatus, native_enum=False, length=16), default=SourceStatus.ready
+    )
+    error: Mapped[str | None] = mapped_column(Text)  # why the latest upload failed, for the admin
+    # FAQ rows the current version left out: [{"row", "column", "message"}]
+    row_errors: Mapped[list[dict[str, object]] | None] = mapped_column(JSON)
+    # The upload waiting for its parse (None once parsed or failed; the name stays for the page).
+    pending_content: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    pending_sha256: Mapped[str | None] = mapped_column(String(64))
+    pending_filename: Mapped[str | None] = mapped_column(String(255))
+    pending_scope: Mapped[list[int] | None] = mapped_column(JSON)  # None: every community
+    # Parse jobs started for the pending upload: one that keeps killing its worker is failed.
+    parse_attempts: Mapped[int] = mapped_column(default=0)
 
     communities: Mapped[list[Community]] = relationship(secondary=source_community, order_by="Community.id")
     passages: Mapped[list[Passage]] = relationship(

@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, Field
 
-from knowledge.models import SourceKind
+from knowledge.models import SourceKind, SourceStatus
 
 
 class CommunityRef(BaseModel):
@@ -23,15 +23,22 @@ class FlagRead(BaseModel):
     detail: str = ""  # the phone number, fee or link concerned
 
 
+class RowErrorRead(BaseModel):
+    row: int
+    column: str
+    message: str
+
+
 class SourceRead(BaseModel):
-    """One uploaded file as the list shows it."""
+    """One uploaded file as the list shows it: its current version (what answers residents) and
+    where its latest upload is."""
 
     id: int
     kind: SourceKind
     title: str
     filename: str
     size_bytes: int
-    version: int
+    version: int  # 0: the first upload is not parsed yet (or failed): nothing serves
     all_communities: bool
     communities: list[CommunityRef]  # empty when all_communities
     passage_count: int
@@ -39,6 +46,10 @@ class SourceRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     flags: list[FlagRead] = Field(default_factory=list)  # what residents are never shown, and why
+    status: SourceStatus  # parsing (a worker reads the latest upload), ready, failed
+    error: str | None  # why the latest upload could not be used (failed)
+    pending_filename: str | None  # the upload being parsed or that failed
+    row_errors: list[RowErrorRead]  # FAQ rows the current version left out
 
 
 class PassageRead(BaseModel):
@@ -64,21 +75,15 @@ class SourceDetail(SourceRead):
     faq_entries: list[FaqEntryRead] = Field(default_factory=list)  # FAQ tables
 
 
-class RowErrorRead(BaseModel):
-    row: int
-    column: str
-    message: str
-
-
 class SourceUpload(BaseModel):
-    """The answer to an upload or a replacement."""
+    """The answer to an upload or a replacement (202: stored, a worker parses it; poll the
+    source for its status)."""
 
     source: SourceRead
     # False when the same file with the same scope was already stored (nothing changed), and for
-    # a replacement (the source keeps its id; its version went up).
+    # a replacement (the source keeps its id; its version goes up once the new file is parsed).
     created: bool
-    errors: list[RowErrorRead]  # FAQ rows left out, with the reason
-    index_job_id: str | None  # the queued re-index (None when nothing changed)
+    parse_job_id: str | None  # the queued parse (None when nothing changed or the queue was down)
 
 
 class IndexRead(BaseModel):

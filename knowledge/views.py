@@ -1,8 +1,9 @@
 """API: the knowledge base — upload, list, read, replace and delete sources; the index's status.
 
 Admins change the knowledge base; agents and supervisors read the sources that apply to their
-communities. Every committed change queues a re-index (an rq job on the "low" queue) whose id the
-answer carries; the new index replaces the old one whole when it is ready.
+communities. An upload is stored and answered at once (202); a worker parses it (rq, "low" queue)
+and queues the re-index, or marks the source failed with the reason. A deletion queues the
+re-index itself. The new index replaces the old one whole when it is ready.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from core.errors import InvalidInput, NotFound, PayloadTooLarge
 from core.routing import CommittingRoute
 from core.settings import Settings
 from core.types import MAX_ID, PathId, QueryId
+from core.uploads import UploadLimits, size_label
 from knowledge import index as knowledge_index
 from knowledge import service
 from knowledge.models import FaqEntry, KnowledgeSource, Passage
@@ -95,6 +97,10 @@ def _source_read(
         flags=[
             FlagRead(where=f.where, excerpt=f.excerpt, reason=f.reason, detail=f.detail) for f in flags or []
         ],
+        status=source.status,
+        error=source.error,
+        pending_filename=source.pending_filename,
+        row_errors=[RowErrorRead.model_validate(e) for e in source.row_errors or []],
     )
 
 
@@ -137,7 +143,9 @@ def index_status(*, session: Session, company_id: int) -> IndexStatus:
     current = knowledge_index.current_index(session, company_id)
     if current is None:
         has_sources = session.scalar(
-            select(KnowledgeSource.id).where(KnowledgeSource.company_id == company_id).limit(1)
+            select(KnowledgeSource.id)
+            .where(KnowledgeSource.company_id == company_id, KnowledgeSource.version > 0)
+            .limit(1)
         )
         return IndexStatus(index=None, stale=has_sources is not None)
     return IndexStatus(
@@ -158,16 +166,12 @@ def index_status(*, session: Session, company_id: int) -> IndexStatus:
 # --- writing helpers --------------------------------------------------------------------------------
 
 
-def _size_label(size: int) -> str:
-    return f"{size / (1024 * 1024):g} MB" if size >= 1024 * 1024 else f"{max(size // 1024, 1)} KB"
-
-
 def _read_upload(file: UploadFile, settings: Settings) -> tuple[str, bytes]:
     if not file.filename:
         raise InvalidInput("请选择要上传的文件")
     content = file.file.read(settings.max_upload_bytes + 1)
     if len(content) > settings.max_upload_bytes:
-        raise PayloadTooLarge(f"文件不能超过 {_size_label(settings.max_upload_bytes)}")
+        raise PayloadTooLarge(f"文件不能超过 {size_label(settings.max_upload_bytes)}")
     if not content:
         raise InvalidInput("文件是空的")
     return file.filename, content
@@ -204,14 +208,24 @@ def _reindex(session: Session, settings: Settings, company_id: int) -> str | Non
         return None
 
 
+def _queue_parse(session: Session, settings: Settings, source: KnowledgeSource) -> str | None:
+    """Commit the stored upload, then queue its parse (the job must find it). Without a reachable
+    queue the upload stays "parsing" and the periodic sweep queues it once Redis is back."""
+    sha256 = source.pending_sha256
+    source_id = source.id
+    session.commit()
+    if sha256 is None:
+        return None
+    try:
+        return service.request_parse(settings, source_id=source_id, sha256=sha256)
+    except redis.RedisError:
+        log.exception("could not queue the parse of knowledge source %s", source_id)
+        return None
+
+
 def _upload_answer(session: Session, result: service.IngestResult, *, created: bool) -> SourceUpload:
     """Read before the commit, so the answer needs no second transaction."""
-    return SourceUpload(
-        source=source_read(session, result.source),
-        created=created,
-        errors=[RowErrorRead(row=e.row, column=e.column, message=e.message) for e in result.errors],
-        index_job_id=None,
-    )
+    return SourceUpload(source=source_read(session, result.source), created=created, parse_job_id=None)
 
 
 # --- routes -------------------------------------------------------------------------------------------
@@ -249,7 +263,7 @@ def get_source(source_id: PathId, user: ReaderUser, session: SessionDep) -> Sour
     )
 
 
-@router.post("/sources", response_model=SourceUpload, status_code=201)
+@router.post("/sources", response_model=SourceUpload, status_code=202)
 def upload_source(
     file: UploadFile,
     response: Response,
@@ -261,16 +275,19 @@ def upload_source(
 ) -> SourceUpload:
     """Upload a document (txt, md, html, docx, pdf) or an FAQ table (csv, xlsx).
 
-    No communities: it applies to every community of the company. The same file with the same
-    scope again changes nothing (200, ``created`` false).
+    202: stored; a worker parses it (the source's ``status`` says parsing, ready or failed with
+    the reason). A file whose container declares a bomb is refused here (413/422). No
+    communities: it applies to every community of the company. The same file with the same scope
+    again changes nothing (200, ``created`` false).
     """
     filename, content = _read_upload(file, settings)
     _, scope = _parse_scope(community_ids, all_communities)
-    result = service.ingest(
+    result = service.accept_upload(
         session=session,
         company_id=admin.company_id,
         filename=filename,
         content=content,
+        limits=UploadLimits.from_settings(settings),
         community_ids=scope,
         created_by=admin.id,
     )
@@ -278,11 +295,11 @@ def upload_source(
     if not result.created:
         response.status_code = 200
         return answer
-    answer.index_job_id = _reindex(session, settings, admin.company_id)
+    answer.parse_job_id = _queue_parse(session, settings, result.source)
     return answer
 
 
-@router.put("/sources/{source_id}", response_model=SourceUpload)
+@router.put("/sources/{source_id}", response_model=SourceUpload, status_code=202)
 def replace_source(
     source_id: PathId,
     file: UploadFile,
@@ -292,23 +309,26 @@ def replace_source(
     community_ids: CommunityIdsForm = None,
     all_communities: AllCommunitiesForm = False,
 ) -> SourceUpload:
-    """Replace a source's file (same id, version + 1). Without a scope it keeps its communities."""
+    """Replace a source's file (same id; version + 1 once a worker parsed it). Until then, and
+    for good if it fails to parse, the current version keeps answering. Without a scope it keeps
+    its communities."""
     source = service.get_source(session=session, source_id=source_id, company_id=admin.company_id)
     filename, content = _read_upload(file, settings)
     given, scope = _parse_scope(community_ids, all_communities)
     if not given:
         scope = None if source.all_communities else source.community_ids
-    result = service.ingest(
+    result = service.accept_upload(
         session=session,
         company_id=admin.company_id,
         filename=filename,
         content=content,
+        limits=UploadLimits.from_settings(settings),
         community_ids=scope,
         created_by=admin.id,
         replace_source_id=source.id,
     )
     answer = _upload_answer(session, result, created=False)
-    answer.index_job_id = _reindex(session, settings, admin.company_id)
+    answer.parse_job_id = _queue_parse(session, settings, result.source)
     return answer
 
 

@@ -9,7 +9,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.db import Database, utcnow
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import AnjuError, Conflict, InvalidInput, NotFound
+from core.tables import check_table
+from core.uploads import UploadLimits, cpu_budget, default_limits, is_timeout
 from org.models import (
     Building,
     Community,
@@ -222,12 +224,17 @@ def create_resident(
 
 
 def start_import(
-    *, session: Session, community_id: int, filename: str, content: bytes, created_by: int | None
+    *,
+    session: Session,
+    community_id: int,
+    filename: str,
+    content: bytes,
+    created_by: int | None,
+    limits: UploadLimits | None = None,
 ) -> ResidentImport:
-    """Check the file can be read (bad type, no header → error now), store it, return the pending import."""
-    from org.imports import read_table
-
-    read_table(filename, content)
+    """Check what is cheap (type, not empty, no declared zip bomb → error now), store the file,
+    return the pending import. Its rows are read by the import job, not here."""
+    check_table(filename, content, limits=limits or default_limits())
     record = ResidentImport(
         community_id=community_id,
         filename=filename[:255],
@@ -247,6 +254,15 @@ def get_import(*, session: Session, import_id: int) -> ResidentImport:
     return record
 
 
+def fail_import(*, database: Database, import_id: int, reason: str) -> None:
+    """The stored file cannot be read: the import ends failed with the reason (for the admin)."""
+    with database.session() as session:
+        record = get_import(session=session, import_id=import_id)
+        record.status = ImportStatus.failed
+        record.finished_at = utcnow()
+        record.report = {**(record.report or {}), "error": reason}
+
+
 IMPORT_BATCH_ROWS = 200  # rows per transaction: SQLite readers are never held up for long
 
 
@@ -257,7 +273,7 @@ def _locked_import(session: Session, import_id: int) -> ResidentImport:
     return record
 
 
-def run_import(*, database: Database, import_id: int) -> ResidentImport:
+def run_import(*, database: Database, import_id: int, parse_seconds: float = 0) -> ResidentImport:
     """Apply a stored import in batches, each committed with its progress.
 
     Each batch locks the import row and reads the progress inside its own transaction, so a run
@@ -268,9 +284,17 @@ def run_import(*, database: Database, import_id: int) -> ResidentImport:
 
     with database.session() as session:
         record = _locked_import(session, import_id)
-        if record.status is ImportStatus.done:
-            return record
-        rows = read_table(record.filename, record.content)
+        if record.status in (ImportStatus.done, ImportStatus.failed):
+            return record  # a failed file is not read again (its reason is in the report)
+        try:
+            with cpu_budget(parse_seconds):
+                rows = read_table(record.filename, record.content)
+        except AnjuError:
+            raise
+        except BaseException as exc:  # the CPU budget or rq's job timeout, while reading the file
+            if not is_timeout(exc):
+                raise
+            raise InvalidInput("读取文件超时（文件过于复杂），请拆分后重新导入") from None
         valid, errors = check_rows(rows)
         record.status = ImportStatus.running
         record.attempts += 1

@@ -7,6 +7,7 @@ import logging
 from rq import get_current_job
 
 from core.db import get_database
+from core.errors import AnjuError
 from core.settings import get_settings
 from org import service
 from org.models import ImportStatus
@@ -15,10 +16,21 @@ log = logging.getLogger(__name__)
 
 
 def import_residents(*, import_id: int) -> dict[str, int]:
-    """Run a stored residents import. Retried by rq if the worker dies; resumes where it stopped."""
-    database = get_database(get_settings())
+    """Run a stored residents import. Retried by rq if the worker dies; resumes where it stopped.
+
+    A file that cannot be read (broken, a bomb, no header, a runaway CSV field, over its CPU
+    budget) fails once with its reason in the report; the job ends normally so rq does not retry
+    it."""
+    settings = get_settings()
+    database = get_database(settings)
     try:
-        record = service.run_import(database=database, import_id=import_id)
+        record = service.run_import(
+            database=database, import_id=import_id, parse_seconds=settings.upload_parse_timeout_seconds
+        )
+    except AnjuError as exc:
+        service.fail_import(database=database, import_id=import_id, reason=exc.message)
+        log.warning("residents import %s failed: %s", import_id, exc.message)
+        return {"created": 0, "updated": 0}
     except Exception as exc:
         job = get_current_job()
         retrying = bool(job and job.retries_left)

@@ -16,6 +16,7 @@ from core.masking import mask_mobile, mask_name
 from core.queue import enqueue
 from core.routing import CommittingRoute
 from core.types import PathId
+from core.uploads import UploadLimits, parse_job_timeout
 from org import service, tasks
 from org.models import IdentityKind, Resident, ResidentImport
 from org.schemas import (
@@ -158,7 +159,9 @@ def get_resident(resident_id: PathId, user: DirectoryUser, session: SessionDep) 
 def upload_residents(
     community_id: PathId, file: UploadFile, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> ImportRead:
-    """Upload a CSV or XLSX of residents; rows are imported by a worker (poll the import for its report)."""
+    """Upload a CSV or XLSX of residents; the file is read and its rows imported by a worker (poll
+    the import for its status and report). A file whose zip directory declares a bomb is refused
+    here (413/422); one the worker cannot read ends "failed" with the reason in its report."""
     accounts_service.require_community(session=session, user=admin, community_id=community_id)
     content = file.file.read(settings.max_upload_bytes + 1)
     if len(content) > settings.max_upload_bytes:
@@ -169,14 +172,15 @@ def upload_residents(
         filename=file.filename or "residents.csv",
         content=content,
         created_by=admin.id,
+        limits=UploadLimits.from_settings(settings),
     )
     session.commit()  # the worker must see the row before it runs
-    # No back-off: a failed import is a dead worker far more often than a bad file (checked above).
+    # No back-off: the job fails a bad file itself without retrying, so a retry is a dead worker.
     enqueue(
         tasks.import_residents,
         queue="low",
         import_id=record.id,
-        job_timeout=600,
+        job_timeout=max(600, parse_job_timeout(settings.upload_parse_timeout_seconds)),
         retry=Retry(max=3),
         settings=settings,
     )

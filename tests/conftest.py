@@ -227,7 +227,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         env["ANJU_SUPERVISOR_ROBOTS"] = json.dumps([r.model_dump() for r in settings.supervisor_robots])
     for name in ("case_idle_minutes", "survey_low_score", "agent_max_open_cases", "business_hours",
                  "risk_thresholds", "crawl_polite", "alert_rate_per_hour", "alert_ack_minutes",
-                 "alert_mail_from"):  # fmt: skip
+                 "alert_mail_from", "upload_parse_timeout_seconds", "upload_max_unzipped_bytes",
+                 "upload_max_zip_entries", "upload_max_zip_ratio", "upload_max_pdf_pages",
+                 "upload_max_pdf_stream_bytes"):  # fmt: skip
         env[f"ANJU_{name.upper()}"] = str(getattr(settings, name))
     if settings.trusted_proxies:
         env["ANJU_TRUSTED_PROXIES"] = ",".join(settings.trusted_proxies)

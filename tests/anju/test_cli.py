@@ -96,6 +96,11 @@ def test_residents_import_prints_row_errors(sqlite_settings: Settings, tmp_path:
     assert "第 3 行 手机号" in done.stdout and "1391111" not in done.stdout  # shown masked
     missing = anju(sqlite_settings, "residents", "import", str(table), "--community", "nowhere")
     assert missing.returncode == 1
+    headless = tmp_path / "无表头.csv"
+    headless.write_text("手机号,房号\n13911112222,1101\n", encoding="utf-8")
+    unreadable = anju(sqlite_settings, "residents", "import", str(headless), "--community", "jinjiang")
+    assert unreadable.returncode == 1 and "缺少“姓名”列" in unreadable.stderr
+    assert "Traceback" not in unreadable.stderr
 
 
 def test_production_mode_never_loads_the_demo_accounts(tmp_path: Path, redis_url: str) -> None:
