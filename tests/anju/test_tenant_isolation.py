@@ -531,16 +531,17 @@ def test_every_route_is_in_the_walk_or_a_page_without_ids(sqlite_settings: Setti
 
 
 def test_an_agent_cannot_take_over_another_communitys_emergency_through_a_case_body(
-    demo_kb: Settings, start_worker
-) -> None:  # type: ignore[no-untyped-def]
+    demo_kb: Settings,
+) -> None:
     """As reported: the agent (翠湖, 锦江) posted a case naming 滨江壹号's open emergency
     conversation; the call reopened that case, raised it and paged 滨江's duty chain, and the agent
-    then read the conversation and replied into the resident's web chat."""
+    then read the conversation and replied into the resident's web chat. (No worker runs: the
+    paging job the emergency queued stays queued, so Redis and the case change only if the attack
+    does something.)"""
     from tests.escalation.test_console_flow import history, say
 
     with get_database(demo_kb).session() as session:
         seed_other_company(session)
-    start_worker(demo_kb)
     with LiveServer(demo_kb) as live, live.client() as resident, live.login("agent") as agent:
         session_id = uuid.uuid4().hex
         turn = say(resident, session_id, "电梯里关了人，快来", community="binjiang")

@@ -21,6 +21,7 @@ from knowledge.service import rebuild_index
 from tests.assistant.test_llm import FakeChatServer, completion, user_message
 from tests.conftest import LiveServer
 from tests.knowledge.test_screening import ATTACKS, payload
+from tests.services import allowing
 
 QUESTIONS = [
     "物业费怎么交",
@@ -100,7 +101,7 @@ def test_llm_answers_and_their_fallback_never_show_the_payload(demo_kb: Settings
 
     with FakeChatServer() as fake:
         fake.behaviour = obedient
-        settings = demo_kb.model_copy(update={"llm_base_url": fake.base_url})
+        settings = allowing(demo_kb.model_copy(update={"llm_base_url": fake.base_url}), fake.base_url)
         with LiveServer(settings) as server:
             _poisoned(settings, server)
             with server.client() as client:

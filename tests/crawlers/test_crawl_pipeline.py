@@ -357,9 +357,10 @@ def test_feed_links_that_are_not_web_addresses_are_never_stored(demo: Settings) 
     on 查看原文, and a ")" would add a link of the attacker's to the robot message."""
     with CrawlSite("rss") as site:
         site.serve("/rss/evil.xml", EVIL_FEED, "application/rss+xml; charset=utf-8")
-        source_id = add_source(demo, key="evil", kind="rss", url=site.url("/rss/evil.xml"),
+        allowed = allowing(demo, site.url())
+        source_id = add_source(allowed, key="evil", kind="rss", url=site.url("/rss/evil.xml"),
                                authority="media", city="杭州")  # fmt: skip
-        run = crawl(demo, source_id)
+        run = crawl(allowed, source_id)
     assert run.stats["anju/stored"] == 4, run.stats
     with get_database(demo).session() as session:
         urls = {p.external_id: p.url for p in session.scalars(select(Post))}

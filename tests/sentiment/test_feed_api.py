@@ -303,7 +303,7 @@ def test_the_workflow_moves_one_step_at_a_time_with_notes(server: LiveServer) ->
         # Confirming the event acknowledged its alert: nobody needs paging any more.
         assert body["alerts"][0]["acknowledged_by"] == "品牌专员陈晨"
         assert body["event"]["unacknowledged_alerts"] == 0
-        assert {"type": "opinion", "event_ids": [lift]} in _published(pubsub)
+        assert {"type": "opinion", "event_ids": [lift], "community_id": ids["cuihu"]} in _published(pubsub)
 
         assert pr.post(f"/api/opinion/events/{lift}/status", json={"status": "handling"}).status_code == 200
         note = pr.post(f"/api/opinion/events/{lift}/notes", json={"text": "已安排维保单位全面检修"})
