@@ -284,6 +284,17 @@ class WorkerProcess:
         self.log.close()
 
 
+def run_burst_worker(settings: Settings, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """``anju worker --burst``: a real worker runs every queued job, then exits. Fails the test if
+    the worker does."""
+    worker = subprocess.run(
+        [sys.executable, "-m", "anju.cli", "worker", "--burst"],
+        env=settings_env(settings), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert worker.returncode == 0, worker.stdout[-2000:] + worker.stderr[-2000:]
+    return worker
+
+
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[object]:
     workers: list[WorkerProcess] = []

@@ -19,7 +19,7 @@ from core.db import get_database
 from core.settings import Settings
 from knowledge.service import rebuild_index
 from tests.assistant.test_llm import FakeChatServer, completion, user_message
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, run_burst_worker
 from tests.knowledge.test_screening import ATTACKS, payload
 from tests.services import allowing
 
@@ -36,11 +36,14 @@ QUESTIONS = [
 
 
 def _poisoned(settings: Settings, server: LiveServer) -> None:
-    """Every attack document uploaded through the knowledge API, then indexed."""
+    """Every attack document uploaded through the knowledge API, parsed by a real worker, indexed."""
     with server.login("admin") as admin:
         for path in ATTACKS:
             uploaded = admin.post("/api/knowledge/sources", files={"file": (path.name, path.read_bytes())})
-            assert uploaded.status_code == 201, uploaded.text
+            assert uploaded.status_code == 202, uploaded.text
+        run_burst_worker(settings)
+        statuses = {s["filename"]: s["status"] for s in admin.get("/api/knowledge/sources").json()}
+        assert all(statuses[p.name] == "ready" for p in ATTACKS), statuses
     rebuild_index(settings, company_id=1)
 
 

@@ -22,7 +22,7 @@ from core.settings import Settings
 from knowledge import service
 from knowledge.models import KnowledgeSource
 from org import service as org_service
-from tests.conftest import ROOT, LiveServer, settings_env, wait_for
+from tests.conftest import ROOT, LiveServer, run_burst_worker, settings_env, wait_for
 
 LIFT = """# 电梯困人应急处置规程
 
@@ -255,15 +255,7 @@ def test_a_worker_builds_the_index_the_api_then_reports(server: LiveServer) -> N
         # not parsed yet: nothing for an index to cover (the sources say "parsing")
         assert admin.get("/api/knowledge/index").json() == {"index": None, "stale": False}
 
-        worker = subprocess.run(
-            [sys.executable, "-m", "anju.cli", "worker", "--burst"],
-            env=settings_env(server.settings),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        assert worker.returncode == 0, worker.stdout[-2000:] + worker.stderr[-2000:]
+        worker = run_burst_worker(server.settings)
         status = admin.get("/api/knowledge/index").json()
         assert status["stale"] is False, worker.stderr[-2000:]
         index = status["index"]

@@ -18,7 +18,7 @@ from knowledge import service
 from knowledge.models import KnowledgeIndex
 from knowledge.retrieval import KnowledgeRetriever, get_search
 from org.models import Community, Company
-from tests.conftest import settings_env
+from tests.conftest import run_burst_worker, settings_env
 
 FAQ = (
     "问题,相似问题,答案,分类,适用小区,生效日期,失效日期\n"
@@ -217,15 +217,7 @@ def test_the_sweep_rebuilds_an_index_whose_build_was_never_queued(demo: Settings
     assert service.queue_stale_index_builds(demo) == []  # already waiting: not queued twice
     assert get_queue("low", settings=demo).count == 1
 
-    worker = subprocess.run(
-        [sys.executable, "-m", "anju.cli", "worker", "--burst"],
-        env=settings_env(demo),
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert worker.returncode == 0, worker.stdout[-2000:] + worker.stderr[-2000:]
+    run_burst_worker(demo)
     with get_database(demo).session(readonly=True) as session:
         assert service.companies_with_stale_index(session, model=get_search(demo).encoder.name) == []
     found = _search(demo, company_id, codes["cuihu"], "物业能帮忙代收生鲜吗")
