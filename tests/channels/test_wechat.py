@@ -307,15 +307,22 @@ def test_two_messages_without_msg_id_in_one_second_are_both_answered(
     worker_ready(settings, start_worker)
     now = int(time.time())
     first, second = _no_msg_id("物业费在哪交", now), _no_msg_id("着火了，楼道里全是烟", now)
+    passive: list[str] = []  # an answer ready within the passive window comes back in the response
     with LiveServer(settings) as live, live.client() as client:
         for xml in (first, second, second):  # the last: WeChat retrying the second
-            assert push(client, xml).status_code == 200
+            response = push(client, xml)
+            assert response.status_code == 200
+            if response.text != "success":
+                passive.append(xmltodict.parse(response.text)["xml"]["Content"])
     assert rows(settings, InboundMessage) == 2
-    wait_for(lambda: len(api.sent) >= 2, timeout=40, message="both answers")
+
+    def answers() -> list[str]:
+        return passive + [m["text"]["content"] for m in api.sent]
+
+    wait_for(lambda: len(answers()) >= 2, timeout=40, message="both answers")
     time.sleep(1)
-    answers = [m["text"]["content"] for m in api.sent]
-    assert len(answers) == 2 and any("生活缴费" in a for a in answers)
-    assert any("值班" in a or "119" in a for a in answers), answers  # the fire is an emergency
+    assert len(answers()) == 2 and any("生活缴费" in a for a in answers())
+    assert any("值班" in a or "119" in a for a in answers()), answers()  # the fire is an emergency
 
 
 def test_wechat_fields_out_of_shape_are_never_a_server_error(demo: Settings, api: FakeWechatApi) -> None:
