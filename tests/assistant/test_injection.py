@@ -17,9 +17,10 @@ from sqlalchemy import select
 from channels.models import Message
 from core.db import get_database
 from core.settings import Settings
-from knowledge.service import rebuild_index
+from knowledge.models import KnowledgeSource
+from knowledge.service import parse_pending, rebuild_index
 from tests.assistant.test_llm import FakeChatServer, completion, user_message
-from tests.conftest import LiveServer, run_burst_worker
+from tests.conftest import LiveServer
 from tests.knowledge.test_screening import ATTACKS, payload
 from tests.services import allowing
 
@@ -36,12 +37,22 @@ QUESTIONS = [
 
 
 def _poisoned(settings: Settings, server: LiveServer) -> None:
-    """Every attack document uploaded through the knowledge API, parsed by a real worker, indexed."""
+    """Every attack document uploaded through the knowledge API, parsed by the parse job's own
+    code (here, in this process: a worker subprocess loads the models again, a minute per test
+    under load; tests/knowledge/test_knowledge_api.py runs the real worker), indexed."""
     with server.login("admin") as admin:
         for path in ATTACKS:
             uploaded = admin.post("/api/knowledge/sources", files={"file": (path.name, path.read_bytes())})
             assert uploaded.status_code == 202, uploaded.text
-        run_burst_worker(settings)
+        with get_database(settings).session(readonly=True) as session:
+            pending = session.execute(
+                select(KnowledgeSource.id, KnowledgeSource.pending_sha256).where(
+                    KnowledgeSource.pending_sha256.is_not(None)
+                )
+            ).all()
+        assert len(pending) == len(ATTACKS)
+        for source_id, sha256 in pending:
+            parse_pending(settings, source_id=source_id, sha256=sha256)
         statuses = {s["filename"]: s["status"] for s in admin.get("/api/knowledge/sources").json()}
         assert all(statuses[p.name] == "ready" for p in ATTACKS), statuses
     rebuild_index(settings, company_id=1)
