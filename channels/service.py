@@ -37,8 +37,8 @@ from channels.models import (
 from core.db import get_database, utcnow
 from core.errors import AnjuError, InvalidInput, NotFound
 from core.masking import mask_mobile, mask_text
-from core.settings import Settings
-from org.models import Community, IdentityKind, Resident, ResidentIdentity
+from core.settings import AppChannel, Settings
+from org.models import Community, Company, IdentityKind, Resident, ResidentIdentity
 
 if TYPE_CHECKING:
     from assistant.service import CallReview, TurnResult
@@ -283,11 +283,13 @@ def deliver(settings: Settings, delivery_id: int) -> DeliveryStatus:
             session.refresh(delivery)
             return delivery.status
         channel = delivery.channel
+        company = session.get(Company, delivery.company_id)
+        company_code = company.code if company is not None else None
         body = json.dumps({"delivery_id": delivery.id, **delivery.payload}, ensure_ascii=False).encode()
     error: str | None = None
     permanent = False
     try:
-        error, permanent = _send(settings, channel, delivery_id, body)
+        error, permanent = _send(settings, channel, delivery_id, body, company_code=company_code)
     except Exception as exc:  # any failure is an attempt, so the last one marks the delivery failed
         error = f"{type(exc).__name__}: {exc}"
     with database.session() as session:
@@ -309,7 +311,17 @@ def deliver(settings: Settings, delivery_id: int) -> DeliveryStatus:
     raise DeliveryError(error)
 
 
-def _send(settings: Settings, channel: Channel, delivery_id: int, body: bytes) -> tuple[str | None, bool]:
+def app_channel_for(settings: Settings, company_code: str | None) -> AppChannel | None:
+    """The app channel whose webhook receives a company's replies: the company's own, else one
+    that serves every company; never another company's."""
+    channels = settings.app_channel_list()
+    own = next((c for c in channels if c.company is not None and c.company == company_code), None)
+    return own or next((c for c in channels if c.company is None), None)
+
+
+def _send(
+    settings: Settings, channel: Channel, delivery_id: int, body: bytes, *, company_code: str | None = None
+) -> tuple[str | None, bool]:
     """(error, permanent) of one attempt through the channel's outbound adapter."""
     from channels.signing import signed_headers
     from core import outbound
@@ -317,9 +329,11 @@ def _send(settings: Settings, channel: Channel, delivery_id: int, body: bytes) -
     error: str | None = None
     permanent = False
     if channel is Channel.app:
-        url, secret = settings.app_webhook_url, settings.app_webhook_secret or settings.app_channel_secret
+        app = app_channel_for(settings, company_code)
+        url = app.webhook_url if app else None
+        secret = (app.webhook_secret or app.secret) if app else None
         if not url or not secret:
-            error = "未配置应用回调地址 (ANJU_APP_WEBHOOK_URL) 或密钥"
+            error, permanent = f"未配置本公司应用的回调地址（公司 {company_code}）", True
         else:
             # Through the outbound check; what the app's backend answers is not kept, only its status.
             try:

@@ -61,20 +61,23 @@ class BadRequest(AnjuError):
 
 
 @router.post("/app/messages", status_code=202, response_model=Accepted)
-async def app_message(request: Request) -> JSONResponse:
-    """A resident's message from the app's backend, signed (see channels.signing). 202 once it is
-    stored; the reply arrives later at the configured webhook. Resending the same message_id
-    stores and answers nothing new (``duplicate: true``)."""
+@router.post("/app/{key}/messages", status_code=202, response_model=Accepted)
+async def app_message(request: Request, key: str = "default") -> JSONResponse:
+    """A resident's message from an app's backend, signed with its channel's secret (see
+    channels.signing). 202 once it is stored; the reply arrives later at the company's webhook.
+    Resending the same message_id stores and answers nothing new (``duplicate: true``). A
+    channel bound to a company posts into that company's communities only."""
     settings: Settings = request.app.state.settings
-    if not settings.app_channel_secret:
+    channel = next((c for c in settings.app_channel_list() if c.key == key), None)
+    if channel is None:
         raise NotFound("未启用应用渠道")
     body = await request.body()
-    await _check_signed(request, body, settings, "app", settings.app_channel_secret)
+    await _check_signed(request, body, settings, f"app:{channel.key}", channel.secret)
     try:
         message = AppMessageIn.model_validate_json(body)
     except ValidationError as exc:
         raise BadRequest(f"请求体不是有效的消息 JSON：{_reason(exc)}") from None
-    place = await _community(settings, message.community)
+    place = await _community(settings, message.community, company=channel.company)
     stored = await batching.accept(
         settings,
         batching.Pending(
@@ -99,28 +102,34 @@ def _link_by_mobile(settings: Settings, community_id: int, user_id: str, mobile:
 class _Place:
     id: int
     company_id: int
+    company_code: str
 
 
 _places: dict[tuple[str, str], tuple[float, _Place]] = {}
 PLACE_CACHE_SECONDS = 60.0
 
 
-async def _community(settings: Settings, code: str) -> _Place:
-    """The community behind a code, cached for a minute per process (every message names one)."""
+async def _community(settings: Settings, code: str, *, company: str | None = None) -> _Place:
+    """The community behind a code, cached for a minute per process (every message names one).
+    ``company``: the code of the only company the channel serves; another company's community is
+    answered exactly as one that does not exist (a channel learns nothing of other tenants)."""
     import time
 
     key = (settings.database_url or str(settings.data_dir), code)
     cached = _places.get(key)
     if cached is not None and time.monotonic() - cached[0] < PLACE_CACHE_SECONDS:
-        return cached[1]
+        place = cached[1]
+    else:
 
-    def look_up() -> _Place:
-        with get_database(settings).session(readonly=True) as session:
-            community = get_community_by_code(session=session, code=code)
-            return _Place(community.id, community.company_id)
+        def look_up() -> _Place:
+            with get_database(settings).session(readonly=True) as session:
+                community = get_community_by_code(session=session, code=code)
+                return _Place(community.id, community.company_id, community.company.code)
 
-    place = await run_in_threadpool(look_up)
-    _places[key] = (time.monotonic(), place)
+        place = await run_in_threadpool(look_up)
+        _places[key] = (time.monotonic(), place)
+    if company is not None and place.company_code != company:
+        raise NotFound(f"小区 {code} 不存在")
     return place
 
 
@@ -154,23 +163,26 @@ async def _check_signed(request: Request, body: bytes, settings: Settings, chann
 
 
 @router.post("/phone/transcripts", status_code=202, response_model=Accepted)
-async def phone_transcript(request: Request) -> JSONResponse:
-    """A finished call's transcript from the call centre, signed like the app channel. The call
+@router.post("/phone/{key}/transcripts", status_code=202, response_model=Accepted)
+async def phone_transcript(request: Request, key: str = "default") -> JSONResponse:
+    """A finished call's transcript from a call centre, signed like the app channel. The call
     becomes one conversation; what it asks for (a repair, a complaint, an emergency, a call-back)
-    is registered by a worker. Posting the same call_id again stores nothing new."""
+    is registered by a worker. Posting the same call_id again stores nothing new. A channel
+    bound to a company posts into that company's communities only."""
     from channels import phone
 
     settings: Settings = request.app.state.settings
-    if not settings.phone_channel_secret:
+    channel = next((c for c in settings.phone_channel_list() if c.key == key), None)
+    if channel is None:
         raise NotFound("未启用电话渠道")
     body = await request.body()
-    await _check_signed(request, body, settings, "phone", settings.phone_channel_secret)
+    await _check_signed(request, body, settings, f"phone:{channel.key}", channel.secret)
     try:
         call = CallTranscriptIn.model_validate(json.loads(body))
     except (ValueError, ValidationError) as exc:
         raise BadRequest(f"请求体不是有效的通话转写 JSON：{_reason(exc)}") from None
     utterances = phone.utterances(call)
-    place = await _community(settings, call.community)
+    place = await _community(settings, call.community, company=channel.company)
     try:
         caller = normalise_mobile(call.caller)
     except InvalidInput:

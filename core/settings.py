@@ -44,6 +44,31 @@ class WechatAccount(BaseModel):
         return self
 
 
+CHANNEL_KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
+
+class PhoneChannel(BaseModel):
+    """One call centre's signed transcript feed (POST /channels/phone/{key}/transcripts).
+
+    ``company`` is the company code whose communities it may post into; None serves every
+    company, which only a single-company installation should use (the legacy
+    ``ANJU_PHONE_CHANNEL_SECRET`` is such a channel, key "default")."""
+
+    key: str = Field(default="default", pattern=CHANNEL_KEY_PATTERN)
+    company: str | None = None
+    secret: str = Field(min_length=16)
+
+
+class AppChannel(PhoneChannel):
+    """One company's resident app backend (POST /channels/app/{key}/messages): what it may post
+    into, as a phone channel, and where that company's replies go: ``webhook_url``, signed with
+    ``webhook_secret`` (default: the same secret). A company's replies go to its own channel's
+    webhook, or to an unrestricted channel's, never to another company's."""
+
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+
 class RobotSetting(BaseModel):
     """A group robot that receives notices (企业微信 / 钉钉 / 飞书 webhook), see core.notify."""
 
@@ -144,12 +169,19 @@ class Settings(BaseSettings):
     # The resident app's server-to-server channel (POST /channels/app/messages). The app's backend
     # signs each request with app_channel_secret (HMAC-SHA256 over timestamp, nonce and body);
     # replies go to app_webhook_url signed with app_webhook_secret (default: the same secret).
+    # This single channel serves every company: for a single-company installation.
     app_channel_secret: str | None = None
     app_webhook_url: str | None = None
     app_webhook_secret: str | None = None
     # The call centre posts finished calls' transcripts (POST /channels/phone/transcripts), signed
     # the same way with phone_channel_secret. A caller's number matches the directory's mobiles.
     phone_channel_secret: str | None = None
+    # Companies sharing one installation: one channel per company's app / call centre (JSON lists
+    # in ANJU_APP_CHANNELS / ANJU_PHONE_CHANNELS, see AppChannel), each with its own secret and
+    # URL /channels/app/{key}/messages, /channels/phone/{key}/transcripts. A channel bound to a
+    # company cannot post into another company's communities, nor receive its replies.
+    app_channels: list[AppChannel] = []
+    phone_channels: list[PhoneChannel] = []
     # Signed requests older or newer than this are refused (replays, skewed clocks).
     channel_signature_window_seconds: int = 300
     # The sweeper re-enqueues messages accepted this long ago and still not processed.
@@ -284,6 +316,38 @@ class Settings(BaseSettings):
             for entry in value:
                 AllowEntry.parse(entry)  # a typo fails at start, not at the first request
         return value
+
+    @model_validator(mode="after")
+    def _unique_channel_keys(self) -> Settings:
+        for name, channels in (("app", self.app_channel_list()), ("phone", self.phone_channel_list())):
+            keys = [c.key for c in channels]
+            if len(keys) != len(set(keys)):
+                raise ValueError(
+                    f"{name} channel keys must be unique (the legacy ANJU_{name.upper()}_CHANNEL_SECRET "
+                    f"is the channel 'default'): {keys}"
+                )
+        return self
+
+    def app_channel_list(self) -> list[AppChannel]:
+        """Every app channel: the per-company ones, and the legacy single secret as "default" (its
+        length is not checked here: installations that set it before keep starting)."""
+        legacy: list[AppChannel] = []
+        if self.app_channel_secret:
+            legacy.append(
+                AppChannel.model_construct(
+                    key="default",
+                    company=None,
+                    secret=self.app_channel_secret,
+                    webhook_url=self.app_webhook_url,
+                    webhook_secret=self.app_webhook_secret,
+                )
+            )
+        return legacy + list(self.app_channels)
+
+    def phone_channel_list(self) -> list[PhoneChannel]:
+        secret = self.phone_channel_secret
+        legacy = [PhoneChannel.model_construct(key="default", company=None, secret=secret)] if secret else []
+        return legacy + list(self.phone_channels)
 
     @model_validator(mode="after")
     def _check_secrets(self) -> Settings:

@@ -217,6 +217,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
     if settings.llm_base_url:
         env.update(ANJU_LLM_BASE_URL=settings.llm_base_url, ANJU_LLM_MODEL=settings.llm_model,
                    ANJU_LLM_TIMEOUT_SECONDS=str(settings.llm_timeout_seconds))  # fmt: skip
+    if settings.app_channels:
+        env["ANJU_APP_CHANNELS"] = json.dumps([c.model_dump() for c in settings.app_channels])
+    if settings.phone_channels:
+        env["ANJU_PHONE_CHANNELS"] = json.dumps([c.model_dump() for c in settings.phone_channels])
     if settings.wechat_accounts:
         env["ANJU_WECHAT_ACCOUNTS"] = json.dumps([a.model_dump() for a in settings.wechat_accounts])
     env["ANJU_WECHAT_API_BASE"] = settings.wechat_api_base

@@ -80,7 +80,8 @@ NOT_IDS = {
 # Operations no member of staff calls: residents' channels and pages name their community by its
 # public code and prove who they are by a channel signature or a chat session; health checks.
 PUBLIC = {
-    "POST /channels/app/messages", "POST /channels/phone/transcripts",
+    "POST /channels/app/messages", "POST /channels/phone/transcripts", "POST /channels/app/{key}/messages",
+    "POST /channels/phone/{key}/transcripts",
     "GET /channels/wechat/{key}", "POST /channels/wechat/{key}", "GET /channels/wechat",
     "POST /channels/wechat", "GET /healthz", "GET /readyz", "POST /api/auth/token",
     "POST /api/chat", "GET /api/chat/history", "GET /api/chat/stream",
