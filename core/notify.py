@@ -30,6 +30,7 @@ import hmac
 import logging
 import re
 import smtplib
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -353,7 +354,9 @@ def send_mail(*, policy: OutboundPolicy, smtp_url: str, sender: str, to: Sequenc
               text: str, timeout: float = 10.0) -> None:  # fmt: skip
     """One plain-text e-mail through the operator's SMTP server (``smtp://user:pass@host:port``,
     ``smtps://`` for TLS from the start; STARTTLS when plain ``smtp://`` offers it), connected
-    through the outbound check like every other request."""
+    through the outbound check like every other request. TLS verifies the server's certificate and
+    name against the system's CAs (``SSL_CERT_FILE`` adds an internal CA): a password and alert
+    text never go to a server that only claims the name."""
     from email.message import EmailMessage
     from email.utils import formatdate, make_msgid
     from urllib.parse import unquote, urlsplit
@@ -375,13 +378,18 @@ def send_mail(*, policy: OutboundPolicy, smtp_url: str, sender: str, to: Sequenc
             if url.scheme == "smtp":
                 smtp.ehlo()
                 if smtp.has_extn("starttls"):
-                    smtp.starttls()
+                    smtp.starttls(context=ssl.create_default_context())
                     smtp.ehlo()
             if url.username:
                 smtp.login(unquote(url.username), unquote(url.password or ""))
             smtp.send_message(message)
     except (outbound.OutboundRefused, outbound.OutboundFailed) as exc:
         raise NotifyError(f"邮件发送失败：{exc.message}") from None
+    except ssl.SSLCertVerificationError as exc:
+        raise NotifyError(
+            f"邮件发送失败：邮件服务器的证书未通过验证（{exc.verify_message}），邮件没有发出；"
+            "内部 CA 签发的证书请用 SSL_CERT_FILE 指定 CA 文件"
+        ) from None
     except smtplib.SMTPAuthenticationError:
         raise NotifyError("邮件发送失败：邮件服务器拒绝了登录（请检查用户名和密码）") from None
     except smtplib.SMTPRecipientsRefused:

@@ -30,6 +30,7 @@ import logging
 import re
 import smtplib
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -543,8 +544,11 @@ def smtp_connection(
 ) -> smtplib.SMTP:
     """A connected SMTP (``smtp``) or SMTPS (``smtps``) client to a checked address."""
     client: _GuardedSocket = (
-        GuardedSMTPSSL(timeout=timeout) if scheme == "smtps" else GuardedSMTP(timeout=timeout)
+        GuardedSMTPSSL(timeout=timeout, context=ssl.create_default_context())
+        if scheme == "smtps"
+        else GuardedSMTP(timeout=timeout)
     )
     client.outbound_policy = policy
+    client._host = host  # what TLS verifies the certificate against (only __init__ sets it)
     client.connect(host, port)
     return client

@@ -20,7 +20,11 @@ from tests.services import free_port
 
 
 class Mailbox:
-    def __init__(self) -> None:
+    """``tls``: (certificate file, key file) offered through STARTTLS, or from the first byte
+    (SMTPS) when ``implicit``."""
+
+    def __init__(self, tls: tuple[str, str] | None = None, implicit: bool = False) -> None:
+        self.tls, self.implicit = tls, implicit
         self.port = free_port()
         self.mails: list[Message] = []
         self.recipients: list[list[str]] = []
@@ -29,7 +33,7 @@ class Mailbox:
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        return f"{'smtps' if self.implicit else 'smtp'}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Mailbox:
         from aiosmtpd.controller import Controller
@@ -44,7 +48,18 @@ class Mailbox:
                     box.recipients.append(list(envelope.rcpt_tos))
                 return "250 Message accepted for delivery"
 
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        options: dict[str, Any] = {}
+        if self.tls is not None:
+            import ssl
+
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self.tls)
+            options = (
+                {"ssl_context": context}
+                if self.implicit
+                else {"tls_context": context, "require_starttls": True}
+            )
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **options)
         self._controller.start()
         return self
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -279,6 +281,38 @@ def test_mail_goes_only_to_an_allowed_mail_server() -> None:
         assert caught.value.message == f"邮件发送失败：{REFUSED}"
         assert mailbox.mails == []
         send_mail(policy=OutboundPolicy.parse([host_port(mailbox.url)]), **mail)  # type: ignore[arg-type]
+        assert len(mailbox.wait_for(1)) == 1
+
+
+def _self_signed(directory: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 that no CA signed: what a server impersonating the mail relay has."""
+    cert, key = directory / "mail.crt", directory / "mail.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return str(cert), str(key)
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "smtps"])
+def test_mail_over_tls_goes_only_to_a_server_whose_certificate_checks_out(
+    implicit: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone on the path to the mail relay answers STARTTLS with their own certificate: the
+    password and the alert are not sent. An operator whose relay has an internal CA names it in
+    SSL_CERT_FILE, and the mail goes."""
+    tls = _self_signed(tmp_path)
+    with Mailbox(tls=tls, implicit=implicit) as mailbox:
+        mail = {"smtp_url": mailbox.url, "sender": "a@anju.example", "to": ["gm@anju.example"],
+                "subject": "舆情Ⅰ级", "text": "x"}  # fmt: skip
+        policy = OutboundPolicy.parse([host_port(mailbox.url)])
+        with pytest.raises(NotifyError) as caught:
+            send_mail(policy=policy, **mail)  # type: ignore[arg-type]
+        assert caught.value.message.startswith("邮件发送失败：邮件服务器的证书未通过验证")
+        assert mailbox.mails == []
+        monkeypatch.setenv("SSL_CERT_FILE", tls[0])
+        send_mail(policy=policy, **mail)  # type: ignore[arg-type]
         assert len(mailbox.wait_for(1)) == 1
 
 
