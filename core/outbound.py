@@ -549,6 +549,6 @@ def smtp_connection(
         else GuardedSMTP(timeout=timeout)
     )
     client.outbound_policy = policy
-    client._host = host  # what TLS verifies the certificate against (only __init__ sets it)
+    client._host = host  # type: ignore[attr-defined]  # what TLS checks the certificate against; only __init__ sets it
     client.connect(host, port)
     return client
