@@ -66,6 +66,11 @@ def login(
     password: Annotated[str, Form(max_length=256)] = "",
     next: Annotated[str, Form(max_length=500)] = "/",
 ) -> Response:
+    """Only from our own login page: a form on another site must not log a member of staff into
+    the attacker's account (what they then type lands there), nor guess passwords from
+    visitors' browsers (each address its own lockout window)."""
+    if not same_origin(request):
+        raise Forbidden("跨站请求被拒绝")
     try:
         user = accounts_service.authenticate(
             session=session,

@@ -172,6 +172,21 @@ def test_a_logout_posted_from_another_site_is_refused_and_the_session_lives_on(s
         assert browser.get("/api/auth/me").status_code == 401
 
 
+def test_a_login_posted_from_another_site_is_refused_and_sets_no_session(server: LiveServer) -> None:
+    """Login CSRF: evil.example's hidden form logs the agent's browser into the attacker's account
+    (what the agent then types goes there), or guesses passwords from visitors' browsers."""
+    with server.client() as browser:
+        for forged in ({"Origin": "https://evil.example"}, {"Referer": "https://evil.example/page.html"}):
+            refused = browser.post("/login", data={"username": "agent", "password": PASSWORD}, headers=forged,
+                                   follow_redirects=False)  # fmt: skip
+            assert refused.status_code == 403 and "set-cookie" not in refused.headers
+            assert refused.json()["error"]["message"] == "跨站请求被拒绝"
+        assert browser.get("/api/auth/me").status_code == 401
+        ours = browser.post("/login", data={"username": "agent", "password": PASSWORD},
+                            headers={"Origin": server.url}, follow_redirects=False)  # fmt: skip
+        assert ours.status_code == 303 and browser.get("/api/auth/me").json()["username"] == "agent"
+
+
 @pytest.mark.parametrize("username", ["agent", "supervisor", "pr", "admin"])
 def test_every_demo_account_logs_in(server: LiveServer, username: str) -> None:
     r = httpx.post(f"{server.url}/api/auth/token", json={"username": username, "password": PASSWORD})
