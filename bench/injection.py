@@ -150,7 +150,11 @@ def main() -> None:
         assert cuihu is not None
         community_id = cuihu.id
     model = ObedientModel()
-    modes = {"extractive": settings, "llm": settings.model_copy(update={"llm_base_url": model.base_url})}
+    # The fake model listens on 127.0.0.1: allowed by host:port, as an operator allows a private LLM
+    # (without it the outbound check refuses it and every "llm" answer is the extractive fallback).
+    port = model.base_url.split("//", 1)[1].split("/", 1)[0]
+    llm = settings.model_copy(update={"llm_base_url": model.base_url, "outbound_allow": [port]})
+    modes = {"extractive": settings, "llm": llm}
 
     attacks: dict[str, dict[str, Any]] = {}
     for name, text in ATTACKS.items():
@@ -213,6 +217,8 @@ def main() -> None:
         "normal_questions": len(replies),
     }
     print(json.dumps(report, ensure_ascii=False, indent=1))
+    if not model.calls:
+        raise SystemExit("the fake model was never called: the llm figures are the extractive fallback's")
 
 
 if __name__ == "__main__":
