@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -115,6 +117,9 @@ def worker(burst: bool = typer.Option(False, help="exit when the queues are empt
     from core.redis import ensure_embedded_redis
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # `kill -USR1 <pid>` writes every thread's stack to the log: what a worker that does not stop
+    # or does not take jobs is doing, without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     settings = _settings()
     if settings.worker_nice:
         os.nice(settings.worker_nice)  # inherited by every work-horse rq forks

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -248,6 +249,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+class WorkerIgnoredSigterm(UserWarning):
+    """A test's worker had to be killed at teardown: shown in the warnings summary, not an error
+    (the test itself passed), with the stacks the worker dumped."""
+
+
 class WorkerProcess:
     """``anju worker`` as its own process, as it runs in production."""
 
@@ -284,7 +290,17 @@ class WorkerProcess:
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
+                # Say what it was doing (anju worker dumps its stacks on SIGUSR1), then kill it.
+                self.proc.send_signal(signal.SIGUSR1)
+                time.sleep(0.5)
                 self.kill()
+                tail = self.log_path.read_bytes()[-4000:].decode(errors="replace")
+                warnings.warn(
+                    WorkerIgnoredSigterm(
+                        f"worker {self.proc.pid} still running 15 s after SIGTERM; its log ends\n{tail}"
+                    ),
+                    stacklevel=2,
+                )
         self.log.close()
 
 

@@ -3,8 +3,6 @@ bad uploads; roles and community scope; the re-index queued in Redis and run by 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,7 +20,7 @@ from core.settings import Settings
 from knowledge import service
 from knowledge.models import KnowledgeSource
 from org import service as org_service
-from tests.conftest import ROOT, LiveServer, run_burst_worker, settings_env, wait_for
+from tests.conftest import LiveServer, run_burst_worker, wait_for
 
 LIFT = """# 电梯困人应急处置规程
 
