@@ -7,6 +7,7 @@ arguments only) and open their own database session.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -123,6 +124,27 @@ class StopWithoutRaising(Worker):
         self._stop_requested = True
         if self.get_state() == WorkerStatus.BUSY:
             super()._shutdown()  # records the request and stops the scheduler; the job finishes
+
+    def unsubscribe(self) -> None:
+        """Stop listening for rq's commands without waiting a minute.
+
+        rq unsubscribes first and then stops redis-py's listener thread (``sleep_time=60``), whose
+        ``stop()`` joins it with no timeout. When the unsubscribe confirmation wakes the listener
+        before the stop flag is down, it loops into ``get_message``, finds nothing subscribed and
+        waits up to 60 s for a subscription, and the stopping worker with it (seen under load: a
+        worker still running 15 s after SIGTERM, stuck in this join). The flag goes down first
+        here, so the confirmation ends the loop, and the join is bounded: the thread is a daemon.
+        """
+        thread = self.pubsub_thread
+        if thread is None:
+            return
+        thread.stop(timeout=0)  # flag down, no wait
+        with contextlib.suppress(redis.RedisError, OSError):
+            self.pubsub.unsubscribe()  # its confirmation wakes the listener, which now exits
+        thread.join(timeout=2)
+        with contextlib.suppress(redis.RedisError, OSError):
+            self.pubsub.close()
+        self.pubsub_thread = None
 
     def heartbeat(self, *args: Any, **kwargs: Any) -> Any:
         try:

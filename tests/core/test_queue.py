@@ -221,6 +221,30 @@ def test_a_stop_signal_caught_inside_a_log_call_still_stops_the_worker(sqlite_se
     assert "stopped after" in out
 
 
+def test_a_stopping_worker_stops_listening_for_commands_at_once(sqlite_settings: Settings) -> None:
+    """rq's listener thread for worker commands (redis-py's, sleep_time 60 s): when the
+    unsubscribe confirmation reached it before the stop flag, it waited a minute for a new
+    subscription and the stopping worker joined it for that minute. Both orders, real Redis."""
+    from core.queue import build_worker
+
+    for listener_first in (False, True):
+        worker = build_worker(sqlite_settings)
+        worker.subscribe()
+        thread = worker.pubsub_thread
+        assert thread is not None
+        wait_for(lambda: worker.pubsub.subscribed, timeout=10, message="the subscription")  # noqa: B023
+        time.sleep(0.3)  # the listener is reading
+        if listener_first:  # the confirmation arrives and the listener loops before the flag is down
+            worker.pubsub.unsubscribe()
+            wait_for(lambda: not worker.pubsub.subscribed, timeout=10, message="the confirmation")  # noqa: B023
+            time.sleep(0.3)
+        started = time.monotonic()
+        worker.unsubscribe()
+        assert time.monotonic() - started < 10  # not the listener's 60 s
+        if not listener_first:
+            assert not thread.is_alive()
+
+
 def test_a_dead_schedulers_lock_is_released_and_a_live_ones_kept(redis_url: str) -> None:
     from core.queue import release_dead_scheduler_locks
 
