@@ -319,13 +319,31 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _unique_channel_keys(self) -> Settings:
+        """Channels that cannot be told apart are refused at start: the signature does not cover
+        the URL, so a shared secret opens every channel that has it; two channels of one company
+        would share its conversations and send all replies to one of them; and an unrestricted
+        channel beside company-bound ones posts into every company, whose replies then go to that
+        company's own app with the other backend's user ids."""
+        secrets: list[str] = []
         for name, channels in (("app", self.app_channel_list()), ("phone", self.phone_channel_list())):
+            legacy = f"ANJU_{name.upper()}_CHANNEL_SECRET"
             keys = [c.key for c in channels]
             if len(keys) != len(set(keys)):
                 raise ValueError(
-                    f"{name} channel keys must be unique (the legacy ANJU_{name.upper()}_CHANNEL_SECRET "
-                    f"is the channel 'default'): {keys}"
+                    f"{name} channel keys must be unique ({legacy} is the channel 'default'): {keys}"
                 )
+            companies = [c.company for c in channels if c.company is not None]
+            if len(companies) != len(set(companies)):
+                raise ValueError(f"one {name} channel per company: {companies}")
+            unrestricted = [c.key for c in channels if c.company is None]
+            if unrestricted and (len(unrestricted) > 1 or companies):
+                raise ValueError(
+                    f"a {name} channel without a company ({', '.join(unrestricted)}) serves every company: "
+                    f"with per-company channels, give each company its own and unset {legacy}"
+                )
+            secrets += [c.secret for c in channels]
+        if len(secrets) != len(set(secrets)):
+            raise ValueError("every app and phone channel needs its own secret")
         return self
 
     def app_channel_list(self) -> list[AppChannel]:

@@ -154,3 +154,39 @@ def test_a_companys_call_centre_posts_into_its_own_communities_only(demo: Settin
         assert rows(settings, InboundMessage) == 0
         assert post("yifang").status_code == 202
     assert rows(settings, InboundMessage, InboundMessage.channel == Channel.phone) == 1
+
+
+def test_channels_that_cannot_be_told_apart_are_refused_at_start() -> None:
+    """The signature does not cover the URL: a secret two channels share opens both. Two channels
+    of one company, or an unrestricted channel beside company-bound ones, would put one backend's
+    users into another's conversations and replies."""
+    import pytest
+    from pydantic import ValidationError
+
+    jia = AppChannel(key="jia", company="anju-demo", secret=SECRET_A)
+    yi_with_a = AppChannel(key="yi", company=OTHER_COMPANY, secret=SECRET_A)
+    phone_with_a = PhoneChannel(key="jia", company="anju-demo", secret=SECRET_A)
+    jia_again = AppChannel(key="jia2", company="anju-demo", secret=SECRET_B)
+    everyone = AppChannel(key="all", secret=SECRET_B)
+    same_key = AppChannel(key="jia", company=OTHER_COMPANY, secret=SECRET_B)
+    bad = {
+        "one secret for two companies": {"app_channels": [jia, yi_with_a]},
+        "an app secret reused for a call centre": {"app_channels": [jia], "phone_channels": [phone_with_a]},
+        "two channels of one company": {"app_channels": [jia, jia_again]},
+        "the legacy secret beside per-company channels": {
+            "app_channels": [jia],
+            "app_channel_secret": SECRET_B,
+        },
+        "a second unrestricted channel": {"app_channel_secret": SECRET_A, "app_channels": [everyone]},
+        "one key twice": {"app_channels": [jia, same_key]},
+    }
+    for case, fields in bad.items():
+        with pytest.raises(ValidationError):
+            Settings(**fields)  # type: ignore[arg-type]
+            raise AssertionError(case)
+    good = Settings(  # each company its own channel and secret; one company's app and call centre
+        app_channels=[jia, AppChannel(key="yi", company=OTHER_COMPANY, secret=SECRET_B)],
+        phone_channels=[PhoneChannel(key="yi", company=OTHER_COMPANY, secret=PHONE_B)],
+    )
+    assert [c.key for c in good.app_channel_list()] == ["jia", "yi"]
+    assert [c.key for c in Settings(app_channel_secret="short-legacy").app_channel_list()] == ["default"]
