@@ -350,6 +350,13 @@ def _truncate_bytes(text: str, limit: int) -> str:
     return data[: limit - len("…".encode())].decode(errors="ignore") + "…"
 
 
+# ?tls= on the SMTP URL. verify (default): certificate and name checked against the system's CAs
+# (SSL_CERT_FILE adds an internal CA). unverified: encrypted, certificate not checked (a relay
+# with a self-signed or IP-only certificate; protects against listening, not impersonation).
+# none: no STARTTLS and a login in clear text; only on a network the operator trusts.
+SMTP_TLS_MODES = ("verify", "unverified", "none")
+
+
 def send_mail(*, policy: OutboundPolicy, smtp_url: str, sender: str, to: Sequence[str], subject: str,
               text: str, timeout: float = 10.0) -> None:  # fmt: skip
     """One plain-text e-mail through the operator's SMTP server (``smtp://user:pass@host:port``,
@@ -372,15 +379,31 @@ def send_mail(*, policy: OutboundPolicy, smtp_url: str, sender: str, to: Sequenc
     message["Message-ID"] = make_msgid(domain="anju")
     message.set_content(text)
     port = url.port or (465 if url.scheme == "smtps" else 25)
+    tls = (parse_qs(url.query).get("tls") or ["verify"])[-1]
+    if tls not in SMTP_TLS_MODES:
+        raise NotifyError(f"邮件服务器地址的 tls 参数只能是 {'、'.join(SMTP_TLS_MODES)}")
+    context = ssl.create_default_context()
+    if (
+        tls == "unverified"
+    ):  # an internal relay's self-signed or IP-only certificate, by the operator's choice
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     try:
         with outbound.smtp_connection(policy, scheme=url.scheme, host=url.hostname, port=port,
-                                      timeout=timeout) as smtp:  # fmt: skip
-            if url.scheme == "smtp":
+                                      timeout=timeout, context=context) as smtp:  # fmt: skip
+            encrypted = url.scheme == "smtps"
+            if url.scheme == "smtp" and tls != "none":
                 smtp.ehlo()
                 if smtp.has_extn("starttls"):
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=context)
                     smtp.ehlo()
+                    encrypted = True
             if url.username:
+                if not encrypted and tls != "none":
+                    # Someone on the path can strip STARTTLS from the server's answer.
+                    raise NotifyError(
+                        "邮件发送失败：邮件服务器没有提供加密连接（STARTTLS），登录密码不会以明文发送；"
+                        "确属可信内网时在地址后加 ?tls=none"
+                    )
                 smtp.login(unquote(url.username), unquote(url.password or ""))
             smtp.send_message(message)
     except (outbound.OutboundRefused, outbound.OutboundFailed) as exc:

@@ -540,11 +540,18 @@ class GuardedSMTPSSL(smtplib.SMTP_SSL, _GuardedSocket):
 
 
 def smtp_connection(
-    policy: OutboundPolicy, *, scheme: str, host: str, port: int, timeout: float
+    policy: OutboundPolicy,
+    *,
+    scheme: str,
+    host: str,
+    port: int,
+    timeout: float,
+    context: ssl.SSLContext | None = None,
 ) -> smtplib.SMTP:
-    """A connected SMTP (``smtp``) or SMTPS (``smtps``) client to a checked address."""
+    """A connected SMTP (``smtp``) or SMTPS (``smtps``) client to a checked address; SMTPS
+    verifies with ``context`` (default: the system's CAs, name checked)."""
     client: _GuardedSocket = (
-        GuardedSMTPSSL(timeout=timeout, context=ssl.create_default_context())
+        GuardedSMTPSSL(timeout=timeout, context=context or ssl.create_default_context())
         if scheme == "smtps"
         else GuardedSMTP(timeout=timeout)
     )

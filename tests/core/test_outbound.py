@@ -316,6 +316,26 @@ def test_mail_over_tls_goes_only_to_a_server_whose_certificate_checks_out(
         assert len(mailbox.wait_for(1)) == 1
 
 
+def test_a_password_never_goes_to_a_mail_server_without_encryption(tmp_path: Path) -> None:
+    """Someone on the path strips STARTTLS from the server's answer (here the server simply has
+    none): the login is not sent in clear text unless the operator said ?tls=none. ?tls=unverified
+    reaches an internal relay whose certificate is self-signed, still encrypted."""
+    with Mailbox() as plain:
+        mail = {"smtp_url": plain.url.replace("smtp://", "smtp://alert:secret@"), "sender": "a@anju.example",
+                "to": ["gm@anju.example"], "subject": "舆情Ⅰ级", "text": "x"}  # fmt: skip
+        policy = OutboundPolicy.parse([host_port(plain.url)])
+        with pytest.raises(NotifyError) as caught:
+            send_mail(policy=policy, **mail)  # type: ignore[arg-type]
+        assert "登录密码不会以明文发送" in caught.value.message and plain.mails == []
+        with pytest.raises(NotifyError) as caught:
+            send_mail(policy=policy, **{**mail, "smtp_url": plain.url + "?tls=maybe"})  # type: ignore[arg-type]
+        assert "tls 参数" in caught.value.message
+    with Mailbox(tls=_self_signed(tmp_path)) as relay:
+        url = relay.url + "?tls=unverified"
+        send_mail(policy=OutboundPolicy.parse([host_port(relay.url)]), **{**mail, "smtp_url": url})  # type: ignore[arg-type]
+        assert len(relay.wait_for(1)) == 1
+
+
 def test_an_llm_endpoint_inside_is_not_called_and_the_answer_is_extractive(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
