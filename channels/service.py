@@ -333,7 +333,11 @@ def _send(
         url = app.webhook_url if app else None
         secret = (app.webhook_secret or app.secret) if app else None
         if not url or not secret:
-            error, permanent = f"未配置本公司应用的回调地址（公司 {company_code}）", True
+            error, permanent = (
+                f"未配置本公司应用的回调地址（公司 {company_code}：ANJU_APP_CHANNELS 的 webhook_url，"
+                "单公司部署为 ANJU_APP_WEBHOOK_URL）",
+                True,
+            )
         else:
             # Through the outbound check; what the app's backend answers is not kept, only its status.
             try:

@@ -139,11 +139,12 @@ class StopWithoutRaising(Worker):
         if thread is None:
             return
         thread.stop(timeout=0)  # flag down, no wait
-        with contextlib.suppress(redis.RedisError, OSError):
+        with contextlib.suppress(redis.RedisError, OSError, AttributeError):  # (a connection closing)
             self.pubsub.unsubscribe()  # its confirmation wakes the listener, which now exits
         thread.join(timeout=2)
-        with contextlib.suppress(redis.RedisError, OSError):
-            self.pubsub.close()
+        if not thread.is_alive():  # it closed the pubsub itself; a daemon still waiting is left alone
+            with contextlib.suppress(redis.RedisError, OSError):
+                self.pubsub.close()
         self.pubsub_thread = None
 
     def heartbeat(self, *args: Any, **kwargs: Any) -> Any:
