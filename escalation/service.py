@@ -433,6 +433,9 @@ def _breach(session: Session, settings: Settings, case: Case, kind: str, now: da
     response = kind.startswith("response")
     if (case.response_breached_at if response else case.resolve_breached_at) is not None:
         return TimerOutcome(case.id, kind, "breached")
+    # rq's scheduler keeps whole seconds, so a timer may fire up to a second before its due time
+    # (tolerated above): the breach happened at the due time, never before it.
+    now = max(now, case.first_response_due if response else case.resolve_due)
     if response:
         case.response_breached_at = now
     else:
