@@ -81,6 +81,7 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"电梯.{0,12}(困|关(?!门)|卡(住|起|了)|出不去|在里(面|头)|里(面|头)有(人|个|小孩|老人|娃|孩子)|门打不开|开不了门)",
         r"(电梯|轿厢)里.{0,6}(出不去|出不来|救命)",
         r"电梯.{0,10}我在里",
+        r"电梯[^。！？!?]{0,40}还(关|困|卡)在(里面|里头)",
     ),
     Emergency.gas: _rx(
         r"(煤气|燃气|天然气|液化气)(味|泄漏|泄露|漏了)",
@@ -128,6 +129,11 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"被偷",
         r"翻得乱七八糟",
         r"陌生人.{0,6}(闯|进|撬|翻)",
+        # A threat to set fire or to hurt someone is danger now, whoever writes it.
+        r"(要|去|就|会)(放火)?(烧|炸|砍|捅|杀)(了|掉|死)?(你|他|她|房子|物业|人|全家)",
+        r"放火(烧)?",
+        r"同归于尽",
+        r"(弄|打|砍|捅|杀)死(你|他|她|人)",
     ),
     Emergency.crowd: _rx(
         r"围了.{0,6}(人|群)",
@@ -351,6 +357,15 @@ class Route:
     reason: str = ""
     vague: bool = False
     defused: bool = False  # emergency words that the message itself says are not an emergency now
+    # Danger described, not happening now (a past incident, a chronic fault, a what-if): a person
+    # takes it as an urgent complaint flagged 安全隐患, and the category says what kind of danger.
+    hazard: Emergency | None = None
+    # The message also asks for a concrete repair: register the work order beside the hand-over.
+    repair: bool = False
+    # A long message (a letter, a call transcript): never asked to rephrase; what retrieval cannot
+    # answer goes to a person.
+    substantial: bool = False
+    urgent: bool = False  # a long message that also says something is urgent (救命, 现在, 快来…)
 
 
 def emergency_category(text: str) -> Emergency | None:
@@ -365,13 +380,130 @@ def _content(text: str, filler: re.Pattern[str]) -> str:
     return _SPACE_PUNCT.sub("", filler.sub("", _EMOJI.sub("", text)))
 
 
+# --- reading a whole message: is the danger happening now? ---------------------------------------
+#
+# Real residents write long: a letter about lifts that "经常有人被困" last year, fire equipment that
+# has been "零维护" since the fire at New Year, "万一着火了怎么办". Such words describe danger; they
+# are not a call for help. Each emergency word is read in its own sentence (or, in a transcript
+# without punctuation, in the words around it): a sign of now there makes it an emergency; a sign
+# of the past, of frequency, of a risk or of a what-if makes it a hazard for a person.
+
+# Signs that the danger is happening as the resident writes: sure ones, and "现在", which a
+# letter also uses for its present state ("现在就是怕再次起火").
+_NOW = _rx(
+    r"正在", r"刚才", r"刚刚", r"此刻", r"这会儿", r"还(关|困|卡|锁)(在|着)", r"还在(里|烧|冒|往|流|漏|喷)", r"快(来|点|救)",
+    r"赶(紧|快)", r"马上(来|过来)", r"立刻", r"救命", r"快来人", r"来人(啊|呀)", r"求救", r"帮帮", r"!!|！！", r"好害怕",
+    r"出不去", r"出不来", r"(人|我|孩子|小孩|娃|老人)(还)?(在|就在)(里面|里头)",
+)  # fmt: skip
+# A cry for help in a long message (a letter also says "正在创建文明城市").
+_HASTE = _rx(
+    r"救命", r"快来人", r"快(来|救)", r"赶(紧|快)(来|救|过来)", r"马上(来|过来)", r"求救", r"!!|！！", r"好害怕", r"出不去",
+    r"出不来", r"还(关|困|卡)(在|着)",
+)  # fmt: skip
+_NOW_WEAK = _rx(r"现在", r"眼下", r"目前还")
+# Signs that it is not: a risk, a fear, a what-if, a missing safeguard…
+_RISK = _rx(
+    r"隐患", r"风险", r"万一", r"一旦", r"如果", r"假如", r"要是", r"倘若", r"若(是|有|发生|遇)", r"难免", r"迟早",
+    r"(可能|会|易|容易|极易|随时).{0,4}(引发|导致|造成|发生|出现|起火|着火|失火)", r"以免", r"避免", r"防止", r"预防",
+    r"不堪设想", r"瘫痪", r"形同虚设", r"零维护", r"(没有|未)(配备|配置|安装|设置)", r"不达标", r"不合格", r"担心", r"担忧",
+    r"生怕", r"就怕", r"怕(再|又|万一)", r"再次",
+)  # fmt: skip
+# … or when it was, and how often.
+_PAST = _rx(
+    r"去年", r"前年", r"上(个)?(月|周|星期|礼拜)", r"上(一)?次", r"上回", r"那次", r"那天", r"当时", r"当天", r"曾(经)?",
+    r"以前", r"之前", r"过去", r"前段时间", r"前些(天|日子|年)", r"前几(天|年|个月)", r"早几年", r"几年前", r"\d{2,4}年",
+    r"\d{1,2}月\d{1,2}(日|号)", r"年初", r"年底", r"春节", r"元旦", r"除夕", r"过年", r"国庆", r"发生过", r"出现过", r"有过",
+    r"多次", r"屡次", r"(好|几|数|两|三|\d)次", r"经常", r"常常", r"时常", r"总是", r"老是", r"频繁", r"频发", r"动不动",
+    r"三天两头", r"每次", r"一再", r"反复", r"司空见惯", r"屡", r"高发",
+)  # fmt: skip
+# A letter composed for someone in charge: a report or a petition, not a cry for help.
+_ADDRESSED = _rx(
+    r"尊敬的", r"领导", r"书记", r"市长", r"县长", r"局长", r"主任", r"政府", r"(相关|有关|职能|主管)部门", r"反映",
+    r"举报", r"恳请", r"呼吁", r"诉求", r"特此", r"望(贵|领导|政府|相关)", r"请(求)?(相关|有关|政府|领导|贵)", r"责成",
+    r"要求.{0,12}(调查|查处|处罚|处理|整改|追责)",
+)  # fmt: skip
+_SENTENCE_END = "。！？!?；;\n"
+SUBSTANTIAL = 50  # characters of content: a letter or a transcript rather than a chat message
+WINDOW = 24  # characters either side of an emergency word in a long or unpunctuated sentence
+
+
+def _around(text: str, start: int, end: int) -> tuple[int, int]:
+    """The sentence around a match; in a sentence too long to tell (a transcript without
+    punctuation) the WINDOW characters either side."""
+    left = max(text.rfind(c, 0, start) for c in _SENTENCE_END) + 1
+    ends = [i for i in (text.find(c, end) for c in _SENTENCE_END) if i != -1]
+    right = min(ends) if ends else len(text)
+    if right - left > 3 * WINDOW:
+        left, right = max(left, start - WINDOW), min(right, end + WINDOW)
+    return left, right
+
+
+def danger(text: str) -> tuple[Emergency | None, Emergency | None]:
+    """(happening now, described only): the first emergency category whose words are read as
+    happening now, and otherwise the first one described as past, chronic or possible."""
+    substantial = len(_SPACE_PUNCT.sub("", text)) >= SUBSTANTIAL
+    addressed = substantial and bool(_ADDRESSED.search(text))
+    described: Emergency | None = None
+    for category, pattern in EMERGENCY_PATTERNS.items():
+        for match in pattern.finditer(text):
+            left, right = _around(text, match.start(), match.end())
+            # the emergency word itself is no sign of now ("救命" in "救命通道")
+            near = text[left : match.start()] + " " + text[match.end() : right]
+            if _NOW.search(near):
+                return category, None
+            if _RISK.search(near):
+                described = described or category
+                continue
+            # "去年就坏过，现在又把我关在里面" against "上个月燃气味很重…现在想问一下": the marker
+            # nearest the danger word says when it is
+            markers = [(m.start(), False) for m in _NOW_WEAK.finditer(near)]
+            markers += [(m.start(), True) for m in _PAST.finditer(near)]
+            if markers:
+                middle = match.start() - left
+                _, past = min(markers, key=lambda marker: abs(marker[0] - middle))
+                if not past:
+                    return category, None
+            if markers or addressed:
+                described = described or category
+                continue
+            return category, None
+    return None, described
+
+
+# A long message that states a grievance, or asks someone to act beyond a repair: for a person.
+_GRIEVANCE = _rx(
+    r"投诉", r"举报", r"反映", r"控告", r"申诉", r"维权", r"讨(个)?说法", r"给(个|一个)说法", r"曝光",
+    r"违规", r"违法", r"违章", r"违建", r"违约", r"私自", r"擅自", r"强行", r"强制", r"霸占", r"侵占", r"侵犯", r"侵害",
+    r"损害", r"欺骗", r"欺诈", r"虚假", r"乱收", r"多收", r"捆绑", r"克扣", r"拖欠", r"推诿", r"扯皮", r"踢皮球", r"不作为",
+    r"不管不问", r"不闻不问", r"置之不理", r"无人(问津|管|理|处理)", r"没(有)?人(管|理|处理)", r"敷衍", r"刁难", r"威胁",
+    r"恐吓", r"殴打", r"辱骂", r"恶劣", r"蛮横", r"霸道", r"无理", r"不合理", r"不公", r"扰民", r"噪音(太|很|特别|严重|超标)", r"苦不堪言",
+    r"夜不能寐", r"无法(正常)?(休息|入睡|睡觉|生活|出行|居住|通行)", r"损失", r"受伤", r"要求.{0,16}(赔偿|退|整改|处理|解决|查处|调查|说法|答复|停止|拆除|恢复)",
+    r"恳请", r"请求", r"希望.{0,16}(解决|处理|查处|调查|监管|督促|整改|重视|主持公道|说法|答复)", r"责令", r"查处", r"追究",
+    r"赔偿", r"补偿", r"退还", r"退款", r"退费", r"至今", r"迟迟", r"长期", r"一直.{0,6}(没|未|不)", r"屡次", r"纠纷",
+    r"矛盾", r"争议", r"业委会", r"业主委员会", r"开发商", r"断(水|电)", r"停(水|电).{0,10}(威胁|逼|要挟|为由)",
+    r"凭什么", r"为什么", r"难道", r"岂不是", r"太过分", r"不负责", r"不到位", r"失职", r"渎职", r"监管",
+)  # fmt: skip
+# Thanks and praise for someone's work (a thank-you letter, a 锦旗), with no grievance in it.
+_PRAISE = _rx(
+    r"感谢", r"谢谢", r"多谢", r"表扬", r"致谢", r"锦旗", r"点赞", r"称赞", r"赞扬", r"好评", r"辛苦(了|啦)", r"感激",
+    r"暖心", r"贴心", r"热心", r"尽职尽责", r"认真负责", r"拾金不昧", r"感谢信",
+)  # fmt: skip
+_PRAISED = _rx(
+    r"及时", r"耐心", r"热心", r"热情", r"负责", r"认真", r"帮助", r"帮忙", r"帮我", r"周到", r"细心", r"专业", r"尽职", r"用心",
+    r"暖心", r"贴心", r"满意", r"拾金不昧", r"锦旗", r"感动", r"感激", r"值得", r"榜样", r"好评", r"点赞",
+)  # fmt: skip
+
+
 def route(raw: str) -> Route:
     text = normalise(raw)
     if not _SPACE_PUNCT.sub("", _EMOJI.sub("", text)):
         # Only emoji or punctuation: "🙏🙏" is thanks, "？？" asks for something unsaid.
         return Route(Action.chitchat if _EMOJI.search(text) else Action.clarify, reason="no words")
+    substantial = len(_SPACE_PUNCT.sub("", text)) >= SUBSTANTIAL
 
-    category = emergency_category(text)
+    category, described = danger(text)
+    if category is None and described is not None and not substantial:
+        category = described  # a short message: the procedure and "defused" rules below decide
     if category is not None:
         urgent = bool(_URGENT.search(text))
         defused = _DEFUSED.search(text)
@@ -387,9 +519,12 @@ def route(raw: str) -> Route:
             if _REPAIR.search(text) or _PROCESS_QUESTION.search(text) is None:
                 return Route(Action.work_order, reason=f"defused {category.value}", defused=True)
             return Route(None, reason=f"question about {category.value}", defused=True)
-        if _KNOWLEDGE.search(text) and not urgent:
+        if _KNOWLEDGE.search(text) and not urgent and not substantial:
             return Route(None, reason=f"question about {category.value}", defused=True)
         return Route(Action.emergency, emergency=category, reason=category.value)
+
+    if substantial:
+        return _route_letter(text, described)
 
     if _PERSON.search(text):
         return Route(Action.human, reason="asked for a person")
@@ -411,6 +546,46 @@ def route(raw: str) -> Route:
     if len(rest) <= 1 or location_only:
         return Route(Action.clarify, reason="too vague", vague=True)
     return Route(None, reason="question", vague=len(rest) <= 2)
+
+
+_ASKS = _rx(
+    r"[?？]", r"吗", r"请问", r"咨询", r"想问", r"想了解", r"怎么", r"如何", r"多少", r"多久", r"哪(里|儿|个|些)", r"能否",
+    r"是否", r"可否", r"可以.{0,8}(吗|么)", r"什么时候", r"何时", r"几点", r"有没有", r"能不能", r"要不要", r"需不需要",
+)  # fmt: skip
+
+
+def _route_letter(text: str, hazard: Emergency | None) -> Route:
+    """A letter or a transcript, read by what it asks for: a hazard or a grievance goes to a
+    person (with the work order, when it also asks for a repair), thanks are thanks, a plain
+    repair is a work order, and a question is for the knowledge base, or a person if it cannot
+    answer (never "please rephrase" to someone who wrote a careful letter)."""
+    repair = bool(_REPAIR.search(text))
+    urgent = bool(_HASTE.search(text))
+    if hazard is not None:
+        return Route(
+            Action.human,
+            reason=f"hazard:{hazard.value}",
+            hazard=hazard,
+            repair=repair,
+            substantial=True,
+            urgent=urgent,
+        )
+    if _PERSON.search(text):
+        return Route(
+            Action.human, reason="asked for a person", repair=repair, substantial=True, urgent=urgent
+        )
+    complaint = _COMPLAINT.search(text) and not _HOW_TO_COMPLAIN.search(text)
+    grievance = complaint or _GRIEVANCE.search(text)
+    if not grievance and _PRAISE.search(text) and _PRAISED.search(text):
+        return Route(Action.chitchat, reason="thanks", substantial=True, urgent=urgent)
+    if grievance:
+        return Route(Action.human, reason="complaint", repair=repair, substantial=True, urgent=urgent)
+    if repair and not _PROCESS_QUESTION.search(text):
+        return Route(Action.work_order, reason="repair or service request", substantial=True, urgent=urgent)
+    if _ASKS.search(text):
+        return Route(None, reason="question", substantial=True, urgent=urgent)
+    # It states something and asks nothing we could look up: a person reads it.
+    return Route(Action.human, reason="letter", substantial=True, urgent=urgent)
 
 
 WORK_ORDER_CATEGORIES: list[tuple[str, re.Pattern[str]]] = [

@@ -669,6 +669,7 @@ def _store_call(
                 category=CaseCategory.complaint, reason="complaint by phone",
                 summary=f"电话投诉：{review.complaint}\n{transcript}", conversation_id=conversation.id,
                 resident_id=resident_id, dispute=review.dispute,
+                hazard=review.hazard.value if review.hazard else None,
             )  # fmt: skip
         order = None
         if review.repairs:

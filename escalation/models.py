@@ -86,6 +86,9 @@ class Case(Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    # 安全隐患: the kind of danger (an emergency category) a resident described as past, chronic
+    # or possible. Not an emergency (nobody is paged), but an urgent case.
+    hazard: Mapped[str | None] = mapped_column(String(16))
 
     @property
     def active(self) -> bool:

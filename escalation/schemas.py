@@ -36,6 +36,7 @@ class CaseRead(BaseModel):
     response_breached: bool
     resolve_breached: bool
     needs_supervisor: bool
+    hazard: str | None  # 安全隐患: the kind of danger described (not happening now)
     acknowledged_at: str | None
     reopen_count: int
 

@@ -160,10 +160,13 @@ def open_case(
     now: datetime | None = None,
     actor: StaffUser | None = None,
     waiting: bool = True,
+    hazard: str | None = None,
 ) -> Case:
     """A case for a person to take, with its priority, skill group and SLA due times. A
     conversation has at most one open case: handing over again adds to it (raising it to an
-    emergency if needed) and marks the resident as waiting for a reply."""
+    emergency if needed) and marks the resident as waiting for a reply. ``hazard`` names a
+    danger the resident described but that is not happening now (安全隐患: "电梯多次困人"): the
+    case is urgent and flagged, and nobody is paged."""
     now = now or utcnow()
     if conversation_id is not None:
         existing = session.scalar(
@@ -185,6 +188,11 @@ def open_case(
                     CaseEventKind.priority,
                     f"升级为{category.value}（{existing.priority.value}）",
                 )
+            if hazard and not existing.hazard:
+                existing.hazard = hazard[:16]
+                if existing.priority is not Priority.urgent:
+                    existing.priority = Priority.urgent
+                    _event(session, existing, CaseEventKind.priority, f"安全隐患（{hazard}）：升为紧急")
             existing.summary = f"{existing.summary}\n{summary}"[-4000:]  # the newest lines matter most
             if waiting:  # a question; a "谢谢" does not leave anyone waiting
                 existing.waiting_since = existing.waiting_since or now
@@ -194,7 +202,7 @@ def open_case(
             if raised and category is CaseCategory.emergency:
                 _start_paging(session, settings, existing)
             return existing
-    priority = case_priority(category)
+    priority = Priority.urgent if hazard else case_priority(category)
     sla = policy(
         session=session, company_id=company_id, category=category, priority=priority, dispute=dispute
     )
@@ -218,11 +226,17 @@ def open_case(
         sla_version=0,
         reopen_count=0,
         needs_supervisor=False,
+        hazard=hazard[:16] if hazard else None,
     )
     session.add(case)
     session.flush()
+    flag = f"，安全隐患（{hazard}）" if hazard else ""
     _event(
-        session, case, CaseEventKind.created, f"{category.value}（{priority.value}）：{reason}", actor=actor
+        session,
+        case,
+        CaseEventKind.created,
+        f"{category.value}（{priority.value}{flag}）：{reason}",
+        actor=actor,
     )
     _schedule_timers(session, settings, case)
     _changed(session, settings, case, "created")

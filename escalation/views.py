@@ -123,6 +123,7 @@ def case_reads(session: SessionDep, cases: Sequence[Case]) -> list[schemas.CaseR
                 response_breached=case.response_breached_at is not None,
                 resolve_breached=case.resolve_breached_at is not None,
                 needs_supervisor=case.needs_supervisor,
+                hazard=case.hazard,
                 acknowledged_at=_iso(case.acknowledged_at),
                 reopen_count=case.reopen_count,
             )

@@ -320,3 +320,45 @@ def test_chat_still_answers_when_redis_is_unreachable(demo_kb: Settings) -> None
         )
         assert body.status_code == 200, body.text
         assert body.json()["action"] == "emergency"
+
+
+def test_a_described_hazard_goes_to_a_person_flagged_and_urgent_without_paging(
+    chat: tuple[LiveServer, httpx.Client],
+) -> None:
+    server, client = chat
+    letter = (
+        "尊敬的物业领导您好，我是翠湖花园6栋的业主。去年我们单元电梯多次困人，最长一次关了四十多分钟，"
+        "维保公司来看过几次也没有彻底解决，请尽快安排检修并给业主一个说法。"
+    )
+    body = turn(client, letter, "s-hazard")
+    assert body["action"] == "human", body
+    assert "安全隐患" in body["reply"] and "如果现在就有危险" in body["reply"]
+    with get_database(server.settings).session() as session:
+        case = session.get(Case, body["case_id"])
+        assert case is not None
+        assert case.category is CaseCategory.complaint and case.priority is Priority.urgent
+        assert case.hazard == "电梯困人"
+        assert case.page_level is None  # nobody on duty is woken for last year's entrapments
+    with server.login("agent") as agent:
+        listed = agent.get("/api/cases").json()
+    assert [c["hazard"] for c in listed if c["id"] == body["case_id"]] == ["电梯困人"]
+
+
+def test_a_repair_inside_a_complaint_registers_the_work_order_and_hands_over_in_one_turn(
+    chat: tuple[LiveServer, httpx.Client],
+) -> None:
+    server, client = chat
+    letter = (
+        "尊敬的领导：翠湖花园3栋2单元1102楼顶从今年五月开始漏水，我已经多次找物业反映，至今没有人来维修，"
+        "卧室墙面已经发霉，请求尽快安排维修，并对物业的不作为给个说法。"
+    )
+    body = turn(client, letter, "s-repair-complaint")
+    assert body["action"] == "human"
+    assert body["case_id"] is not None and body["work_order_id"] is not None
+    assert "报修工单" in body["reply"] and "人工客服" in body["reply"]
+    with get_database(server.settings).session() as session:
+        order = session.get(WorkOrder, body["work_order_id"])
+        case = session.get(Case, body["case_id"])
+        assert order is not None and case is not None
+        assert order.case_id == case.id and case.category is CaseCategory.complaint
+        assert (order.building, order.unit, order.room) == ("3栋", "2单元", "1102")

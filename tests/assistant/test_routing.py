@@ -106,3 +106,71 @@ def test_review_findings_stay_fixed() -> None:
     assert mostly_location("1102室", parse_location("1102室"))
     assert not mostly_location("2024年的物业费怎么交", parse_location("2024年的物业费怎么交"))
     assert not mostly_location("我家面积120平物业费多少", parse_location("我家面积120平物业费多少"))
+
+
+# Written by us in the register of real letters and call transcripts (docs/research/realtext):
+# long, formal, dated, unpunctuated. Danger happening now is an emergency however long the
+# message; danger described (past, chronic, possible) is a hazard for a person.
+LETTER_HAZARDS = [
+    (
+        "尊敬的物业领导您好，我是翠湖花园6栋的业主。去年我们单元电梯多次困人，最长一次关了四十多分钟，"
+        "维保公司来看过几次也没有彻底解决，请尽快安排检修并给业主一个说法。",
+        Emergency.lift,
+    ),
+    (
+        "锦江苑地下车库的消防栓常年没有水，灭火器也过期了，年初隔壁小区着火后我们一直很担心，"
+        "万一起火后果不堪设想，希望物业重视并整改。",
+        Emergency.fire,
+    ),
+    (
+        "喂你好那个我是滨江壹号三栋的就是上个月我们楼道里燃气味很重当时打了电话也没人来"
+        "现在想问一下你们到底有没有排查过管道我们住着心里不踏实",
+        Emergency.gas,
+    ),
+]
+LETTER_EMERGENCIES = [
+    "各位好，我们是枫林湾12栋的住户，这部电梯上个月就坏过一次，一直没修好，刚才又停在9楼和10楼中间，"
+    "现在我女儿和外婆还关在里面，按警铃没人应，请马上派人来！",
+    "喂喂你好我是金桂苑五栋的楼下那户厨房着火了烟很大整个楼道都是烟我们家老人在十八楼下不去了你们快来人啊",
+    "某栋的住户都请离开，我受够了，今天晚上我要烧房子，谁也别拦我",
+]
+
+
+@pytest.mark.parametrize(("text", "kind"), LETTER_HAZARDS)
+def test_a_described_danger_is_a_hazard_for_a_person_not_an_emergency(text: str, kind: Emergency) -> None:
+    decided = route(text)
+    assert decided.action is Action.human, decided
+    assert decided.hazard is kind
+    assert (
+        decide(decided, 0.9, {"emergency": 0.99, "human": 0.01}) is Action.human
+    )  # the model cannot overrule
+
+
+@pytest.mark.parametrize("text", LETTER_EMERGENCIES)
+def test_danger_now_is_an_emergency_however_long_the_message(text: str) -> None:
+    assert route(text).action is Action.emergency
+
+
+def test_a_letter_is_read_by_what_it_asks_for() -> None:
+    repair_and_complaint = route(
+        "尊敬的领导：翠湖花园3栋2单元楼顶从今年五月开始漏水，我已经多次找物业反映，至今没有人来维修，"
+        "卧室墙面已经发霉，请求尽快安排维修，并对物业的不作为给个说法。"
+    )
+    assert repair_and_complaint.action is Action.human and repair_and_complaint.repair
+    thanks = route(
+        "我是锦江苑8栋的老住户，上周家里水管坏了，维修班的刘师傅晚上十点多还赶过来帮忙，"
+        "修得又快又仔细，还帮我把地面拖干净了，特此写信感谢刘师傅和物业的热心服务！"
+    )
+    assert thanks.action is Action.chitchat
+    statement = route(
+        "滨江壹号的业主大会去年选出的业委会成员里有两位已经搬走了，这件事大家在群里讨论了很久，"
+        "我想把情况写下来交给物业，方便你们了解我们小区的实际情况。"
+    )
+    assert statement.action is Action.human  # a letter that states something: a person reads it
+    short_emergency_past = route("上次停电的事投诉一下")
+    assert short_emergency_past.action is Action.human and short_emergency_past.hazard is None
+    letter_question = route(
+        "请问，我们小区装修的施工时间是怎么规定的？我家下个月准备装修，想提前了解一下周末能不能施工、几点以后不能有噪音。"
+    )
+    assert letter_question.action is None and letter_question.substantial
+    assert decide(letter_question, 0.0, None) is Action.human  # not "please rephrase" to a letter
