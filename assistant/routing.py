@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from knowledge.text import chinese_number, correct_typos
@@ -75,6 +75,7 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"全是烟",
         r"烟(好|很|太)大",
         r"烟.{0,6}(下不去|出不去)",
+        r"(看得见|看得到|看见|全是|都是|满是)(黑)?烟",
     ),
     Emergency.lift: _rx(
         r"(困|关|卡|锁)(在)?(电梯|轿厢)",
@@ -82,6 +83,7 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"(电梯|轿厢)里.{0,6}(出不去|出不来|救命)",
         r"电梯.{0,10}我在里",
         r"电梯[^。！？!?]{0,40}还(关|困|卡)在(里面|里头)",
+        r"电梯[^。！？!?]{0,24}(里面|里头)(是|有|关着|困着)(我|人|小孩|孩子|老人|娃)",
     ),
     Emergency.gas: _rx(
         r"(煤气|燃气|天然气|液化气)(味|泄漏|泄露|漏了)",
@@ -116,7 +118,8 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"偷东西",
         r"入室",
         r"打架",
-        r"(拿|持)(着)?刀",
+        r"(拿|持|举)(着)?.{0,2}刀",
+        r"追(着)?(人|我|砍)",
         r"砍人",
         r"抢劫",
         r"追我",
@@ -134,6 +137,10 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"放火(烧)?",
         r"同归于尽",
         r"(弄|打|砍|捅|杀)死(你|他|她|人)",
+        r"(一把火|放把火)烧",
+        r"(我|我们)(要|就|会)?把.{0,12}烧(了|掉)",
+        r"烧了(你们|他们|物业|房子|办公室)",
+        r"汽油",
     ),
     Emergency.crowd: _rx(
         r"围了.{0,6}(人|群)",
@@ -168,6 +175,8 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
     ),
     Emergency.epidemic: _rx(
         r"确诊",
+        r"密切接触者",
+        r"密接",
         r"传染病",
         r"(好几户|好多人|好几个人|好几个|集体).{0,8}(发烧|发高烧|腹泻|上吐下泻|呕吐|咳嗽)",
         r"疫情",
@@ -181,6 +190,7 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"爆炸",
         r"可疑(的)?(包|物品|包裹|箱|袋|纸箱|行李)",
         r"(包|箱|袋|盒).{0,8}滴滴响",
+        r"(包|箱|袋|盒|包裹).{0,12}(滴答|嘀嗒)",
         r"黑包",
         r"缠着电线",
         r"爆炸物",
@@ -197,6 +207,9 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"轻生",
         r"跳楼",
         r"站在窗台",
+        r"(爬|坐|站)(到|在)?.{0,4}窗台",
+        r"窗(台|户)(上|外).{0,12}(小孩|孩子|娃)",
+        r"(小孩|孩子|娃).{0,8}(在|坐在|站在|爬到)?窗(台|户)(上|外)",
         r"(楼顶|天台).{0,8}(坐在|站在)?边上",
         r"掉进.{0,6}(水|池|河|井)",
         r"溺水",
@@ -264,6 +277,7 @@ _COMPLAINT = _rx(
     r"12345", r"市长热线", r"住建局", r"告你们", r"起诉", r"律师", r"举报", r"退钱", r"退.{0,2}物业费", r"不交了",
     r"说法", r"太过分", r"没完", r"态度(太|很|真|极)?差", r"乱收费", r"收钱不办事", r"还好意思收钱", r"破机器人",
     r"听不懂人话", r"垃圾物业", r"(^|\s)滚", r"傻[逼bB]", r"干什么吃的", r"是干什么的", r"气死", r"忍了很久", r"破物业", r"差劲", r"不想干了", r"(要求|必须|马上|给我)退还", r"多收(了)?", r"拖了.{0,4}(天|周|个月|月|年)", r"(一直|还)没(人)?(解决|处理|回复)", r"敷衍", r"欺负", r"骗子", r"黑心", r"霸王条款", r"维权", r"差评",
+    r"坑(业主|人|钱|我们)", r"捞钱", r"(一直|老是|总是|还是)(都)?(不|没)(人)?(修|管|来|处理|解决)",
 )  # fmt: skip
 _HOW_TO_COMPLAIN = _rx(r"投诉.{0,6}(渠道|流程|方式|怎么投|处理完|回访)", r"怎么投诉")
 
@@ -366,6 +380,9 @@ class Route:
     # answer goes to a person.
     substantial: bool = False
     urgent: bool = False  # a long message that also says something is urgent (救命, 现在, 快来…)
+    # It tells of the past or of a risk and of nothing happening now ("这已是第4次家里浸水了"):
+    # the intent model, which reads words and not tense, needs to be sure to call it an emergency.
+    told: bool = False
 
 
 def emergency_category(text: str) -> Emergency | None:
@@ -392,21 +409,22 @@ def _content(text: str, filler: re.Pattern[str]) -> str:
 # letter also uses for its present state ("现在就是怕再次起火").
 _NOW = _rx(
     r"正在", r"刚才", r"刚刚", r"此刻", r"这会儿", r"还(关|困|卡|锁)(在|着)", r"还在(里|烧|冒|往|流|漏|喷)", r"快(来|点|救)",
-    r"赶(紧|快)", r"马上(来|过来)", r"立刻", r"救命", r"快来人", r"来人(啊|呀)", r"求救", r"帮帮", r"!!|！！", r"好害怕",
-    r"出不去", r"出不来", r"(人|我|孩子|小孩|娃|老人)(还)?(在|就在)(里面|里头)",
+    r"赶(紧|快)", r"马上(来|过来)", r"立刻", r"救命(?![的钱通])", r"快来人", r"来人(啊|呀)", r"求救", r"帮帮", r"!!|！！", r"好害怕",
+    r"出不去", r"出不来", r"(人|我|孩子|小孩|娃|老人)(还)?(在|就在)(里面|里头)", r"马上派人", r"(请|快|赶紧).{0,2}(派人|过来)", r"马上派",
 )  # fmt: skip
 # A cry for help in a long message (a letter also says "正在创建文明城市").
 _HASTE = _rx(
     r"救命", r"快来人", r"快(来|救)", r"赶(紧|快)(来|救|过来)", r"马上(来|过来)", r"求救", r"!!|！！", r"好害怕", r"出不去",
     r"出不来", r"还(关|困|卡)(在|着)",
 )  # fmt: skip
-_NOW_WEAK = _rx(r"现在", r"眼下", r"目前还")
+_NOW_WEAK = _rx(r"(?<![到至])现在", r"眼下", r"目前还", r"今晚", r"今天晚上")
 # Signs that it is not: a risk, a fear, a what-if, a missing safeguard…
 _RISK = _rx(
     r"隐患", r"风险", r"万一", r"一旦", r"如果", r"假如", r"要是", r"倘若", r"若(是|有|发生|遇)", r"难免", r"迟早",
     r"(可能|会|易|容易|极易|随时).{0,4}(引发|导致|造成|发生|出现|起火|着火|失火)", r"以免", r"避免", r"防止", r"预防",
     r"不堪设想", r"瘫痪", r"形同虚设", r"零维护", r"(没有|未)(配备|配置|安装|设置)", r"不达标", r"不合格", r"担心", r"担忧",
-    r"生怕", r"就怕", r"怕(再|又|万一)", r"再次",
+    r"生怕", r"就怕", r"怕(再|又|万一)", r"再次", r"真(的)?(要|要是)?(是)?.{0,4}(出事|着火|起火|失火|砸到|发生|出了)", r"要等", r"等到",
+    r"出了人命", r"谁(来)?负责", r"担(得|不)起", r"不然", r"否则", r"再(这样|不)",
 )  # fmt: skip
 # … or when it was, and how often.
 _PAST = _rx(
@@ -414,7 +432,8 @@ _PAST = _rx(
     r"以前", r"之前", r"过去", r"前段时间", r"前些(天|日子|年)", r"前几(天|年|个月)", r"早几年", r"几年前", r"\d{2,4}年",
     r"\d{1,2}月\d{1,2}(日|号)", r"年初", r"年底", r"春节", r"元旦", r"除夕", r"过年", r"国庆", r"发生过", r"出现过", r"有过",
     r"多次", r"屡次", r"(好|几|数|两|三|\d)次", r"经常", r"常常", r"时常", r"总是", r"老是", r"频繁", r"频发", r"动不动",
-    r"三天两头", r"每次", r"一再", r"反复", r"司空见惯", r"屡", r"高发",
+    r"三天两头", r"每次", r"一再", r"反复", r"司空见惯", r"屡", r"高发", r"(到|至)现在", r"至今", r"前(两|三|\d+)(天|年|个月|周)",
+    r"\d{1,2}月份", r"(着火|起火|火灾|事故|事件|爆炸|被困|失火)(以|之)后", r"(好|几|数|两|三|\d)回",
 )  # fmt: skip
 # A letter composed for someone in charge: a report or a petition, not a cry for help.
 _ADDRESSED = _rx(
@@ -438,6 +457,12 @@ def _around(text: str, start: int, end: int) -> tuple[int, int]:
     return left, right
 
 
+_THREAT = _rx(
+    r"(要|去|就|会)(放火)?(烧|炸|砍|捅|杀)", r"放火", r"同归于尽", r"(弄|打|砍|捅|杀)死", r"(一把火|放把火)烧",
+    r"(我|我们)(要|就|会)?把.{0,12}烧(了|掉)", r"烧了(你们|他们|物业|房子|办公室)", r"汽油",
+)  # fmt: skip
+
+
 def danger(text: str) -> tuple[Emergency | None, Emergency | None]:
     """(happening now, described only): the first emergency category whose words are read as
     happening now, and otherwise the first one described as past, chronic or possible."""
@@ -451,6 +476,11 @@ def danger(text: str) -> tuple[Emergency | None, Emergency | None]:
             near = text[left : match.start()] + " " + text[match.end() : right]
             if _NOW.search(near):
                 return category, None
+            if text.startswith("过", match.end()):  # 淹过, 困过, 烧过: it happened before
+                described = described or category
+                continue
+            if _THREAT.match(text, match.start()) and not _PAST.search(near):
+                return category, None  # "再不解决我就一把火烧了你们物业": a threat is danger now
             if _RISK.search(near):
                 described = described or category
                 continue
@@ -466,22 +496,40 @@ def danger(text: str) -> tuple[Emergency | None, Emergency | None]:
             if markers or addressed:
                 described = described or category
                 continue
+            # a long message says so when it is happening; one that tells of the past or of a risk
+            # elsewhere and nowhere of now describes ("之前台风…掉下来砸的")
+            if (
+                substantial
+                and not (_NOW_WEAK.search(text) or _HASTE.search(text))
+                and (_PAST.search(text) or _RISK.search(text))
+            ):
+                described = described or category
+                continue
             return category, None
     return None, described
 
 
-# A long message that states a grievance, or asks someone to act beyond a repair: for a person.
+# A long message that states a wrong (what someone did or failed to do, and what it cost) …
+_WRONG = _rx(
+    r"投诉", r"举报", r"控告", r"申诉", r"维权", r"讨(个)?说法", r"给(个|一个)说法", r"曝光", r"违规", r"违法", r"违章",
+    r"违建", r"违约", r"私自", r"擅自", r"强行", r"强制", r"霸占", r"侵占", r"侵犯", r"侵害", r"损害", r"欺骗", r"欺诈",
+    r"虚假", r"乱收", r"多收", r"捆绑", r"克扣", r"拖欠", r"推诿", r"扯皮", r"踢皮球", r"不作为", r"不管不问", r"不闻不问",
+    r"置之不理", r"无人(问津|管|理|处理)", r"没(有)?人(管|理|处理)", r"敷衍", r"刁难", r"威胁", r"恐吓", r"殴打", r"辱骂",
+    r"恶劣", r"蛮横", r"霸道", r"无理", r"不合理", r"不公", r"扰民", r"噪音(太|很|特别|严重|超标)", r"苦不堪言", r"夜不能寐",
+    r"无法(正常)?(休息|入睡|睡觉|生活|出行|居住|通行)", r"损失", r"受伤", r"赔偿", r"补偿", r"退还", r"退款", r"退费", r"至今",
+    r"迟迟", r"一直.{0,6}(没|未|不)", r"屡次", r"断(水|电)", r"停(水|电).{0,10}(威胁|逼|要挟|为由)", r"凭什么", r"难道",
+    r"岂不是", r"太过分", r"不负责", r"不到位", r"失职", r"渎职",
+)  # fmt: skip
+# … or asks someone to act beyond a repair: for a person.
 _GRIEVANCE = _rx(
-    r"投诉", r"举报", r"反映", r"控告", r"申诉", r"维权", r"讨(个)?说法", r"给(个|一个)说法", r"曝光",
-    r"违规", r"违法", r"违章", r"违建", r"违约", r"私自", r"擅自", r"强行", r"强制", r"霸占", r"侵占", r"侵犯", r"侵害",
-    r"损害", r"欺骗", r"欺诈", r"虚假", r"乱收", r"多收", r"捆绑", r"克扣", r"拖欠", r"推诿", r"扯皮", r"踢皮球", r"不作为",
-    r"不管不问", r"不闻不问", r"置之不理", r"无人(问津|管|理|处理)", r"没(有)?人(管|理|处理)", r"敷衍", r"刁难", r"威胁",
-    r"恐吓", r"殴打", r"辱骂", r"恶劣", r"蛮横", r"霸道", r"无理", r"不合理", r"不公", r"扰民", r"噪音(太|很|特别|严重|超标)", r"苦不堪言",
-    r"夜不能寐", r"无法(正常)?(休息|入睡|睡觉|生活|出行|居住|通行)", r"损失", r"受伤", r"要求.{0,16}(赔偿|退|整改|处理|解决|查处|调查|说法|答复|停止|拆除|恢复)",
-    r"恳请", r"请求", r"希望.{0,16}(解决|处理|查处|调查|监管|督促|整改|重视|主持公道|说法|答复)", r"责令", r"查处", r"追究",
-    r"赔偿", r"补偿", r"退还", r"退款", r"退费", r"至今", r"迟迟", r"长期", r"一直.{0,6}(没|未|不)", r"屡次", r"纠纷",
-    r"矛盾", r"争议", r"业委会", r"业主委员会", r"开发商", r"断(水|电)", r"停(水|电).{0,10}(威胁|逼|要挟|为由)",
-    r"凭什么", r"为什么", r"难道", r"岂不是", r"太过分", r"不负责", r"不到位", r"失职", r"渎职", r"监管",
+    _WRONG.pattern, r"反映", r"要求.{0,16}(赔偿|退|整改|处理|解决|查处|调查|说法|答复|停止|拆除|恢复)", r"恳请", r"请求",
+    r"希望.{0,16}(解决|处理|查处|调查|监管|督促|整改|重视|主持公道|说法|答复)", r"责令", r"查处", r"追究", r"纠纷", r"矛盾",
+    r"争议", r"业委会", r"业主委员会", r"开发商", r"为什么", r"监管",
+)  # fmt: skip
+# A letter or call that is there to thank someone.
+_THANKS = _rx(
+    r"表扬", r"感谢信", r"锦旗", r"拾金不昧", r"致谢", r"表示(衷心的?|诚挚的?)?感谢", r"(特|谨)(写此信|致此信)", r"说(一)?声谢谢",
+    r"谢谢.{0,8}(师傅|阿姨|经理|小姐|先生|保安|大家)", r"(非常|衷心|真的很|十分|由衷)感谢", r"感谢.{0,12}(师傅|阿姨|经理|保安|员工|物业)",
 )  # fmt: skip
 # Thanks and praise for someone's work (a thank-you letter, a 锦旗), with no grievance in it.
 _PRAISE = _rx(
@@ -496,14 +544,25 @@ _PRAISED = _rx(
 
 def route(raw: str) -> Route:
     text = normalise(raw)
+    decided = _route(text)
+    if (
+        decided.action is not Action.emergency
+        and (_PAST.search(text) or _RISK.search(text))
+        and not _NOW.search(text)
+    ):
+        return replace(decided, told=True)
+    return decided
+
+
+def _route(text: str) -> Route:
     if not _SPACE_PUNCT.sub("", _EMOJI.sub("", text)):
         # Only emoji or punctuation: "🙏🙏" is thanks, "？？" asks for something unsaid.
         return Route(Action.chitchat if _EMOJI.search(text) else Action.clarify, reason="no words")
     substantial = len(_SPACE_PUNCT.sub("", text)) >= SUBSTANTIAL
 
     category, described = danger(text)
-    if category is None and described is not None and not substantial:
-        category = described  # a short message: the procedure and "defused" rules below decide
+    hazard_only = category is None and described is not None
+    category = category or described
     if category is not None:
         urgent = bool(_URGENT.search(text))
         defused = _DEFUSED.search(text)
@@ -513,7 +572,7 @@ def route(raw: str) -> Route:
             and category not in (Emergency.power, Emergency.water_cut)
         ):
             defused = None  # "着火了，已经通知保安了" is still a fire; only outages are announced ahead
-        if defused and not urgent and category not in NEVER_DEFUSED:
+        if defused and not urgent and category not in NEVER_DEFUSED and not substantial:
             if _COMPLAINT.search(text) or _PERSON.search(text):
                 return Route(Action.human, reason=f"complaint about {category.value}", defused=True)
             if _REPAIR.search(text) or _PROCESS_QUESTION.search(text) is None:
@@ -521,10 +580,18 @@ def route(raw: str) -> Route:
             return Route(None, reason=f"question about {category.value}", defused=True)
         if _KNOWLEDGE.search(text) and not urgent and not substantial:
             return Route(None, reason=f"question about {category.value}", defused=True)
+        if hazard_only and _THANKS.search(text) and not (_WRONG.search(text) or _COMPLAINT.search(text)):
+            return Route(Action.chitchat, reason="thanks", substantial=substantial)  # a rescue praised
+        if hazard_only:
+            # "这已是第4次家里进水了", "去年电梯多次困人": a person, urgently, not the duty engineer
+            return Route(
+                Action.human, reason=f"hazard:{category.value}", hazard=category,
+                repair=bool(_REPAIR.search(text)), substantial=substantial,
+            )  # fmt: skip
         return Route(Action.emergency, emergency=category, reason=category.value)
 
     if substantial:
-        return _route_letter(text, described)
+        return _route_letter(text)
 
     if _PERSON.search(text):
         return Route(Action.human, reason="asked for a person")
@@ -534,6 +601,8 @@ def route(raw: str) -> Route:
     content = _content(text, _CHITCHAT_WORDS)
     if not content or _CHITCHAT_FULL.search(text):
         return Route(Action.chitchat, reason="small talk")
+    if _PRAISE.search(text) and not (_GRIEVANCE.search(text) or _REPAIR.search(text) or _ASKS.search(text)):
+        return Route(Action.chitchat, reason="thanks")  # "钱包竟然主动来找我了，真是太谢谢你们了！"
 
     if _REPAIR.search(text) and not _PROCESS_QUESTION.search(text):
         return Route(Action.work_order, reason="repair or service request")
@@ -554,28 +623,21 @@ _ASKS = _rx(
 )  # fmt: skip
 
 
-def _route_letter(text: str, hazard: Emergency | None) -> Route:
+def _route_letter(text: str) -> Route:
     """A letter or a transcript, read by what it asks for: a hazard or a grievance goes to a
     person (with the work order, when it also asks for a repair), thanks are thanks, a plain
     repair is a work order, and a question is for the knowledge base, or a person if it cannot
     answer (never "please rephrase" to someone who wrote a careful letter)."""
     repair = bool(_REPAIR.search(text))
     urgent = bool(_HASTE.search(text))
-    if hazard is not None:
-        return Route(
-            Action.human,
-            reason=f"hazard:{hazard.value}",
-            hazard=hazard,
-            repair=repair,
-            substantial=True,
-            urgent=urgent,
-        )
     if _PERSON.search(text):
         return Route(
             Action.human, reason="asked for a person", repair=repair, substantial=True, urgent=urgent
         )
     complaint = _COMPLAINT.search(text) and not _HOW_TO_COMPLAIN.search(text)
     grievance = complaint or _GRIEVANCE.search(text)
+    if not complaint and not _WRONG.search(text) and _THANKS.search(text):
+        return Route(Action.chitchat, reason="thanks", substantial=True, urgent=urgent)
     if not grievance and _PRAISE.search(text) and _PRAISED.search(text):
         return Route(Action.chitchat, reason="thanks", substantial=True, urgent=urgent)
     if grievance:

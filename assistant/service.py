@@ -224,7 +224,7 @@ def decide(
     # The rules read the danger words and found them describing the past or a risk: the model,
     # which sees words but not tense, does not make that an emergency.
     if intent is not None and route.hazard is None:
-        if route.defused:
+        if route.defused or route.told:
             needed = max(DEFUSED_EMERGENCY_PROBABILITY, emergency_probability)
         elif route.substantial and not route.urgent:
             # a whole letter in which the rules found no danger and no haste: the model was
