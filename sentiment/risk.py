@@ -369,6 +369,7 @@ def grade_post(*, post: Post, authority: str, now: datetime, policy: RiskPolicy)
     why = post.sentiment_reasons or {}
     cues: list[str] = list(why.get("cues") or [])
 
+    found = severity_terms(f"{post.title or ''}\n{post.text or ''}")
     # Tone
     negativity = 0.0
     if sentiment == "neg":
@@ -384,6 +385,11 @@ def grade_post(*, post: Post, authority: str, now: datetime, policy: RiskPolicy)
     elif sentiment == "pos":
         factor = policy.positive_factor
         reasons.append(f"正面评价（+{abs(score_value):.2f}），风险调低")
+    elif found and authority in ("media", "official") and "通知" not in cues:
+        # Sentiment is the writer's attitude: a reporter tells of a child nearly hit by a flowerpot
+        # in a flat voice. The story harms the company's name all the same.
+        factor = 1.0
+        reasons.append("媒体报道涉事（语气中性，按事件计）")
     elif "通知" in cues:
         factor = policy.notice_factor
         reasons.append("通知/公告类内容，风险调低")
@@ -392,7 +398,6 @@ def grade_post(*, post: Post, authority: str, now: datetime, policy: RiskPolicy)
         reasons.append("咨询提问，风险调低" if "提问" in cues else "情绪中性")
 
     # Severity
-    found = severity_terms(f"{post.title or ''}\n{post.text or ''}")
     severity = _severity_points(found, policy)
     reasons.extend(_severity_reasons(found))
 

@@ -98,7 +98,7 @@ def test_preview_shows_what_a_source_finds_and_stores_nothing(
             by_page = {p["url"].rsplit("/", 1)[-1]: p for p in posts}
             assert set(by_page) == {"1201.html", "1202.html", "1203.html"} and state["pages"] == 7
             fee = by_page["1202.html"]
-            assert fee["relevant"] and "安居物业" in fee["matched"] and fee["sentiment"] == "neg"
+            assert fee["relevant"] and "安居物业" in fee["matched"] and fee["sentiment"] == "neu"
             assert fee["published_at"].startswith("2026-11-23T01:05") and fee["title"]
             market = by_page["1203.html"]  # news of a market nearby: not about us, not kept
             assert not market["relevant"] and market["sentiment"] is None
