@@ -84,6 +84,9 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"电梯.{0,10}我在里",
         r"电梯[^。！？!?]{0,40}还(关|困|卡)在(里面|里头)",
         r"电梯[^。！？!?]{0,24}(里面|里头)(是|有|关着|困着)(我|人|小孩|孩子|老人|娃)",
+        r"(他|她|人|孩子|小孩|老人|我)(还)?在电梯里",
+        r"电梯[^。！？!?]{0,30}(我|我们|孩子|小孩|人|老人)[^。！？!?]{0,4}(都|还)?在里(面|头)",
+        r"(电梯)?门.{0,4}夹(住|到)(了)?.{0,4}(手|脚|人|小孩|孩子|头|腿)",
     ),
     Emergency.gas: _rx(
         r"(煤气|燃气|天然气|液化气)(味|泄漏|泄露|漏了)",
@@ -98,19 +101,21 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"停电.{0,12}(漆黑|电梯.{0,4}停|看不见|打不开)",
     ),
     Emergency.water_cut: _rx(
-        r"(整栋|整幢|整个|全|整层|全楼).{0,8}(停水|没水|一点水都没)",
+        r"(整栋|整幢|整个|全|整层|全楼).{0,10}(停水|没水|不出水|断水|一点水都没)",
         r"突然.{0,4}停水",
         r"一点水都没有",
+        r"一滴水都没",
+        r"突然.{0,8}(没水|没有水|一滴水)",
     ),
     Emergency.flooding: _rx(
         r"(家里|屋里|房间|地下室|车库|地库|楼道|一楼|客厅|卧室).{0,4}进水了",
         r"(淹|泡)(了|水)",
-        r"水.{0,6}(漫|灌|倒灌)",
+        r"水.{0,10}(漫|灌|倒灌)",
         r"(水管|管道|水箱)(爆|裂)了",
         r"往外喷",
         r"水漫金山",
         r"像下雨一样",
-        r"(漫过|淹到|没过).{0,4}(车轮|膝盖|脚踝|门口)",
+        r"(漫过|淹到|没过).{0,4}(车轮|轮胎|膝盖|脚踝|小腿|腰|门口)",
     ),
     Emergency.security: _rx(
         r"撬.{0,3}(门|锁|窗)",
@@ -118,7 +123,10 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"偷东西",
         r"入室",
         r"打架",
-        r"(拿|持|举)(着)?.{0,2}刀",
+        r"(拿|持|举)(着)?.{0,2}(刀|棍|棒|砖)",
+        r"砸车",
+        r"按(在)?地上(打|揍)",
+        r"(围殴|群殴)",
         r"追(着)?(人|我|砍)",
         r"砍人",
         r"抢劫",
@@ -155,6 +163,8 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
     Emergency.disaster: _rx(
         r"(刮|吹|砸)倒",
         r"滑坡",
+        r"(土|山体|泥|石头).{0,6}(往下)?(滑|垮|滚)",
+        r"推倒",
         r"泥石流",
         r"地震",
         r"倒塌",
@@ -166,6 +176,7 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
     ),
     Emergency.falling: _rx(
         r"掉下来",
+        r"砸下来",
         r"砸到",
         r"坠落",
         r"往下扔",
@@ -211,10 +222,16 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"窗(台|户)(上|外).{0,12}(小孩|孩子|娃)",
         r"(小孩|孩子|娃).{0,8}(在|坐在|站在|爬到)?窗(台|户)(上|外)",
         r"(楼顶|天台).{0,8}(坐在|站在)?边上",
+        r"(爬上|爬到)(了)?(楼顶|天台)",
+        r"(楼顶|天台).{0,10}(小孩|孩子)",
+        r"女儿墙",
+        r"没(了)?动静",
+        r"(喊|叫)(他|她|了)?.{0,2}(也)?没(有)?反应",
+        r"躺(在)?地上",
         r"掉进.{0,6}(水|池|河|井)",
         r"溺水",
         r"救命",
-        r"快来人",
+        r"快来人(啊|呀|哪|！|!|$)",
         r"没(有)?呼吸",
         r"心脏病(犯|发作)",
         r"抽搐",
@@ -259,7 +276,7 @@ _URGENT = _rx(
 )
 # An emergency word that the message itself says is not (or no longer) one.
 _DEFUSED = _rx(
-    r"没(有)?(关|困)人", r"误报", r"没着火", r"不深", r"有点积水", r"过后", r"已经(灭|好|修好|来电|来水)",
+    r"没(有)?(关|困)人", r"(里面|里头)没(有)?人", r"误报", r"没着火", r"不深", r"有点积水", r"过后", r"已经(灭|好|修好|来电|来水)",
     r"(上次|上回|上个月|上周|那次|之前|昨天).{0,10}(投诉|说法|太慢|处理得)", r"投诉", r"(已|有|提前)(经)?通知", r"通知(说|了)",
 )  # fmt: skip
 
@@ -408,7 +425,7 @@ def _content(text: str, filler: re.Pattern[str]) -> str:
 # Signs that the danger is happening as the resident writes: sure ones, and "现在", which a
 # letter also uses for its present state ("现在就是怕再次起火").
 _NOW = _rx(
-    r"正在", r"刚才", r"刚刚", r"此刻", r"这会儿", r"还(关|困|卡|锁)(在|着)", r"还在(里|烧|冒|往|流|漏|喷)", r"快(来|点|救)",
+    r"正在", r"刚才", r"刚刚", r"此刻", r"这会儿", r"还(关|困|卡|锁)(在|着)", r"还在(里|烧|冒|往|流|漏|喷|砸|打|追|闹|滑|掉|涨)", r"快(来|点|救|叫人)",
     r"赶(紧|快)", r"马上(来|过来)", r"立刻", r"救命(?![的钱通])", r"快来人", r"来人(啊|呀)", r"求救", r"帮帮", r"!!|！！", r"好害怕",
     r"出不去", r"出不来", r"(人|我|孩子|小孩|娃|老人)(还)?(在|就在)(里面|里头)", r"马上派人", r"(请|快|赶紧).{0,2}(派人|过来)", r"马上派",
 )  # fmt: skip
@@ -423,17 +440,20 @@ _RISK = _rx(
     r"隐患", r"风险", r"万一", r"一旦", r"如果", r"假如", r"要是", r"倘若", r"若(是|有|发生|遇)", r"难免", r"迟早",
     r"(可能|会|易|容易|极易|随时).{0,4}(引发|导致|造成|发生|出现|起火|着火|失火)", r"以免", r"避免", r"防止", r"预防",
     r"不堪设想", r"瘫痪", r"形同虚设", r"零维护", r"(没有|未)(配备|配置|安装|设置)", r"不达标", r"不合格", r"担心", r"担忧",
-    r"生怕", r"就怕", r"怕(再|又|万一)", r"再次", r"真(的)?(要|要是)?(是)?.{0,4}(出事|着火|起火|失火|砸到|发生|出了)", r"要等", r"等到",
+    r"生怕", r"就怕", r"怕(再|又|万一)", r"再次", r"真(的)?(要|要是)?(是)?.{0,4}(出事|着火|起火|失火|砸到|砸死|掉下来|发生|出了)",
+    r"听说", r"隔壁小区", r"(别|其他)的小区", r"新闻(上|里)", r"哪天", r"哪一天", r"要等", r"等到",
     r"出了人命", r"谁(来)?负责", r"担(得|不)起", r"不然", r"否则", r"再(这样|不)",
 )  # fmt: skip
 # … or when it was, and how often.
 _PAST = _rx(
     r"去年", r"前年", r"上(个)?(月|周|星期|礼拜)", r"上(一)?次", r"上回", r"那次", r"那天", r"当时", r"当天", r"曾(经)?",
-    r"以前", r"之前", r"过去", r"前段时间", r"前些(天|日子|年)", r"前几(天|年|个月)", r"早几年", r"几年前", r"\d{2,4}年",
+    r"以前", r"之前", r"过去(的|几|那|一|两|三|\d|曾|这)", r"前段时间", r"前些(天|日子|年)", r"前几(天|年|个月)", r"早几年", r"几年前", r"\d{2,4}年",
     r"\d{1,2}月\d{1,2}(日|号)", r"年初", r"年底", r"春节", r"元旦", r"除夕", r"过年", r"国庆", r"发生过", r"出现过", r"有过",
     r"多次", r"屡次", r"(好|几|数|两|三|\d)次", r"经常", r"常常", r"时常", r"总是", r"老是", r"频繁", r"频发", r"动不动",
     r"三天两头", r"每次", r"一再", r"反复", r"司空见惯", r"屡", r"高发", r"(到|至)现在", r"至今", r"前(两|三|\d+)(天|年|个月|周)",
-    r"\d{1,2}月份", r"(着火|起火|火灾|事故|事件|爆炸|被困|失火)(以|之)后", r"(好|几|数|两|三|\d)回",
+    r"\d{1,2}月份", r"(着火|起火|火灾|事故|事件|爆炸|被困|失火)(以|之)后", r"(好|几|数|两|三|\d)(回|趟)",
+    r"昨天", r"昨晚", r"昨日", r"前天", r"前晚", r"(人)?没事了", r"已经(被)?(救出|送医|出来|灭了)", r"送(去)?医院了",
+    r"那.{0,3}(分钟|小时|天|晚|次)",
 )  # fmt: skip
 # A letter composed for someone in charge: a report or a petition, not a cry for help.
 _ADDRESSED = _rx(
@@ -472,8 +492,10 @@ def danger(text: str) -> tuple[Emergency | None, Emergency | None]:
     for category, pattern in EMERGENCY_PATTERNS.items():
         for match in pattern.finditer(text):
             left, right = _around(text, match.start(), match.end())
-            # the emergency word itself is no sign of now ("救命" in "救命通道")
+            # the emergency word itself is no sign of now ("救命" in "救命通道"); it is part of a
+            # what-if ("真着起火来")
             near = text[left : match.start()] + " " + text[match.end() : right]
+            window = text[left:right]
             if _NOW.search(near):
                 return category, None
             if text.startswith("过", match.end()):  # 淹过, 困过, 烧过: it happened before
@@ -481,13 +503,13 @@ def danger(text: str) -> tuple[Emergency | None, Emergency | None]:
                 continue
             if _THREAT.match(text, match.start()) and not _PAST.search(near):
                 return category, None  # "再不解决我就一把火烧了你们物业": a threat is danger now
-            if _RISK.search(near):
+            if _RISK.search(window):
                 described = described or category
                 continue
             # "去年就坏过，现在又把我关在里面" against "上个月燃气味很重…现在想问一下": the marker
             # nearest the danger word says when it is
-            markers = [(m.start(), False) for m in _NOW_WEAK.finditer(near)]
-            markers += [(m.start(), True) for m in _PAST.finditer(near)]
+            markers = [(m.start(), False) for m in _NOW_WEAK.finditer(window)]
+            markers += [(m.start(), True) for m in _PAST.finditer(window)]
             if markers:
                 middle = match.start() - left
                 _, past = min(markers, key=lambda marker: abs(marker[0] - middle))
