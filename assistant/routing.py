@@ -109,6 +109,7 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
     ),
     Emergency.flooding: _rx(
         r"(家里|屋里|房间|地下室|车库|地库|楼道|一楼|客厅|卧室).{0,4}进水了",
+        r"浸水",
         r"(淹|泡)(了|水)",
         r"水.{0,10}(漫|灌|倒灌)",
         r"(水管|管道|水箱)(爆|裂)了",
@@ -400,6 +401,9 @@ class Route:
     # It tells of the past or of a risk and of nothing happening now ("这已是第4次家里浸水了"):
     # the intent model, which reads words and not tense, needs to be sure to call it an emergency.
     told: bool = False
+    # A message of some length that tells of something and asks nothing ("这已是第4次家里浸水了"):
+    # not a question for the knowledge base, and never "please rephrase".
+    statement: bool = False
 
 
 def emergency_category(text: str) -> Emergency | None:
@@ -463,6 +467,7 @@ _ADDRESSED = _rx(
 )  # fmt: skip
 _SENTENCE_END = "。！？!?；;\n"
 SUBSTANTIAL = 50  # characters of content: a letter or a transcript rather than a chat message
+STATEMENT = 20  # characters of content from which a message that asks nothing tells of something
 WINDOW = 24  # characters either side of an emergency word in a long or unpunctuated sentence
 
 
@@ -601,7 +606,8 @@ def _route(text: str) -> Route:
                 return Route(Action.work_order, reason=f"defused {category.value}", defused=True)
             return Route(None, reason=f"question about {category.value}", defused=True)
         if _KNOWLEDGE.search(text) and not urgent and not substantial:
-            return Route(None, reason=f"question about {category.value}", defused=True)
+            statement = len(_SPACE_PUNCT.sub("", text)) >= STATEMENT and not _ASKS.search(text)
+            return Route(None, reason=f"question about {category.value}", defused=True, statement=statement)
         if hazard_only and _THANKS.search(text) and not (_WRONG.search(text) or _COMPLAINT.search(text)):
             return Route(Action.chitchat, reason="thanks", substantial=substantial)  # a rescue praised
         if hazard_only:
@@ -636,12 +642,16 @@ def _route(text: str) -> Route:
     )
     if len(rest) <= 1 or location_only:
         return Route(Action.clarify, reason="too vague", vague=True)
-    return Route(None, reason="question", vague=len(rest) <= 2)
+    statement = len(_SPACE_PUNCT.sub("", text)) >= STATEMENT and not _ASKS.search(text)
+    return Route(
+        None, reason="statement" if statement else "question", vague=len(rest) <= 2, statement=statement
+    )
 
 
 _ASKS = _rx(
     r"[?？]", r"吗", r"请问", r"咨询", r"想问", r"想了解", r"怎么", r"如何", r"多少", r"多久", r"哪(里|儿|个|些)", r"能否",
-    r"是否", r"可否", r"可以.{0,8}(吗|么)", r"什么时候", r"何时", r"几点", r"有没有", r"能不能", r"要不要", r"需不需要",
+    r"是否", r"可否", r"可以.{0,8}(吗|么)", r"(是|为|干|做|用)(什么|啥)", r"干嘛", r"什么(时候|意思|情况|原因|标准|规定|流程|手续|材料)", r"啥(时候|意思)", r"咋", r"怎样", r"何时", r"几点", r"有没有", r"能不能", r"要不要",
+    r"需不需要", r"么$", r"呢$",
 )  # fmt: skip
 
 

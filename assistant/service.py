@@ -199,6 +199,7 @@ class _Plan:
 # only the model sees are worded as "可能有危险".
 EMERGENCY_PROBABILITY = 0.2  # recall first: the highest recall of the sweep
 DEFUSED_EMERGENCY_PROBABILITY = 0.8
+STATEMENT_EMERGENCY_PROBABILITY = 0.4
 OVERRULE_EMERGENCY_PROBABILITY = 0.6
 INTENT_PROBABILITY = 0.6
 
@@ -231,6 +232,8 @@ def decide(
             # a whole letter in which the rules found no danger and no haste: the model was
             # trained on chat messages and reads a long noise complaint as alarm
             needed = 2.0
+        elif route.statement:  # it tells of something, and the rules found no danger in it
+            needed = max(STATEMENT_EMERGENCY_PROBABILITY, emergency_probability)
         elif route.action is not None or route.substantial:  # a repair, a complaint…: only if sure
             needed = max(OVERRULE_EMERGENCY_PROBABILITY, emergency_probability)
         else:
@@ -243,8 +246,15 @@ def decide(
         best = max(intent, key=lambda k: intent[k])
         if best in ("work_order", "human", "chitchat") and intent[best] >= intent_probability:
             return Action(best)
-        if best == "clarify" and intent[best] >= intent_probability and confidence < answer_threshold + 0.15:
+        if (
+            best == "clarify"
+            and not route.statement
+            and intent[best] >= intent_probability
+            and confidence < answer_threshold + 0.15
+        ):
             return Action.clarify
+    if route.statement:
+        return Action.human  # it asks nothing we could look up: a person reads it
     if confidence >= answer_threshold:
         return Action.answer
     # Someone who wrote a letter is not asked to rephrase it: a person reads what we cannot answer.

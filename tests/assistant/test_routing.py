@@ -175,3 +175,16 @@ def test_a_letter_is_read_by_what_it_asks_for() -> None:
     )
     assert letter_question.action is None and letter_question.substantial
     assert decide(letter_question, 0.0, None) is Action.human  # not "please rephrase" to a letter
+
+
+def test_a_message_that_tells_of_something_is_read_by_a_person_not_answered_or_asked_back() -> None:
+    told = route("楼道里的杂物堆了两年多，纸箱塑料什么都往外放，一出门就跟废品站一样")
+    assert told.statement and decide(told, 0.9, None) is Action.human  # not an FAQ extract
+    assert decide(told, 0.0, {"clarify": 0.9, "emergency": 0.05}) is Action.human  # nor "换个说法"
+    assert (
+        decide(route("上下楼太不方便了，尤其是住得高的老人家，天天爬楼腿都软"), 0.1, {"emergency": 0.35})
+        is not Action.emergency
+    )
+    asked = route("闻到煤气味应该先做什么 家里有老人想教教他们")
+    assert not asked.statement and decide(asked, 0.9, None) is Action.answer
+    assert route("这已是第4次家里浸水了").hazard is Emergency.flooding
