@@ -52,6 +52,11 @@ _REPORT = _any_of(lexicon.REPORT)
 _POLITE = re.compile("|".join(f"(?:{p})" for p in lexicon.POLITE))
 _RESTATED = re.compile(lexicon.RESTATED)
 _PETITION = [re.compile(p) for p in lexicon.PETITION]
+_QUOTE_MARKS = frozenset("“”「」『』")
+_REPORTING = frozenset(
+    ("说", "表示", "称", "抱怨", "抱怨道", "告诉", "反映", "认为", "介绍", "坦言", "直言", "无奈地")
+)
+_SENTENCE_ENDS = frozenset("。！？!?")
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,15 @@ def read(text: str) -> _Read:
     after_contrast = False
     negated_for = 0
     degree = 1.0
+    quoted = reported = False  # inside “…”, or after 业主表示 / 居民抱怨道 until the sentence ends
     for token in tokens_read:
+        if token in _QUOTE_MARKS:
+            quoted = token in "“「『"
+            continue
+        if token in _REPORTING:
+            reported = True
+        if token in _SENTENCE_ENDS:
+            reported = False
         if _CLAUSE.fullmatch(token):
             negated_for, degree = 0, 1.0
             continue
@@ -150,6 +163,8 @@ def read(text: str) -> _Read:
             negated = negated_for > 0
             kind = ("pos" if polar > 0 else "neg") + ("_negated" if negated else "")
             add("lex:" + kind, degree)
+            if quoted or reported:  # someone else's words, as the writer relays them
+                add("quoted:" + kind, degree)
             if after_contrast:
                 add("after:" + kind, degree)
             (positive_words if (polar > 0) != negated else negative_words).append(
@@ -212,7 +227,7 @@ def _scaled(features: dict[str, float]) -> dict[str, float]:
         group = name[:2]
         if group in NGRAM_WEIGHTS:
             out[name] = value * NGRAM_WEIGHTS[group] / (norms[group] ** 0.5)
-        elif name.startswith(("lex:", "after:", "cue:")):
+        elif name.startswith(("lex:", "after:", "cue:", "quoted:")):
             out[name] = value**0.5 if value > 0 else value
         else:
             out[name] = value
