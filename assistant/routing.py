@@ -69,6 +69,7 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"火花",
         r"🔥",
         r"烧焦",
+        r"(烧塑料|烧电线|焦糊|糊)的?(味|气味)",
         r"火苗",
         r"火势",
         r"烧着了",
@@ -85,7 +86,7 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"电梯[^。！？!?]{0,40}还(关|困|卡)在(里面|里头)",
         r"电梯[^。！？!?]{0,24}(里面|里头)(是|有|关着|困着)(我|人|小孩|孩子|老人|娃)",
         r"(他|她|人|孩子|小孩|老人|我)(还)?在电梯里",
-        r"电梯[^。！？!?]{0,30}(我|我们|孩子|小孩|人|老人)[^。！？!?]{0,4}(都|还)?在里(面|头)",
+        r"电梯[^。！？!?]{0,30}(我|我们|孩子|小孩|人|老人|女儿|儿子|外婆|外公|奶奶|爷爷|妈|爸)[^。！？!?]{0,6}(都|还)?在里(面|头)",
         r"(电梯)?门.{0,4}夹(住|到)(了)?.{0,4}(手|脚|人|小孩|孩子|头|腿)",
     ),
     Emergency.gas: _rx(
@@ -142,14 +143,15 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"翻得乱七八糟",
         r"陌生人.{0,6}(闯|进|撬|翻)",
         # A threat to set fire or to hurt someone is danger now, whoever writes it.
-        r"(要|去|就|会)(放火)?(烧|炸|砍|捅|杀)(了|掉|死)?(你|他|她|房子|物业|人|全家)",
-        r"放火(烧)?",
+        r"(要|去|就)(放火)?(烧|炸|砍|捅|杀)(了|掉|死)?(你|他|她|房子|物业|人|全家)",
+        r"(要|去|就)放火",
         r"同归于尽",
         r"(弄|打|砍|捅|杀)死(你|他|她|人)",
         r"(一把火|放把火)烧",
-        r"(我|我们)(要|就|会)?把.{0,12}烧(了|掉)",
+        r"(我|我们)(要|就)?把(你们|物业|房子|办公室|他|她|这).{0,8}烧(了|掉)",
         r"烧了(你们|他们|物业|房子|办公室)",
-        r"汽油",
+        r"(泼|浇|带|拎|买好)(了)?汽油",
+        r"汽油(都)?(带|买|泼)",
     ),
     Emergency.crowd: _rx(
         r"围了.{0,6}(人|群)",
@@ -165,7 +167,7 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"(刮|吹|砸)倒",
         r"滑坡",
         r"(土|山体|泥|石头).{0,6}(往下)?(滑|垮|滚)",
-        r"推倒",
+        r"推倒了",
         r"泥石流",
         r"地震",
         r"倒塌",
@@ -226,13 +228,13 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"(爬上|爬到)(了)?(楼顶|天台)",
         r"(楼顶|天台).{0,10}(小孩|孩子)",
         r"女儿墙",
-        r"没(了)?动静",
+        r"(人|他|她|老人|孩子|小孩|老太太|老头)[^，。！？,!?]{0,6}没(了)?动静",
         r"(喊|叫)(他|她|了)?.{0,2}(也)?没(有)?反应",
-        r"躺(在)?地上",
+        r"躺(在)?地上.{0,4}(不动|起不来|没反应|没动静|叫不醒)",
         r"掉进.{0,6}(水|池|河|井)",
         r"溺水",
         r"救命",
-        r"快来人(啊|呀|哪|！|!|$)",
+        r"快来人(?!修|看|通|弄|清|处理)",
         r"没(有)?呼吸",
         r"心脏病(犯|发作)",
         r"抽搐",
@@ -436,7 +438,7 @@ _NOW = _rx(
 # A cry for help in a long message (a letter also says "正在创建文明城市").
 _HASTE = _rx(
     r"救命", r"快来人", r"快(来|救)", r"赶(紧|快)(来|救|过来)", r"马上(来|过来)", r"求救", r"!!|！！", r"好害怕", r"出不去",
-    r"出不来", r"还(关|困|卡)(在|着)",
+    r"出不来", r"还(关|困|卡)(在|着)", r"(马上|赶紧|快|请)派人", r"(请|快|赶紧).{0,2}过来",
 )  # fmt: skip
 _NOW_WEAK = _rx(r"(?<![到至])现在", r"眼下", r"目前还", r"今晚", r"今天晚上")
 # Signs that it is not: a risk, a fear, a what-if, a missing safeguard…
@@ -483,9 +485,41 @@ def _around(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 _THREAT = _rx(
-    r"(要|去|就|会)(放火)?(烧|炸|砍|捅|杀)", r"放火", r"同归于尽", r"(弄|打|砍|捅|杀)死", r"(一把火|放把火)烧",
-    r"(我|我们)(要|就|会)?把.{0,12}烧(了|掉)", r"烧了(你们|他们|物业|房子|办公室)", r"汽油",
+    r"(要|去|就)(放火)?(烧|炸|砍|捅|杀)", r"(要|去|就)放火", r"同归于尽", r"(弄|打|砍|捅|杀)死", r"(一把火|放把火)烧",
+    r"(我|我们)(要|就)?把(你们|物业|房子|办公室|他|她|这).{0,8}烧(了|掉)", r"烧了(你们|他们|物业|房子|办公室)",
+    r"(泼|浇|带|拎|买好)(了)?汽油", r"汽油(都)?(带|买|泼)",
 )  # fmt: skip
+
+
+# When it was, said of the danger itself: a chat message is read as past only with one of these in
+# the same clause as the danger word, and no sign of now anywhere in it.
+_PAST_STRONG = _rx(
+    r"去年", r"前年", r"上(个)?(月|周|星期|礼拜)", r"上(一)?次", r"上回", r"那次", r"那天", r"当时", r"曾(经)?", r"以前", r"之前",
+    r"前段时间", r"前些(天|日子|年)", r"前几(天|年|个月)", r"早几年", r"几年前", r"年初", r"年底", r"昨天", r"昨晚", r"前天", r"前晚",
+    r"发生过", r"出现过", r"有过",
+)  # fmt: skip
+_CLAUSE_END = re.compile(r"[，,。！？!?；;\n ]")
+
+
+def _happened_before(text: str, end: int) -> bool:
+    """淹过, 困过, 烧过 right after the danger word; not 漫过门口, 倒灌过来."""
+    return text.startswith("过", end) and not re.match(
+        r"过(来|去|门|口|膝|脚|车|轮|腰|小|头|道|了)", text[end:]
+    )
+
+
+def _told_in_its_clause(text: str, category: Emergency) -> bool:
+    """A short message that tells of a past danger ("上个月地下室着火后消防栓一直没水"), and not one
+    that mentions the past beside danger now ("电梯困人了，已经是第三次了", "去年就坏过，现在又关人")."""
+    if _NOW.search(text) or _NOW_WEAK.search(text) or "又" in text:
+        return False
+    match = EMERGENCY_PATTERNS[category].search(text)
+    if match is None:
+        return False
+    left = max((m.end() for m in _CLAUSE_END.finditer(text, 0, match.start())), default=0)
+    end = _CLAUSE_END.search(text, match.end())
+    clause = text[left : end.start() if end else len(text)]
+    return bool(_PAST_STRONG.search(clause)) or _happened_before(text, match.end())
 
 
 def danger(text: str) -> tuple[Emergency | None, Emergency | None]:
@@ -503,7 +537,7 @@ def danger(text: str) -> tuple[Emergency | None, Emergency | None]:
             window = text[left:right]
             if _NOW.search(near):
                 return category, None
-            if text.startswith("过", match.end()):  # 淹过, 困过, 烧过: it happened before
+            if _happened_before(text, match.end()):  # 淹过, 困过, 烧过: it happened before
                 described = described or category
                 continue
             if _THREAT.match(text, match.start()) and not _PAST.search(near):
@@ -588,7 +622,14 @@ def _route(text: str) -> Route:
     substantial = len(_SPACE_PUNCT.sub("", text)) >= SUBSTANTIAL
 
     category, described = danger(text)
-    hazard_only = category is None and described is not None
+    # Only a letter or a transcript can tell danger as past or possible: in a chat message "电梯困人了，
+    # 已经是第三次了" is someone trapped now. Danger to a person's life is never a hazard.
+    hazard_only = (
+        category is None
+        and described is not None
+        and described not in NEVER_DEFUSED
+        and (substantial or _told_in_its_clause(text, described))
+    )
     category = category or described
     if category is not None:
         urgent = bool(_URGENT.search(text))
@@ -599,7 +640,7 @@ def _route(text: str) -> Route:
             and category not in (Emergency.power, Emergency.water_cut)
         ):
             defused = None  # "着火了，已经通知保安了" is still a fire; only outages are announced ahead
-        if defused and not urgent and category not in NEVER_DEFUSED and not substantial:
+        if defused and not urgent and category not in NEVER_DEFUSED:
             if _COMPLAINT.search(text) or _PERSON.search(text):
                 return Route(Action.human, reason=f"complaint about {category.value}", defused=True)
             if _REPAIR.search(text) or _PROCESS_QUESTION.search(text) is None:
@@ -629,7 +670,11 @@ def _route(text: str) -> Route:
     content = _content(text, _CHITCHAT_WORDS)
     if not content or _CHITCHAT_FULL.search(text):
         return Route(Action.chitchat, reason="small talk")
-    if _PRAISE.search(text) and not (_GRIEVANCE.search(text) or _REPAIR.search(text) or _ASKS.search(text)):
+    if (
+        _PRAISE.search(text)
+        and not parse_location(text)  # "3栋2单元1102，谢谢" completes a work order
+        and not (_GRIEVANCE.search(text) or _REPAIR.search(text) or _ASKS.search(text))
+    ):
         return Route(Action.chitchat, reason="thanks")  # "钱包竟然主动来找我了，真是太谢谢你们了！"
 
     if _REPAIR.search(text) and not _PROCESS_QUESTION.search(text):

@@ -223,16 +223,16 @@ def decide(
         return Action.emergency
     emergency_probability = emergency_probability or EMERGENCY_PROBABILITY
     intent_probability = intent_probability or INTENT_PROBABILITY
-    # The rules read the danger words and found them describing the past or a risk: the model,
-    # which sees words but not tense, does not make that an emergency.
-    if intent is not None and route.hazard is None:
-        if route.defused or route.told:
+    # The rules read the danger words of a letter and found them describing the past or a risk: the
+    # model, which sees words but not tense, must be sure to overrule them.
+    if intent is not None:
+        if route.defused or route.hazard is not None:
             needed = max(DEFUSED_EMERGENCY_PROBABILITY, emergency_probability)
         elif route.substantial and not route.urgent:
             # a whole letter in which the rules found no danger and no haste: the model was
-            # trained on chat messages and reads a long noise complaint as alarm
-            needed = 2.0
-        elif route.statement:  # it tells of something, and the rules found no danger in it
+            # trained mostly on chat messages and reads a long noise complaint as alarm
+            needed = max(DEFUSED_EMERGENCY_PROBABILITY, emergency_probability)
+        elif (route.statement or route.told) and route.action is None:  # it tells, with no danger now
             needed = max(STATEMENT_EMERGENCY_PROBABILITY, emergency_probability)
         elif route.action is not None or route.substantial:  # a repair, a complaint…: only if sure
             needed = max(OVERRULE_EMERGENCY_PROBABILITY, emergency_probability)
@@ -760,13 +760,13 @@ class Assistant:
         """A person holds the conversation: the message joins the case. Until an agent has taken
         the case the assistant says it was passed on; after that it stays silent."""
         chitchat = plan.action is Action.chitchat
-        complaint = plan.action is Action.human and plan.route.reason.startswith("complaint")
+        complaint = plan.action is Action.human and plan.route.reason.startswith(("complaint", "hazard"))
         case = escalation.open_case(
             session=session, settings=self.settings, company_id=conversation.company_id,
             community_id=conversation.community_id,
             category=CaseCategory.complaint if complaint else CaseCategory.inquiry, reason="follow-up",
             summary=f"住户：{text}", conversation_id=conversation.id, resident_id=conversation.resident_id,
-            waiting=not chitchat,
+            waiting=not chitchat, hazard=plan.route.hazard.value if plan.route.hazard else None,
         )  # fmt: skip
         if case.assignee_id is not None and case.category is not CaseCategory.emergency:
             return TurnResult(reply="", action=Action.human, case_id=case.id, confidence=1.0)

@@ -188,17 +188,22 @@ def open_case(
                     CaseEventKind.priority,
                     f"升级为{category.value}（{existing.priority.value}）",
                 )
-            if hazard and not existing.hazard:
-                existing.hazard = hazard[:16]
-                if existing.priority is not Priority.urgent:
-                    existing.priority = Priority.urgent
-                    _event(session, existing, CaseEventKind.priority, f"安全隐患（{hazard}）：升为紧急")
+            flagged = bool(hazard and not existing.hazard)
+            if flagged:
+                existing.hazard = (hazard or "")[:16]
+                raised_by_hazard = existing.priority is not Priority.urgent
+                existing.priority = Priority.urgent
+                _event(session, existing, CaseEventKind.priority,
+                       f"安全隐患（{hazard}）" + ("：升为紧急" if raised_by_hazard else ""))  # fmt: skip
+                if raised_by_hazard:
+                    _retime(session, settings, existing, dispute=dispute, keep_earlier=True)
             existing.summary = f"{existing.summary}\n{summary}"[-4000:]  # the newest lines matter most
             if waiting:  # a question; a "谢谢" does not leave anyone waiting
                 existing.waiting_since = existing.waiting_since or now
             _event(session, existing, CaseEventKind.message, summary[-500:])
             session.flush()
-            _changed(session, settings, existing, "message", summary=list_summary(existing.summary))
+            _changed(session, settings, existing, "priority" if flagged else "message",
+                     summary=list_summary(existing.summary))  # fmt: skip
             if raised and category is CaseCategory.emergency:
                 _start_paging(session, settings, existing)
             return existing

@@ -53,6 +53,22 @@ _POLITE = re.compile("|".join(f"(?:{p})" for p in lexicon.POLITE))
 _RESTATED = re.compile(lexicon.RESTATED)
 _PETITION = [re.compile(p) for p in lexicon.PETITION]
 _QUOTE_MARKS = frozenset("“”「」『』")
+_REPLY_OPENINGS = frozenset(
+    (
+        "经核实",
+        "经调查",
+        "经查",
+        "您反映的",
+        "您所反映",
+        "来信收悉",
+        "网友您好",
+        "答复如下",
+        "现答复",
+        "回复如下",
+        "已责成",
+        "特此回复",
+    )
+)
 _REPORTING = frozenset(
     ("说", "表示", "称", "抱怨", "抱怨道", "告诉", "反映", "认为", "介绍", "坦言", "直言", "无奈地")
 )
@@ -106,7 +122,9 @@ class _Read:
 def read(text: str) -> _Read:
     """The features of one post, and the words and cues behind them."""
     text = _normalise(text)
-    tokens = _tokenize(text)
+    # Courtesy is not the writer's attitude: "物业太垃圾了，谢谢" must not read as thanks, in the
+    # words nor in the lexicon below.
+    tokens = _tokenize(_POLITE.sub("，", text))
     f: dict[str, float] = {}
 
     def add(name: str, value: float = 1.0) -> None:
@@ -116,21 +134,23 @@ def read(text: str) -> _Read:
         add("w:" + token)
     for a, b in itertools.pairwise(tokens):
         add(f"b:{a}_{b}")
-    chars = _CJK_OR_WORD.findall(text)
+    chars = _CJK_OR_WORD.findall(_POLITE.sub("，", text))
     for a, b in itertools.pairwise(chars):
         add(f"c:{a}{b}")
 
     # The lexicon reads the writer's own words: not the courtesy around a complaint, nor the
     # complaint a reply restates.
-    replying = bool(_REPLY.search(text))
-    own = _POLITE.sub("，", text)
+    # an official reply opens and closes in its own formulas; one "联系电话" in a resident's post
+    # does not make it a reply
+    reply_markers = set(_REPLY.findall(text))
+    replying = len(reply_markers) >= 2 or bool(reply_markers & _REPLY_OPENINGS)
+    own = _POLITE.sub("，", text)  # courtesy is stripped, not counted (see the tokens above)
     if replying:
-        own = _RESTATED.sub("，", own)
-    if own != text:
-        add("cue:polite" if not replying else "cue:restated")
-        tokens_read = _tokenize(own)
-    else:
-        tokens_read = tokens
+        restated = _RESTATED.sub("，", own)
+        if restated != own:
+            add("cue:restated")
+            own = restated
+    tokens_read = _tokenize(own) if replying and own != _POLITE.sub("，", text) else tokens
     negative_words: list[str] = []
     positive_words: list[str] = []
     after_contrast = False
@@ -184,11 +204,11 @@ def read(text: str) -> _Read:
         add("cue:notice", min(notices, 4))
         cues.append("通知")
     petitions = sum(1 for p in _PETITION if p.search(text))
-    if petitions and not _REPLY.search(text):
+    if petitions and not replying:
         add("cue:petition", min(petitions, 3))
         cues.append("诉求")
     replies = len(set(_REPLY.findall(text)))
-    if replies:
+    if replying:
         add("cue:reply", min(replies, 4))
         cues.append("答复")
     reports = len(set(_REPORT.findall(text)))

@@ -361,6 +361,10 @@ def _age_reason(hours: float, policy: RiskPolicy) -> tuple[float, str | None]:
     return 0.0, None
 
 
+# Severity categories that say who is watching or where a complaint went, not what happened.
+_NOT_AN_EVENT = frozenset({"媒体曝光", "信访与热线"})
+
+
 def grade_post(*, post: Post, authority: str, now: datetime, policy: RiskPolicy) -> Risk:
     """The post's risk as of ``now``: grade, score and the reasons, most important first."""
     reasons: list[str] = []
@@ -385,7 +389,9 @@ def grade_post(*, post: Post, authority: str, now: datetime, policy: RiskPolicy)
     elif sentiment == "pos":
         factor = policy.positive_factor
         reasons.append(f"正面评价（+{abs(score_value):.2f}），风险调低")
-    elif found and authority in ("media", "official") and "通知" not in cues:
+    elif (
+        set(found) - _NOT_AN_EVENT and authority in ("media", "official") and not {"通知", "答复"} & set(cues)
+    ):
         # Sentiment is the writer's attitude: a reporter tells of a child nearly hit by a flowerpot
         # in a flat voice. The story harms the company's name all the same.
         factor = 1.0

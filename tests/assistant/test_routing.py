@@ -142,9 +142,9 @@ def test_a_described_danger_is_a_hazard_for_a_person_not_an_emergency(text: str,
     decided = route(text)
     assert decided.action is Action.human, decided
     assert decided.hazard is kind
-    assert (
-        decide(decided, 0.9, {"emergency": 0.99, "human": 0.01}) is Action.human
-    )  # the model cannot overrule
+    # the model, which reads words and not tense, must be sure to overrule the rules
+    assert decide(decided, 0.9, {"emergency": 0.7, "human": 0.3}) is Action.human
+    assert decide(decided, 0.9, {"emergency": 0.95, "human": 0.05}) is Action.emergency
 
 
 @pytest.mark.parametrize("text", LETTER_EMERGENCIES)
@@ -187,4 +187,45 @@ def test_a_message_that_tells_of_something_is_read_by_a_person_not_answered_or_a
     )
     asked = route("闻到煤气味应该先做什么 家里有老人想教教他们")
     assert not asked.statement and decide(asked, 0.9, None) is Action.answer
-    assert route("这已是第4次家里浸水了").hazard is Emergency.flooding
+    assert route("这已是第4次家里浸水了").action is Action.emergency  # a chat message: when in doubt, now
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # found in review: chat messages that mention the past or a risk beside danger now
+        "电梯困人了，已经是第三次了",
+        "电梯又困人了，经常这样，我妈在里面",
+        "去年电梯就坏过，现在又把我关在里面了",
+        "燃气味很重，好几次了",
+        "燃气味很重，我担心会爆炸",
+        "我老公心脏病发作了，以前也犯过",
+        "救命，老人倒在楼道里，之前也倒过一次",
+        "有人持刀在小区里追人，上次也来过",
+        "电梯困人了，出了人命谁负责",
+        "水已经漫过门口了",
+        "今天5月3号下午，3栋电梯困人了",
+        "谢谢师傅上次帮忙，电梯又困人了，我妈在里面",
+        "快来人帮忙，我爸倒了",
+    ],
+)
+def test_danger_now_in_a_chat_message_is_never_a_hazard(text: str) -> None:
+    assert route(text).action is Action.emergency, route(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "加油站的汽油涨价了吗",
+        "这个电热毯会烧房子吗",
+        "我把垃圾烧了可以吗",
+        "这个灯怎么没动静了",
+        "他躺在地上玩手机",
+    ],
+)
+def test_everyday_words_are_not_emergencies(text: str) -> None:
+    assert route(text).action is not Action.emergency, route(text)
+
+
+def test_a_location_reply_with_thanks_is_not_small_talk() -> None:
+    assert route("3栋2单元1102，谢谢").action is not Action.chitchat

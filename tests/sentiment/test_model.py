@@ -93,3 +93,11 @@ def test_the_model_knows_whose_words_it_reads() -> None:
     reply = read("网友您好！您反映的小区噪音扰民问题已收悉。经核实，已责成物业公司限期整改。")
     assert "cue:restated" in reply.features and "cue:reply" in reply.features
     assert "扰民" not in reply.negative_words
+
+
+def test_curt_thanks_after_a_complaint_is_not_praise() -> None:
+    from sentiment.model import classify
+
+    for text in ("物业太垃圾了，谢谢", "物业太差劲了，谢谢您的关注"):
+        assert classify(text).label == "neg", text
+    assert classify("谢谢物业的保安师傅帮我找到了孩子").label == "pos"
