@@ -88,7 +88,7 @@ def test_the_model_knows_whose_words_it_reads() -> None:
     relayed = read("记者走访发现，多位业主表示物业长期不作为，“电梯坏了半个月没人管”。")
     assert relayed.features.get("quoted:neg", 0) > 0
     petition = read("尊敬的领导您好！我们小区垃圾三天没人清运，恳请督促整改，谢谢您的关注！")
-    assert "cue:polite" in petition.features and "cue:petition" in petition.features
+    assert "cue:petition" in petition.features and "w:谢谢" not in petition.features
     assert not petition.positive_words  # 您好、谢谢 are courtesy, not praise
     reply = read("网友您好！您反映的小区噪音扰民问题已收悉。经核实，已责成物业公司限期整改。")
     assert "cue:restated" in reply.features and "cue:reply" in reply.features
