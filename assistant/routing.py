@@ -51,6 +51,19 @@ def _rx(*parts: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in parts))
 
 
+# A threat to set fire or to hurt someone is danger now, whoever writes it, even a conditional one.
+THREATS = (
+    r"(要|去|就)(放火)?(烧|炸|砍|捅|杀)(了|掉|死)?(你|他|她|房子|物业|人|全家)",
+    r"(要|去|就)放火",
+    r"同归于尽",
+    r"(弄|打|砍|捅|杀)死(你|他|她|人)",
+    r"(一把火|放把火)烧",
+    r"(我|我们)(要|就)?把(你们|物业|房子|办公室|他|她|这).{0,8}烧(了|掉)",
+    r"烧了(你们|他们|物业|房子|办公室)",
+    r"(泼|浇|带|拎|买好)(了)?汽油",
+    r"汽油(都)?(带|买|泼)",
+)
+
 # Each emergency category: the ways people say it is happening now.
 EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
     Emergency.fire: _rx(
@@ -142,16 +155,7 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
         r"被偷",
         r"翻得乱七八糟",
         r"陌生人.{0,6}(闯|进|撬|翻)",
-        # A threat to set fire or to hurt someone is danger now, whoever writes it.
-        r"(要|去|就)(放火)?(烧|炸|砍|捅|杀)(了|掉|死)?(你|他|她|房子|物业|人|全家)",
-        r"(要|去|就)放火",
-        r"同归于尽",
-        r"(弄|打|砍|捅|杀)死(你|他|她|人)",
-        r"(一把火|放把火)烧",
-        r"(我|我们)(要|就)?把(你们|物业|房子|办公室|他|她|这).{0,8}烧(了|掉)",
-        r"烧了(你们|他们|物业|房子|办公室)",
-        r"(泼|浇|带|拎|买好)(了)?汽油",
-        r"汽油(都)?(带|买|泼)",
+        *THREATS,
     ),
     Emergency.crowd: _rx(
         r"围了.{0,6}(人|群)",
@@ -451,14 +455,18 @@ _RISK = _rx(
     r"出了人命", r"谁(来)?负责", r"担(得|不)起", r"不然", r"否则", r"再(这样|不)",
 )  # fmt: skip
 # … or when it was, and how often.
+# When it was, said outright.
+_WHEN = (
+    r"去年", r"前年", r"上(个)?(月|周|星期|礼拜)", r"上(一)?次", r"上回", r"那次", r"那天", r"当时", r"曾(经)?", r"以前", r"之前",
+    r"前段时间", r"前些(天|日子|年)", r"前几(天|年|个月)", r"早几年", r"几年前", r"年初", r"年底", r"昨天", r"昨晚", r"前天", r"前晚",
+    r"发生过", r"出现过", r"有过",
+)  # fmt: skip
 _PAST = _rx(
-    r"去年", r"前年", r"上(个)?(月|周|星期|礼拜)", r"上(一)?次", r"上回", r"那次", r"那天", r"当时", r"当天", r"曾(经)?",
-    r"以前", r"之前", r"过去(的|几|那|一|两|三|\d|曾|这)", r"前段时间", r"前些(天|日子|年)", r"前几(天|年|个月)", r"早几年", r"几年前", r"\d{2,4}年",
-    r"\d{1,2}月\d{1,2}(日|号)", r"年初", r"年底", r"春节", r"元旦", r"除夕", r"过年", r"国庆", r"发生过", r"出现过", r"有过",
-    r"多次", r"屡次", r"(好|几|数|两|三|\d)次", r"经常", r"常常", r"时常", r"总是", r"老是", r"频繁", r"频发", r"动不动",
-    r"三天两头", r"每次", r"一再", r"反复", r"司空见惯", r"屡", r"高发", r"(到|至)现在", r"至今", r"前(两|三|\d+)(天|年|个月|周)",
-    r"\d{1,2}月份", r"(着火|起火|火灾|事故|事件|爆炸|被困|失火)(以|之)后", r"(好|几|数|两|三|\d)(回|趟)",
-    r"昨天", r"昨晚", r"昨日", r"前天", r"前晚", r"(人)?没事了", r"已经(被)?(救出|送医|出来|灭了)", r"送(去)?医院了",
+    *_WHEN, r"当天", r"过去(的|几|那|一|两|三|\d|曾|这)", r"\d{2,4}年", r"\d{1,2}月\d{1,2}(日|号)", r"春节", r"元旦", r"除夕",
+    r"过年", r"国庆", r"多次", r"屡次", r"(好|几|数|两|三|\d)次", r"经常", r"常常", r"时常", r"总是", r"老是", r"频繁", r"频发",
+    r"动不动", r"三天两头", r"每次", r"一再", r"反复", r"司空见惯", r"屡", r"高发", r"(到|至)现在", r"至今",
+    r"前(两|三|\d+)(天|年|个月|周)", r"\d{1,2}月份", r"(着火|起火|火灾|事故|事件|爆炸|被困|失火)(以|之)后",
+    r"(好|几|数|两|三|\d)(回|趟)", r"昨日", r"(人)?没事了", r"已经(被)?(救出|送医|出来|灭了)", r"送(去)?医院了",
     r"那.{0,3}(分钟|小时|天|晚|次)",
 )  # fmt: skip
 # A letter composed for someone in charge: a report or a petition, not a cry for help.
@@ -484,20 +492,12 @@ def _around(text: str, start: int, end: int) -> tuple[int, int]:
     return left, right
 
 
-_THREAT = _rx(
-    r"(要|去|就)(放火)?(烧|炸|砍|捅|杀)", r"(要|去|就)放火", r"同归于尽", r"(弄|打|砍|捅|杀)死", r"(一把火|放把火)烧",
-    r"(我|我们)(要|就)?把(你们|物业|房子|办公室|他|她|这).{0,8}烧(了|掉)", r"烧了(你们|他们|物业|房子|办公室)",
-    r"(泼|浇|带|拎|买好)(了)?汽油", r"汽油(都)?(带|买|泼)",
-)  # fmt: skip
+_THREAT = _rx(*THREATS)
 
 
 # When it was, said of the danger itself: a chat message is read as past only with one of these in
 # the same clause as the danger word, and no sign of now anywhere in it.
-_PAST_STRONG = _rx(
-    r"去年", r"前年", r"上(个)?(月|周|星期|礼拜)", r"上(一)?次", r"上回", r"那次", r"那天", r"当时", r"曾(经)?", r"以前", r"之前",
-    r"前段时间", r"前些(天|日子|年)", r"前几(天|年|个月)", r"早几年", r"几年前", r"年初", r"年底", r"昨天", r"昨晚", r"前天", r"前晚",
-    r"发生过", r"出现过", r"有过",
-)  # fmt: skip
+_PAST_STRONG = _rx(*_WHEN)
 _CLAUSE_END = re.compile(r"[，,。！？!?；;\n ]")
 
 

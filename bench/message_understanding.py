@@ -63,6 +63,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="40 texts, one round: checks the script runs")
     args = parser.parse_args()
 
+    import numpy as np
+
     from assistant import intent
     from assistant.routing import route
     from assistant.service import decide
@@ -85,7 +87,7 @@ def main() -> None:
     embed_ms: dict[str, list[float]] = {"<50": [], "50-200": [], ">200": []}
     for text in texts:
         t0 = time.perf_counter()
-        vector = __import__("numpy").asarray(encoder.embed_query(text), dtype="float32")
+        vector = np.asarray(encoder.embed_query(text), dtype="float32")
         elapsed = (time.perf_counter() - t0) * 1000
         vector /= float((vector**2).sum() ** 0.5) or 1.0
         vectors.append(vector)

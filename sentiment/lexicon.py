@@ -230,11 +230,11 @@ USER_WORDS = tuple(
 
 # Whose attitude is it? An official reply restates the complaint it answers ("您反映的噪音扰民
 # 问题…") and a news report quotes the people in it: their words are not the writer's attitude.
-REPLY = (
+# The formulas an official reply opens with: one is enough to tell a reply.
+REPLY_OPENINGS = (
     "经核实",
     "经调查",
     "经查",
-    "经了解",
     "您反映的",
     "您所反映",
     "来信收悉",
@@ -242,8 +242,13 @@ REPLY = (
     "答复如下",
     "现答复",
     "回复如下",
-    "现将",
     "已责成",
+    "特此回复",
+)
+REPLY = (
+    *REPLY_OPENINGS,
+    "经了解",
+    "现将",
     "已要求",
     "已督促",
     "下一步",
@@ -252,7 +257,6 @@ REPLY = (
     "如有疑问",
     "请拨打",
     "联系电话",
-    "特此回复",
 )
 REPORT = (
     "记者",

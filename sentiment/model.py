@@ -53,22 +53,7 @@ _POLITE = re.compile("|".join(f"(?:{p})" for p in lexicon.POLITE))
 _RESTATED = re.compile(lexicon.RESTATED)
 _PETITION = [re.compile(p) for p in lexicon.PETITION]
 _QUOTE_MARKS = frozenset("“”「」『』")
-_REPLY_OPENINGS = frozenset(
-    (
-        "经核实",
-        "经调查",
-        "经查",
-        "您反映的",
-        "您所反映",
-        "来信收悉",
-        "网友您好",
-        "答复如下",
-        "现答复",
-        "回复如下",
-        "已责成",
-        "特此回复",
-    )
-)
+_REPLY_OPENINGS = frozenset(lexicon.REPLY_OPENINGS)
 _REPORTING = frozenset(
     ("说", "表示", "称", "抱怨", "抱怨道", "告诉", "反映", "认为", "介绍", "坦言", "直言", "无奈地")
 )
@@ -124,7 +109,8 @@ def read(text: str) -> _Read:
     text = _normalise(text)
     # Courtesy is not the writer's attitude: "物业太垃圾了，谢谢" must not read as thanks, in the
     # words nor in the lexicon below.
-    tokens = _tokenize(_POLITE.sub("，", text))
+    courteous_free = _POLITE.sub("，", text)
+    tokens = _tokenize(courteous_free)
     f: dict[str, float] = {}
 
     def add(name: str, value: float = 1.0) -> None:
@@ -134,7 +120,7 @@ def read(text: str) -> _Read:
         add("w:" + token)
     for a, b in itertools.pairwise(tokens):
         add(f"b:{a}_{b}")
-    chars = _CJK_OR_WORD.findall(_POLITE.sub("，", text))
+    chars = _CJK_OR_WORD.findall(courteous_free)
     for a, b in itertools.pairwise(chars):
         add(f"c:{a}{b}")
 
@@ -144,13 +130,13 @@ def read(text: str) -> _Read:
     # does not make it a reply
     reply_markers = set(_REPLY.findall(text))
     replying = len(reply_markers) >= 2 or bool(reply_markers & _REPLY_OPENINGS)
-    own = _POLITE.sub("，", text)  # courtesy is stripped, not counted (see the tokens above)
+    own = courteous_free  # courtesy is stripped, not counted (see the tokens above)
     if replying:
         restated = _RESTATED.sub("，", own)
         if restated != own:
             add("cue:restated")
             own = restated
-    tokens_read = _tokenize(own) if replying and own != _POLITE.sub("，", text) else tokens
+    tokens_read = _tokenize(own) if own != courteous_free else tokens
     negative_words: list[str] = []
     positive_words: list[str] = []
     after_contrast = False
@@ -207,9 +193,8 @@ def read(text: str) -> _Read:
     if petitions and not replying:
         add("cue:petition", min(petitions, 3))
         cues.append("诉求")
-    replies = len(set(_REPLY.findall(text)))
     if replying:
-        add("cue:reply", min(replies, 4))
+        add("cue:reply", min(len(reply_markers), 4))
         cues.append("答复")
     reports = len(set(_REPORT.findall(text)))
     if reports:
