@@ -1424,10 +1424,12 @@ def create_work_order(
     conversation_id: int | None = None,
     case_id: int | None = None,
     resident_id: int | None = None,
+    actor: StaffUser | None = None,
     now: datetime | None = None,
 ) -> WorkOrder:
     """A work order waiting for dispatch (待派单), due by the repair SLA, held by the department
-    of its category."""
+    of its category. On a case it is a step of the case's timeline: who registered it (an agent,
+    or the assistant from the resident's message)."""
     now = now or utcnow()
     order = WorkOrder(
         company_id=company_id,
@@ -1448,6 +1450,17 @@ def create_work_order(
     )
     session.add(order)
     session.flush()
+    case = session.get(Case, case_id) if case_id is not None else None
+    if case is not None:
+        who = f"{actor.display_name} 派发" if actor else "按住户所述自动登记"
+        _event(
+            session,
+            case,
+            CaseEventKind.work_order,
+            f"{who}{category.value}工单 {order.id}",
+            actor=actor,
+            data={"work_order_id": order.id},
+        )
     log.info("work order %s registered: %s in community %s", order.id, category.value, community_id)
     return order
 
@@ -1481,14 +1494,7 @@ def work_order_for_case(
         conversation_id=case.conversation_id,
         case_id=case.id,
         resident_id=case.resident_id,
-    )
-    _event(
-        session,
-        case,
-        CaseEventKind.work_order,
-        f"{user.display_name} 派发{category.value}工单 {order.id}",
         actor=user,
-        data={"work_order_id": order.id},
     )
     _changed(session, settings, case, "work_order")
     return order

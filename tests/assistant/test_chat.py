@@ -362,3 +362,8 @@ def test_a_repair_inside_a_complaint_registers_the_work_order_and_hands_over_in_
         assert order is not None and case is not None
         assert order.case_id == case.id and case.category is CaseCategory.complaint
         assert (order.building, order.unit, order.room) == ("3栋", "2单元", "1102")
+    with server.login("agent") as agent:
+        detail = agent.get(f"/api/cases/{body['case_id']}").json()
+    registered = [e for e in detail["events"] if e["kind"] == "work_order"]
+    assert len(registered) == 1, detail["events"]  # the agent sees on the timeline who registered it
+    assert str(body["work_order_id"]) in registered[0]["text"] and "自动登记" in registered[0]["text"]
