@@ -258,22 +258,29 @@ REPLY = (
     "请拨打",
     "联系电话",
 )
-REPORT = (
+# A journalist's or an office's voice. The strong markers name the reporter; the weak ones
+# ("近日", "表示") are words residents write too ("昨日物业又停水", "我表示不满"), so they count
+# only where the writer does not speak as themselves (see FIRST_PERSON).
+REPORT_STRONG = (
     "记者",
     "据悉",
     "据了解",
-    "日前",
-    "近日",
-    "昨日",
     "报道",
     "获悉",
     "通讯员",
     "介绍说",
     "据介绍",
-    "表示",
     "相关负责人",
     "工作人员称",
 )
+REPORT_WEAK = (
+    "日前",
+    "近日",
+    "昨日",
+    "表示",
+)
+# The writer speaking as themselves; an office's "我局", "我司" is not a resident's voice.
+FIRST_PERSON = r"我们|咱们|咱|俺|本人|我(?![局司办委处院部厅站所县市区镇乡街方会单])"
 # Courtesy a complaint is wrapped in ("尊敬的领导…谢谢"): no praise of anyone.
 POLITE = (
     r"尊敬的[^，,：:！!。\s]{0,12}",

@@ -48,7 +48,10 @@ _NOTICE = _any_of(lexicon.NOTICE)
 _RHETORICAL = _any_of(lexicon.RHETORICAL)
 _QUESTION = _any_of(lexicon.QUESTION)
 _REPLY = _any_of(lexicon.REPLY)
-_REPORT = _any_of(lexicon.REPORT)
+_REPORT_STRONG = _any_of(lexicon.REPORT_STRONG)
+_REPORT_WEAK = _any_of(lexicon.REPORT_WEAK)
+_FIRST_PERSON = re.compile(lexicon.FIRST_PERSON)
+_QUOTED_SPAN = re.compile(r"[“「『][^”」』]*[”」』]")
 _POLITE = re.compile("|".join(f"(?:{p})" for p in lexicon.POLITE))
 _RESTATED = re.compile(lexicon.RESTATED)
 _PETITION = [re.compile(p) for p in lexicon.PETITION]
@@ -57,6 +60,13 @@ _REPLY_OPENINGS = frozenset(lexicon.REPLY_OPENINGS)
 _REPORTING = frozenset(
     ("说", "表示", "称", "抱怨", "抱怨道", "告诉", "反映", "认为", "介绍", "坦言", "直言", "无奈地")
 )
+# "说" is reported speech after someone else ("业主说", "她说"), not in the writer's own "我说",
+# "不好说", "说实话", "怎么说".
+_NOT_A_SPEAKER = frozenset(
+    ("我", "我们", "咱", "咱们", "俺", "本人", "就", "再", "都", "也", "还", "不", "没", "别", "怎么",
+     "可以", "所以", "好", "难", "听", "据", "跟", "和", "对", "要", "会", "能", "该")
+)  # fmt: skip
+_NOT_SPEECH_AFTER = frozenset(("实话", "真的", "白", "白了", "句", "一句", "不定", "明"))
 _SENTENCE_ENDS = frozenset("。！？!?")
 
 
@@ -104,6 +114,15 @@ class _Read:
     cues: list[str]
 
 
+def _reports_speech(tokens: list[str], i: int) -> bool:
+    """Whether the reporting verb at ``tokens[i]`` relays someone else's words."""
+    if tokens[i] != "说":
+        return True
+    before = tokens[i - 1] if i else ""
+    after = tokens[i + 1] if i + 1 < len(tokens) else ""
+    return bool(before) and before not in _NOT_A_SPEAKER and after not in _NOT_SPEECH_AFTER
+
+
 def read(text: str) -> _Read:
     """The features of one post, and the words and cues behind them."""
     text = _normalise(text)
@@ -129,7 +148,9 @@ def read(text: str) -> _Read:
     # an official reply opens and closes in its own formulas; one "联系电话" in a resident's post
     # does not make it a reply
     reply_markers = set(_REPLY.findall(text))
-    replying = len(reply_markers) >= 2 or bool(reply_markers & _REPLY_OPENINGS)
+    # a resident who writes "下一步…联系电话" in their own voice is not replying to anyone
+    own_voice = bool(_FIRST_PERSON.search(_QUOTED_SPAN.sub("", text)))
+    replying = bool(reply_markers & _REPLY_OPENINGS) or (len(reply_markers) >= 2 and not own_voice)
     own = courteous_free  # courtesy is stripped, not counted (see the tokens above)
     if replying:
         restated = _RESTATED.sub("，", own)
@@ -143,11 +164,11 @@ def read(text: str) -> _Read:
     negated_for = 0
     degree = 1.0
     quoted = reported = False  # inside “…”, or after 业主表示 / 居民抱怨道 until the sentence ends
-    for token in tokens_read:
+    for i, token in enumerate(tokens_read):
         if token in _QUOTE_MARKS:
             quoted = token in "“「『"
             continue
-        if token in _REPORTING:
+        if token in _REPORTING and _reports_speech(tokens_read, i):
             reported = True
         if token in _SENTENCE_ENDS:
             reported = False
@@ -196,7 +217,9 @@ def read(text: str) -> _Read:
     if replying:
         add("cue:reply", min(len(reply_markers), 4))
         cues.append("答复")
-    reports = len(set(_REPORT.findall(text)))
+    reports = len(set(_REPORT_STRONG.findall(text)))
+    if reports or not own_voice:
+        reports += len(set(_REPORT_WEAK.findall(text)))
     if reports:
         add("cue:report", min(reports, 3))
         cues.append("报道")

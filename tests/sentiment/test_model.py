@@ -95,6 +95,23 @@ def test_the_model_knows_whose_words_it_reads() -> None:
     assert "扰民" not in reply.negative_words
 
 
+def test_a_residents_own_words_are_not_read_as_a_report_or_a_reply() -> None:
+    """The writer's own "我说" is not relayed speech; "昨日", "表示", "下一步", "联系电话" in a
+    resident's first-person post are not a journalist's or an office's voice."""
+    from sentiment.model import read
+
+    own = read("我说物业太差劲了，他们还不承认。")
+    assert own.features.get("lex:neg", 0) > 0 and not own.features.get("quoted:neg")
+    relayed = read("业主王女士说物业太差劲了。")
+    assert relayed.features.get("quoted:neg", 0) > 0
+    post = read("昨日物业又停水，我表示很不满，下一步我要打12345，物业的联系电话根本打不通。")
+    assert "cue:report" not in post.features and "cue:reply" not in post.features
+    news = read("昨日，记者从住建部门获悉，该小区电梯已全部完成检修。")
+    assert "cue:report" in news.features
+    office = read("我局已督促物业公司整改，下一步将加强巡查，如有疑问请拨打联系电话。")
+    assert "cue:reply" in office.features  # an office's 我局 is not a resident's voice
+
+
 def test_curt_thanks_after_a_complaint_is_not_praise() -> None:
     from sentiment.model import classify
 
