@@ -9,6 +9,8 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from importlib.resources import files
 
+from core.hanzi import simplified
+
 _PUNCT = re.compile(r"^[\W_]+$")
 _lock = threading.Lock()
 
@@ -68,9 +70,10 @@ def _typos() -> tuple[re.Pattern[str], dict[str, str]]:
 
 def correct_typos(text: str) -> str:
     """Homophone slips of domain words fixed ("电体不动了" → "电梯不动了"): neither jieba, the
-    embeddings model nor the emergency rules know "电体"."""
+    embeddings model nor the emergency rules know "电体". Traditional script is read as
+    simplified first ("電梯困人" → "电梯困人")."""
     pattern, meant = _typos()
-    return pattern.sub(lambda m: meant[m.group(0)], text)
+    return pattern.sub(lambda m: meant[m.group(0)], simplified(text))
 
 
 def expand_query(text: str) -> str:

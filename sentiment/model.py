@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from core.hanzi import simplified
 from sentiment import lexicon
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def _tokenize(text: str) -> list[str]:
 
 
 def _normalise(text: str) -> str:
-    return " ".join((text or "").split()).lower()
+    return simplified(" ".join((text or "").split()).lower())
 
 
 @dataclass
