@@ -508,6 +508,27 @@ def _happened_before(text: str, end: int) -> bool:
     )
 
 
+_WHAT_IF = frozenset(("万一", "如果", "假如", "要是", "的话"))
+
+
+def _asks_about(text: str, category: Emergency, described: bool) -> bool:
+    """A question about the danger ("万一着火了怎么办", "电梯困人应急预案是什么"), not a question
+    asked beside danger now ("着火了 万一烧到楼上怎么办"): the procedure marker must be in the danger
+    word's own clause when the danger reads as happening now."""
+    if described:
+        return True
+    if any(m.group(0) not in _WHAT_IF for m in _KNOWLEDGE.finditer(text)):
+        return True  # "燃气泄漏了第一步该干啥 物业有没有应急预案": a procedure, wherever it is asked
+    match = EMERGENCY_PATTERNS[category].search(text)
+    return match is None or bool(_KNOWLEDGE.search(_clause(text, match.start(), match.end())))
+
+
+def _clause(text: str, start: int, end: int) -> str:
+    left = max((m.end() for m in _CLAUSE_END.finditer(text, 0, start)), default=0)
+    found = _CLAUSE_END.search(text, end)
+    return text[left : found.start() if found else len(text)]
+
+
 def _told_in_its_clause(text: str, category: Emergency) -> bool:
     """A short message that tells of a past danger ("上个月地下室着火后消防栓一直没水"), and not one
     that mentions the past beside danger now ("电梯困人了，已经是第三次了", "去年就坏过，现在又关人")."""
@@ -519,7 +540,10 @@ def _told_in_its_clause(text: str, category: Emergency) -> bool:
     left = max((m.end() for m in _CLAUSE_END.finditer(text, 0, match.start())), default=0)
     end = _CLAUSE_END.search(text, match.end())
     clause = text[left : end.start() if end else len(text)]
-    return bool(_PAST_STRONG.search(clause)) or _happened_before(text, match.end())
+    return (
+        bool(_PAST_STRONG.search(clause) or _RISK.search(clause))  # "一旦发生火灾，消防车进不来"
+        or _happened_before(text, match.end())
+    )
 
 
 def danger(text: str) -> tuple[Emergency | None, Emergency | None]:
@@ -542,7 +566,10 @@ def danger(text: str) -> tuple[Emergency | None, Emergency | None]:
                 continue
             if _THREAT.match(text, match.start()) and not _PAST.search(near):
                 return category, None  # "再不解决我就一把火烧了你们物业": a threat is danger now
-            if _RISK.search(window):
+            # a what-if; in a chat message whose danger clause tells it as happened (了), only in
+            # that clause: "着火了 万一烧到楼上怎么办" is a fire now
+            own = _clause(text, match.end() - 1, match.end())
+            if _RISK.search(window if substantial or "了" not in own else own):
                 described = described or category
                 continue
             # "去年就坏过，现在又把我关在里面" against "上个月燃气味很重…现在想问一下": the marker
@@ -630,6 +657,7 @@ def _route(text: str) -> Route:
         and described not in NEVER_DEFUSED
         and (substantial or _told_in_its_clause(text, described))
     )
+    category_now = category
     category = category or described
     if category is not None:
         urgent = bool(_URGENT.search(text))
@@ -646,7 +674,12 @@ def _route(text: str) -> Route:
             if _REPAIR.search(text) or _PROCESS_QUESTION.search(text) is None:
                 return Route(Action.work_order, reason=f"defused {category.value}", defused=True)
             return Route(None, reason=f"question about {category.value}", defused=True)
-        if _KNOWLEDGE.search(text) and not urgent and not substantial:
+        if (
+            _KNOWLEDGE.search(text)
+            and not urgent
+            and not substantial
+            and _asks_about(text, category, hazard_only or category_now is None)
+        ):
             statement = len(_SPACE_PUNCT.sub("", text)) >= STATEMENT and not _ASKS.search(text)
             return Route(None, reason=f"question about {category.value}", defused=True, statement=statement)
         if hazard_only and _THANKS.search(text) and not (_WRONG.search(text) or _COMPLAINT.search(text)):

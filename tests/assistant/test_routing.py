@@ -89,6 +89,25 @@ def test_training_data_is_the_labelled_sets_and_the_shipped_vectors_match_it() -
             assert data["vectors"].shape == (len(rows), dim)
 
 
+def test_a_what_if_asked_beside_danger_now_is_still_an_emergency() -> None:
+    """Issue 20: "万一" in a question about the danger is a question; "万一" about what the danger
+    may do next, beside a fire that is burning, is not."""
+    for now in (
+        "着火了 万一烧到楼上怎么办",
+        "楼道着火了，烟很大，万一烧到楼上怎么办",
+        "电梯困人了 万一孩子憋坏了怎么办",
+    ):
+        assert route(now).action is Action.emergency, now
+    for question in (
+        "万一着火了怎么办",
+        "万一着火了应该怎么逃生 想提前了解下",
+        "燃气泄漏了第一步该干啥 物业有没有应急预案",
+    ):
+        assert route(question).action is not Action.emergency, question
+    hazard = route("这些人为设置的障碍,一旦发生火灾,消防车需要绕路掉头才能进入小区,希望相关部门关注此事。")
+    assert hazard.action is Action.human and hazard.hazard is Emergency.fire
+
+
 def test_review_findings_stay_fixed() -> None:
     from assistant.routing import mostly_location
 
