@@ -108,6 +108,23 @@ def test_a_what_if_asked_beside_danger_now_is_still_an_emergency() -> None:
     assert hazard.action is Action.human and hazard.hazard is Emergency.fire
 
 
+def test_real_residents_emergencies_without_the_usual_words() -> None:
+    """Issue 20: how frightened people describe danger in real posts and calls."""
+    for now, category in (
+        ("地板上的积水已没到脚面，几个屋子都是水", Emergency.flooding),
+        ("台阶缝里源源不断地往外冒水，整个地下室都有了积水", Emergency.flooding),
+        ("房间的窗户玻璃被风吹破了，顶不住了", Emergency.disaster),
+        ("邻居小孩被玻璃割破脖子，现在晕过去了", Emergency.life),
+        ("阳台的铝合金窗被台风吹掉，把我压在门口动不了", Emergency.disaster),
+        ("老人被倒下的柜子压住了 动不了", Emergency.life),
+        ("家里著火了", Emergency.fire),
+    ):
+        routed = route(now)
+        assert routed.action is Action.emergency and routed.emergency is category, (now, routed)
+    for not_now in ("热水器打不着火", "燃气灶点不着火了", "灯罩就靠一根电线挂着，砸到路人就不好了"):
+        assert route(not_now).action is not Action.emergency, not_now
+
+
 def test_review_findings_stay_fixed() -> None:
     from assistant.routing import mostly_location
 
