@@ -125,6 +125,15 @@ def test_real_residents_emergencies_without_the_usual_words() -> None:
         assert route(not_now).action is not Action.emergency, not_now
 
 
+def test_a_rhetorical_question_is_a_grievance_for_a_person() -> None:
+    for rhetorical in (
+        "这么久了物业难道都是聋的吗?",
+        "物业的作为在哪里，管理在哪里??",
+        "凭什么停车费一年涨两次",
+    ):
+        assert route(rhetorical).action is Action.human, rhetorical
+
+
 def test_review_findings_stay_fixed() -> None:
     from assistant.routing import mostly_location
 
