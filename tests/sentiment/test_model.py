@@ -118,3 +118,17 @@ def test_curt_thanks_after_a_complaint_is_not_praise() -> None:
     for text in ("物业太垃圾了，谢谢", "物业太差劲了，谢谢您的关注"):
         assert classify(text).label == "neg", text
     assert classify("谢谢物业的保安师傅帮我找到了孩子").label == "pos"
+
+
+def test_the_shipped_model_is_the_one_the_training_data_gives() -> None:
+    """Every process loads sentiment/data/model.npz instead of training for seconds; it must be
+    the model of today's train.jsonl, lexicon and features."""
+    from sentiment import model
+
+    shipped = model._shipped()
+    assert shipped is not None, "run: python -m sentiment.model"
+    texts, labels = model.training_set()
+    trained = model.train(texts, labels)
+    assert shipped.vocabulary == trained.vocabulary
+    sample = texts[:: max(1, len(texts) // 200)]
+    assert [shipped.classify(t).label for t in sample] == [trained.classify(t).label for t in sample]
