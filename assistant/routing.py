@@ -550,9 +550,7 @@ def _told_in_its_clause(text: str, category: Emergency) -> bool:
     match = EMERGENCY_PATTERNS[category].search(text)
     if match is None:
         return False
-    left = max((m.end() for m in _CLAUSE_END.finditer(text, 0, match.start())), default=0)
-    end = _CLAUSE_END.search(text, match.end())
-    clause = text[left : end.start() if end else len(text)]
+    clause = _clause(text, match.start(), match.end())
     return (
         bool(_PAST_STRONG.search(clause) or _RISK.search(clause))  # "一旦发生火灾，消防车进不来"
         or _happened_before(text, match.end())
