@@ -274,8 +274,10 @@ EMERGENCY_PATTERNS: dict[Emergency, re.Pattern[str]] = {
 }
 
 # A question about a procedure, asked ahead of time.
+# A what-if about the danger; beside danger now it asks what the danger may do next (see _asks_about).
+_WHAT_IF = ("万一", "如果", "假如", "要是", "的话")
 _KNOWLEDGE = _rx(
-    r"预案", r"流程", r"标准", r"制度", r"培训", r"演练", r"万一", r"如果", r"假如", r"要是", r"的话", r"提前",
+    r"预案", r"流程", r"标准", r"制度", r"培训", r"演练", *_WHAT_IF, r"提前",
     r"应该怎么", r"该怎么做", r"应该先做什么", r"一般(会|怎么|要)", r"平时", r"教教", r"想了解", r"注意(什么|哪些)",
     r"有什么要求", r"管不管", r"怎么处理", r"多久能", r"的时候", r"是怎么", r"怎么组织",
 )  # fmt: skip
@@ -521,25 +523,21 @@ def _happened_before(text: str, end: int) -> bool:
     )
 
 
-_WHAT_IF = frozenset(("万一", "如果", "假如", "要是", "的话"))
-
-
-def _asks_about(text: str, category: Emergency, described: bool) -> bool:
-    """A question about the danger ("万一着火了怎么办", "电梯困人应急预案是什么"), not a question
-    asked beside danger now ("着火了 万一烧到楼上怎么办"): the procedure marker must be in the danger
-    word's own clause when the danger reads as happening now."""
-    if described:
-        return True
-    if any(m.group(0) not in _WHAT_IF for m in _KNOWLEDGE.finditer(text)):
-        return True  # "燃气泄漏了第一步该干啥 物业有没有应急预案": a procedure, wherever it is asked
-    match = EMERGENCY_PATTERNS[category].search(text)
-    return match is None or bool(_KNOWLEDGE.search(_clause(text, match.start(), match.end())))
-
-
 def _clause(text: str, start: int, end: int) -> str:
+    """The clause (between commas, stops or spaces) around text[start:end]."""
     left = max((m.end() for m in _CLAUSE_END.finditer(text, 0, start)), default=0)
     found = _CLAUSE_END.search(text, end)
     return text[left : found.start() if found else len(text)]
+
+
+def _asks_about(text: str, now: Emergency) -> bool:
+    """A question about the danger read as happening now ("燃气泄漏了第一步该干啥 物业有没有应急预案"),
+    not a what-if asked beside it ("着火了 万一烧到楼上怎么办"): a what-if word must be in the danger
+    word's own clause."""
+    if any(m.group(0) not in _WHAT_IF for m in _KNOWLEDGE.finditer(text)):
+        return True  # a procedure, wherever it is asked
+    match = EMERGENCY_PATTERNS[now].search(text)
+    return match is None or bool(_KNOWLEDGE.search(_clause(text, match.start(), match.end())))
 
 
 def _told_in_its_clause(text: str, category: Emergency) -> bool:
@@ -668,7 +666,7 @@ def _route(text: str) -> Route:
         and described not in NEVER_DEFUSED
         and (substantial or _told_in_its_clause(text, described))
     )
-    category_now = category
+    now = category
     category = category or described
     if category is not None:
         urgent = bool(_URGENT.search(text))
@@ -689,7 +687,7 @@ def _route(text: str) -> Route:
             _KNOWLEDGE.search(text)
             and not urgent
             and not substantial
-            and _asks_about(text, category, hazard_only or category_now is None)
+            and (now is None or _asks_about(text, now))  # danger only described: a question
         ):
             statement = len(_SPACE_PUNCT.sub("", text)) >= STATEMENT and not _ASKS.search(text)
             return Route(None, reason=f"question about {category.value}", defused=True, statement=statement)

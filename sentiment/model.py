@@ -367,7 +367,9 @@ def _shipped() -> SentimentModel | None:
             log.warning("the shipped sentiment model is stale (run: python -m sentiment.model); training one")
             return None
         names = [str(n) for n in data["names"]]
-        return SentimentModel({n: i for i, n in enumerate(names)}, data["weights"].astype(np.float64))
+        return SentimentModel(
+            {n: i for i, n in enumerate(names)}, np.asarray(data["weights"], dtype=np.float64)
+        )
 
 
 def write_shipped() -> str:
