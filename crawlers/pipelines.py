@@ -76,20 +76,22 @@ class Store:
             return
         from core.redis import get_redis
         from crawlers.middlewares import mark_seen
+        from crawlers.service import source_authorities
         from sentiment import alerts
         from sentiment.service import SourceScope, take
 
         batch, self.pending = self.pending, []
         stats = self.crawler.stats
-        scope = SourceScope(
-            company_id=self.source.company_id,
-            source_id=self.source.id,
-            authority=self.source.authority,
-            community_id=self.source.community_id,
-            city=self.source.city,
-        )
         raised: list[tuple[int, int]] = []
         with self.database.session() as session:
+            scope = SourceScope(
+                company_id=self.source.company_id,
+                source_authorities=source_authorities(session=session, company_id=self.source.company_id),
+                source_id=self.source.id,
+                authority=self.source.authority,
+                community_id=self.source.community_id,
+                city=self.source.city,
+            )
             for crawled in batch:
                 taken = take(session=session, scope=scope, crawled=crawled, watchlist=self.watchlist,
                              policy=self.policy)  # fmt: skip

@@ -37,6 +37,13 @@ def list_sources(*, session: Session, company_id: int) -> list[Source]:
     return list(session.scalars(select(Source).where(Source.company_id == company_id).order_by(Source.key)))
 
 
+def source_authorities(*, session: Session, company_id: int) -> dict[int, str]:
+    """How much each of the company's sources is believed (source id → official, media,
+    self_media, forum), for grading an event whose posts came from several of them."""
+    rows = session.execute(select(Source.id, Source.authority).where(Source.company_id == company_id))
+    return {source_id: str(authority) for source_id, authority in rows}
+
+
 def get_source(*, session: Session, company_id: int, key: str) -> Source:
     """By key (``anju crawl cuihu-tieba``) or id."""
     query = select(Source).where(Source.company_id == company_id)

@@ -19,6 +19,7 @@ import logging
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -26,8 +27,7 @@ from functools import lru_cache
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crawlers.models import Source
-from escalation.models import Case, CaseCategory, WorkOrder
+from escalation.complaints import resident_complaints, work_orders_raised
 from org.models import Community
 from sentiment.lexicon import NEGATIVE, POSITIVE, words
 from sentiment.model import _tokenize
@@ -306,14 +306,9 @@ def _grading_posts(
     return list(posts.values())
 
 
-def _authorities(session: Session, posts: list[Post], post: Post, authority: str) -> dict[int | None, str]:
-    ids = {p.source_id for p in posts if p.source_id is not None}
-    found: dict[int | None, str] = {None: "forum"}
-    if ids:
-        for source_id, value in session.execute(
-            select(Source.id, Source.authority).where(Source.id.in_(ids))
-        ):
-            found[source_id] = str(value)
+def _authorities(source_authorities: Mapping[int, str], post: Post, authority: str) -> dict[int | None, str]:
+    found: dict[int | None, str] = {source_id: value for source_id, value in source_authorities.items()}
+    found[None] = "forum"
     found[post.source_id] = authority  # what the caller knows about this post's source wins
     return found
 
@@ -340,10 +335,13 @@ def place_post(
     authority: str,
     now: datetime,
     policy: RiskPolicy,
+    source_authorities: Mapping[int, str],
     window_days: int = 7,
 ) -> EventChange:
     """Grade a stored post, put it in its event (a new one when no recent event tells the same
-    story), and re-grade that event."""
+    story), and re-grade that event. ``authority`` is this post's source's; ``source_authorities``
+    the company's sources' (source id → official/media/self_media/forum; a source not listed
+    counts as a forum), for the other posts of the event."""
     risk = grade_post(post=post, authority=authority, now=now, policy=policy)
     post.risk_grade, post.risk_score, post.risk_reasons = risk.grade, risk.score, risk.reasons
     post.simhash = simhash(f"{post.title or ''}\n{post.text or ''}")
@@ -396,7 +394,7 @@ def place_post(
     session.flush()
 
     posts = _grading_posts(session, event, post, policy, now)
-    authorities = _authorities(session, posts, post, authority)
+    authorities = _authorities(source_authorities, post, authority)
     graded = grade_event(event=event, posts=posts, authorities=authorities, now=now, policy=policy)
     before, after = _regrade(session, event, graded.score, graded.grade, graded.reasons)
     log.info(
@@ -431,7 +429,6 @@ TOPICS: dict[str, str] = {
 }
 _TOPICS = {name: re.compile(pattern) for name, pattern in TOPICS.items()}
 SAFETY_TOPICS = frozenset({"电梯", "高空坠物", "停水停电", "漏水"})  # can hurt people or homes
-COMPLAINT_CATEGORIES = (CaseCategory.complaint, CaseCategory.repair, CaseCategory.emergency)
 INTERNAL_ROWS = 5000  # complaints read per check (two windows of one company)
 OPEN_INTERNAL_DAYS = 7  # an unhandled warning older than this is history: a new spike opens a new one
 # Scoring an internal warning (0–100, graded by the same thresholds as posts): the count, its
@@ -441,7 +438,6 @@ INTERNAL_GROWTH_POINTS = 10.0  # all of it when the previous window had none
 INTERNAL_SAFETY_POINTS = 10.0
 INTERNAL_URGENT_POINTS = 10.0
 INTERNAL_BUILDING_POINTS = 5.0
-_RESIDENT_LINE = re.compile(r"^(?:住户|电话投诉|电话来电（紧急）)：(.*)$", re.M)
 
 
 @dataclass
@@ -455,12 +451,6 @@ class _Complaint:
     urgent: bool
 
 
-def _resident_words(summary: str) -> str:
-    """What the resident said in a case summary (the assistant's lines name topics too)."""
-    lines = _RESIDENT_LINE.findall(summary or "")
-    return "\n".join(lines) if lines else (summary or "")
-
-
 def _key(resident_id: int | None, conversation_id: int | None, own: tuple[str, int]) -> tuple[str, int]:
     if resident_id:
         return ("resident", resident_id)
@@ -470,67 +460,34 @@ def _key(resident_id: int | None, conversation_id: int | None, own: tuple[str, i
 
 
 def _complaints(session: Session, company_id: int, since: datetime, until: datetime) -> list[_Complaint]:
-    """Residents' complaints, repairs and emergencies of the company created in [since, until]."""
+    """Residents' complaints, repairs and emergencies of the company created in [since, until], in
+    their own words, and the work orders raised in that time."""
     out: list[_Complaint] = []
-    cases = session.execute(
-        select(
-            Case.id,
-            Case.community_id,
-            Case.conversation_id,
-            Case.resident_id,
-            Case.category,
-            Case.summary,
-            Case.created_at,
-        )
-        .where(
-            Case.company_id == company_id,
-            Case.created_at >= since,
-            Case.created_at <= until,
-            Case.category.in_(COMPLAINT_CATEGORIES),
-        )
-        .order_by(Case.created_at.desc())
-        .limit(INTERNAL_ROWS)
-    ).all()
-    for case in cases:
-        text = _resident_words(case.summary)
+    for case in resident_complaints(
+        session=session, company_id=company_id, since=since, until=until, limit=INTERNAL_ROWS
+    ):
         out.append(
             _Complaint(
                 community_id=case.community_id,
-                key=_key(case.resident_id, case.conversation_id, ("case", case.id)),
-                text=text,
-                building=building_of(text),
+                key=_key(case.resident_id, case.conversation_id, ("case", case.case_id)),
+                text=case.words,
+                building=building_of(case.words),
                 at=case.created_at,
                 source="客服案件",
-                urgent=case.category == CaseCategory.emergency,
+                urgent=case.urgent,
             )
         )
-    orders = session.execute(
-        select(
-            WorkOrder.id,
-            WorkOrder.community_id,
-            WorkOrder.conversation_id,
-            WorkOrder.case_id,
-            WorkOrder.resident_id,
-            WorkOrder.building,
-            WorkOrder.description,
-            WorkOrder.created_at,
-        )
-        .where(
-            WorkOrder.company_id == company_id, WorkOrder.created_at >= since, WorkOrder.created_at <= until
-        )
-        .order_by(WorkOrder.created_at.desc())
-        .limit(INTERNAL_ROWS)
-    ).all()
-    for order in orders:
-        own = ("case", order.case_id) if order.case_id else ("work_order", order.id)
-        description = order.description or ""
+    for order in work_orders_raised(
+        session=session, company_id=company_id, since=since, until=until, limit=INTERNAL_ROWS
+    ):
+        own = ("case", order.case_id) if order.case_id else ("work_order", order.work_order_id)
         building = (building_of(order.building) or order.building) if order.building else None
         out.append(
             _Complaint(
                 community_id=order.community_id,
                 key=_key(order.resident_id, order.conversation_id, own),
-                text=description,
-                building=building or building_of(description),
+                text=order.description,
+                building=building or building_of(order.description),
                 at=order.created_at,
                 source="工单",
                 urgent=False,

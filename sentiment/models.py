@@ -1,4 +1,4 @@
-"""Posts about the company as the crawlers found them, scored; and the watchlist that decides
+"""Posts about the company as the spiders found them, scored; and the watchlist that decides
 which posts are about us."""
 
 from __future__ import annotations

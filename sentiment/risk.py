@@ -62,8 +62,9 @@ class RiskPolicy:
     # Velocity: engagement per hour since publication that shows a post is taking off right now.
     fast_per_hour: float = 100.0
     fast_points: float = 4.0
-    # Authority (crawlers.models.SourceAuthority): official media and government boards are read
-    # by the authorities themselves; news sites get reprinted; self-media and forums less so.
+    # Authority of the source (official, media, self_media, forum): official media and government
+    # boards are read by the authorities themselves; news sites get reprinted; self-media and
+    # forums less so.
     official_points: float = 10.0
     media_points: float = 6.0
     self_media_points: float = 3.0

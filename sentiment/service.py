@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -148,13 +149,18 @@ def ingest(
     return Outcome(post, "stored")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SourceScope:
-    """What the pipeline knows about where a post came from."""
+    """What the pipeline knows about where a post came from, and about the company's other sources
+    (an event groups posts of several)."""
 
     company_id: int
+    # The company's sources, source id → authority (official, media, self_media, forum), as the
+    # pipeline reads them for each batch: the other posts of an event are graded with these.
+    # A source not listed counts as a forum.
+    source_authorities: Mapping[int, str]
     source_id: int | None = None
-    authority: str = "forum"  # crawlers.models.SourceAuthority
+    authority: str = "forum"  # how much this source is believed: official, media, self_media, forum
     community_id: int | None = None  # the source watches this community (a forum of that estate)
     city: str | None = None  # the source watches this city (its news)
 
@@ -190,7 +196,12 @@ def take(
     if outcome.post is None:
         return Taken(outcome)
     change = place_post(
-        session=session, post=outcome.post, authority=scope.authority, now=now or utcnow(), policy=policy
+        session=session,
+        post=outcome.post,
+        authority=scope.authority,
+        source_authorities=scope.source_authorities,
+        now=now or utcnow(),
+        policy=policy,
     )
     return Taken(outcome, change)
 

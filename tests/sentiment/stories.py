@@ -324,6 +324,7 @@ def place(
         session=session,
         post=post,
         authority=demo.sources[story.source].authority,
+        source_authorities={source.id: source.authority for source in demo.sources.values()},
         now=now,
         policy=policy or RiskPolicy(),
         window_days=window_days,

@@ -5,11 +5,14 @@ on one topic in one community raises one internal warning, updated as it grows, 
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from channels.models import Channel, Conversation, Message, Sender
 from core.db import get_database
 from core.settings import Settings
 from escalation.models import CaseCategory, WorkOrderCategory
@@ -378,3 +381,68 @@ def test_one_resident_complaining_three_times_is_not_a_spike(demo: Settings) -> 
             ].event.post_count
             == 1
         )
+
+
+# The same three chats handed to a person, their cases summarised in different words: by the
+# assistant (住户：…), by an agent in their own words, or with no words at all.
+SUMMARIES = (
+    "住户：{text}\n助手：如遇电梯困人请立即拨打值班电话，已为您转人工客服。",
+    "客服摘要：业主反映楼上装修噪音，助手已提醒电梯困人时拨打值班电话。",
+    "已转人工，详见会话记录",
+)
+
+
+def _chat_case(
+    session: Session, settings: Settings, company: Demo, text: str, *, summary: str, hours_ago: float
+) -> None:
+    """A resident's web chat handed to a person: what they wrote (and a parking grumble of the day
+    before), the assistant's safety reminder, and the case with ``summary``."""
+    opened = NOW - timedelta(hours=hours_ago)
+    conversation = Conversation(
+        company_id=company.company_id,
+        community_id=company.communities["cuihu"],
+        channel=Channel.web,
+        external_id=f"chat-{uuid.uuid4().hex}",
+        created_at=opened - timedelta(hours=30),
+        last_message_at=opened,
+    )
+    session.add(conversation)
+    session.flush()
+    turns = [
+        (Sender.resident, "车位又被人占了，保安也不管", opened - timedelta(hours=30)),
+        (Sender.resident, text, opened - timedelta(minutes=3)),
+        (Sender.assistant, "如遇电梯困人请拨打值班电话。还有什么需要？", opened - timedelta(minutes=2)),
+        (Sender.resident, "我要投诉，转人工", opened - timedelta(minutes=1)),
+    ]
+    for sender, said, at in turns:
+        session.add(Message(conversation_id=conversation.id, sender=sender, text=said, created_at=at))
+    session.flush()
+    open_case(
+        session=session,
+        settings=settings,
+        company_id=company.company_id,
+        community_id=company.communities["cuihu"],
+        category=CaseCategory.complaint,
+        reason="complaint",
+        summary=summary.format(text=text),
+        conversation_id=conversation.id,
+        now=opened,
+    )
+
+
+@pytest.mark.parametrize("summary", SUMMARIES, ids=["assistant", "agent", "no-words"])
+def test_internal_warnings_read_what_residents_wrote_however_the_case_is_summarised(
+    demo: Settings, summary: str
+) -> None:
+    with get_database(demo).session() as session:
+        company = demo_company(session)
+        for i, text in enumerate(NOISE[:3]):
+            _chat_case(session, demo, company, text, summary=summary, hours_ago=10 - i)
+        [raised] = check_internal_spikes(session=session, company_id=company.company_id, now=NOW)
+        # Only what the residents wrote about these cases: not the assistant's 电梯 reminder, not
+        # the parking of the day before, not the agent's summary.
+        assert raised.event.topic == "装修噪音"
+        assert raised.event.title == "翠湖花园 3栋 装修噪音投诉 24小时内 3 起"
+        assert "集中在 3栋（3 起）" in raised.event.reasons
+        assert "来源：客服案件 3 起" in raised.event.reasons
+        assert [e.topic for e in _internal(session, company)] == ["装修噪音"]
