@@ -50,3 +50,11 @@ class HistoryMessage(BaseModel):
     action: ActionName | Literal["survey"] | None = None
     citations: list[CitationOut] = []
     created_at: str
+    # What the page shows again after a reload: the case and work-order tags, the emergency banner
+    # (while its case is open, with its kind), a survey already answered (no buttons, the score).
+    case_id: int | None = None
+    work_order_id: int | None = None
+    emergency: str | None = None
+    case_active: bool | None = None
+    survey_score: int | None = None
+    survey_answered: bool = False

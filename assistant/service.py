@@ -461,7 +461,8 @@ class Assistant:
         context = dict(conversation.context or {})
         held = conversation.state is ConversationState.human  # decided now, not from the read snapshot
         survey = None
-        if plan is not None and context.get("awaiting_survey") and plan.action is not Action.emergency:
+        around_survey = {"awaiting_survey", "survey_comment", "survey_answered"} & set(context)
+        if plan is not None and around_survey and plan.action is not Action.emergency:
             survey = escalation.answer_survey(
                 session=session, settings=self.settings, conversation=conversation, text=text
             )
@@ -475,7 +476,7 @@ class Assistant:
             action = Action.human if survey.reopened else Action.chitchat
             result = TurnResult(reply=survey.reply, action=action, case_id=survey.case_id, confidence=1.0)
         elif held and plan.action is not Action.emergency:
-            result = self._while_held(session, conversation, text, plan)
+            result = self._while_held(session, conversation, context, text, plan)
         else:
             result = self._act(session, place, conversation, context, text, plan, written)
         conversation.context = context
@@ -547,8 +548,7 @@ class Assistant:
             from escalation.models import Case
 
             case = session.get(Case, reply.case_id) if reply.case_id else None
-            if case is not None and case.reason.startswith("emergency:"):
-                emergency = case.reason.split(":", 1)[1]
+            emergency = case.emergency_kind if case is not None else None
             conversation = session.get(Conversation, conversation_id)
             place = session.get(Community, conversation.community_id) if conversation else None
             duty_phone = place.duty_phone if place else None
@@ -756,9 +756,12 @@ class Assistant:
             )
         return TurnResult(reply=reply, action=Action.human, case_id=case.id, confidence=1.0)
 
-    def _while_held(self, session: Session, conversation: Conversation, text: str, plan: _Plan) -> TurnResult:
-        """A person holds the conversation: the message joins the case. Until an agent has taken
-        the case the assistant says it was passed on; after that it stays silent."""
+    def _while_held(
+        self, session: Session, conversation: Conversation, context: dict[str, Any], text: str, plan: _Plan
+    ) -> TurnResult:
+        """A person holds the conversation: the message joins its newest open case, and the
+        assistant stays out of the way. Until an agent has taken the case it says once that the
+        message was passed on; after that, and once an agent holds the case, it is silent."""
         chitchat = plan.action is Action.chitchat
         complaint = plan.action is Action.human and plan.route.reason.startswith(("complaint", "hazard"))
         case = escalation.open_case(
@@ -768,18 +771,18 @@ class Assistant:
             summary=f"住户：{text}", conversation_id=conversation.id, resident_id=conversation.resident_id,
             waiting=not chitchat, hazard=plan.route.hazard.value if plan.route.hazard else None,
         )  # fmt: skip
-        if case.assignee_id is not None and case.category is not CaseCategory.emergency:
-            return TurnResult(reply="", action=Action.human, case_id=case.id, confidence=1.0)
+        silent = TurnResult(reply="", action=Action.human, case_id=case.id, confidence=1.0)
+        if case.assignee_id is not None or context.get("acknowledged") == case.id:
+            return silent
+        context["acknowledged"] = case.id
         if chitchat:
-            return TurnResult(
-                reply="好的，客服看到后会回复您。", action=Action.human, case_id=case.id, confidence=1.0
-            )
+            return replace(silent, reply="好的，客服看到后会回复您。")
         reply = "已收到，您的消息已转给人工客服，请稍候。"
         if case.category is CaseCategory.emergency:
             place = session.get(Community, conversation.community_id)
             phone = f"情况危急请直接拨打值班电话 {place.duty_phone}。" if place and place.duty_phone else ""
             reply = f"已补充到紧急事件（编号 {case.id}）。请保持电话畅通，{phone}"
-        return TurnResult(reply=reply, action=Action.human, case_id=case.id, confidence=1.0)
+        return replace(silent, reply=reply)
 
     def _work_order(
         self,
@@ -842,15 +845,15 @@ class Assistant:
             session=session, settings=self.settings, company_id=place.company_id, community_id=place.id,
             category=CaseCategory.emergency, reason=f"emergency:{category.value}",
             summary=self._summary(session, conversation, text), conversation_id=conversation.id,
-            resident_id=conversation.resident_id,
+            resident_id=conversation.resident_id, emergency_kind=category.value,
         )  # fmt: skip
         conversation.state = ConversationState.human
         context["failures"] = 0
         steps = plan.results[0] if plan.results and plan.results[0].score >= STEPS_MIN_SCORE else None
         certain = plan.route.action is Action.emergency  # the rules saw it; otherwise only the model did
         lines = [f"⚠️ 紧急情况（{category.value}）" if certain else "⚠️ 您描述的情况可能有危险"]
-        # No one is paged automatically yet (the escalation issue adds notifications): the fastest
-        # way to a person is the phone, so it comes first.
+        # open_case pages the duty chain; the resident's own call to the duty phone is still the
+        # fastest way to a person, so it comes first.
         national = NATIONAL_NUMBERS.get(category)
         if national and category in CALL_FIRST:
             lines.append(f"请立即拨打 {national}。")

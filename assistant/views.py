@@ -26,6 +26,7 @@ from core.errors import NotFound
 from core.live import conversation_topic, stream
 from core.routing import CommittingRoute
 from core.settings import Settings
+from escalation import service as escalation
 from org.models import Community
 
 router = APIRouter(tags=["assistant"], route_class=CommittingRoute)
@@ -123,17 +124,32 @@ def chat_history(
         .order_by(Message.id.desc())
         .limit(100)
     ).all()
-    return [
-        HistoryMessage(
-            id=m.id,
-            sender=m.sender.value,  # type: ignore[arg-type]
-            text=m.text,
-            action=m.action,  # type: ignore[arg-type]
-            citations=[CitationOut(**c) for c in m.citations or []],
-            created_at=m.created_at.isoformat(),
+    messages = list(reversed(messages))
+    marks = escalation.chat_marks(
+        session=session,
+        conversation_id=conversation.id,
+        messages=[(m.id, m.case_id, m.created_at, m.action == "survey") for m in messages if m.case_id],
+    )
+    out = []
+    for m in messages:
+        mark = marks.get(m.id)
+        out.append(
+            HistoryMessage(
+                id=m.id,
+                sender=m.sender.value,  # type: ignore[arg-type]
+                text=m.text,
+                action=m.action,  # type: ignore[arg-type]
+                citations=[CitationOut(**c) for c in m.citations or []],
+                created_at=m.created_at.isoformat(),
+                case_id=m.case_id,
+                work_order_id=m.work_order_id,
+                emergency=mark.emergency_kind if mark else None,
+                case_active=mark.case_active if mark else None,
+                survey_score=mark.survey_score if mark else None,
+                survey_answered=mark.survey_answered if mark else False,
+            )
         )
-        for m in reversed(messages)
-    ]
+    return out
 
 
 @router.get("/api/chat/stream")

@@ -655,22 +655,26 @@ def _store_call(
             flat = resident.room
             building, unit, room = flat.unit.building.name, flat.unit.name, flat.number
 
-        case = None
-        if review.emergency is not None:
-            case = escalation.open_case(
-                session=session, settings=settings, company_id=place.company_id, community_id=place.id,
-                category=CaseCategory.emergency, reason=f"emergency:{review.emergency.value}",
-                summary=f"电话来电（紧急）：{review.emergency_line}\n{transcript}",
-                conversation_id=conversation.id, resident_id=resident_id,
-            )  # fmt: skip
+        # A complaint and an emergency in one call are two cases: the emergency, opened second, is
+        # linked to the complaint and is resolved (and surveyed) on its own.
+        complaint = emergency = None
         if review.complaint is not None:
-            case = escalation.open_case(
+            complaint = escalation.open_case(
                 session=session, settings=settings, company_id=place.company_id, community_id=place.id,
                 category=CaseCategory.complaint, reason="complaint by phone",
                 summary=f"电话投诉：{review.complaint}\n{transcript}", conversation_id=conversation.id,
                 resident_id=resident_id, dispute=review.dispute,
                 hazard=review.hazard.value if review.hazard else None,
             )  # fmt: skip
+        if review.emergency is not None:
+            emergency = escalation.open_case(
+                session=session, settings=settings, company_id=place.company_id, community_id=place.id,
+                category=CaseCategory.emergency, reason=f"emergency:{review.emergency.value}",
+                summary=f"电话来电（紧急）：{review.emergency_line}\n{transcript}",
+                conversation_id=conversation.id, resident_id=resident_id,
+                emergency_kind=review.emergency.value,
+            )  # fmt: skip
+        case = emergency or complaint  # the one the call-back is about
         order = None
         if review.repairs:
             described = "；".join(review.repairs)
@@ -679,15 +683,14 @@ def _store_call(
                 category=WorkOrderCategory(work_order_category(described)),
                 description=f"电话报修：{described}",
                 building=building, unit=unit, room=room, conversation_id=conversation.id,
-                case_id=case.id if case else None, resident_id=resident_id,
+                case_id=(complaint or case).id if case else None, resident_id=resident_id,
             )  # fmt: skip
 
         reasons: list[str] = []
         due = []
         now = utcnow()
         if case is not None:
-            emergency = case.category is CaseCategory.emergency
-            reasons.append("紧急事件处置后回访" if emergency else "投诉需电话答复")
+            reasons.append("紧急事件处置后回访" if case is emergency else "投诉需电话答复")
             due.append(case.first_response_due)
         if review.promised_callback:
             reasons.append("通话中客服承诺回电")
@@ -711,7 +714,7 @@ def _store_call(
             )  # fmt: skip
 
         done = [f"工单 {order.id}（{order.category.value}）" if order else "",
-                f"{case.category.value}案件 {case.id}" if case else "",
+                *(f"{c.category.value}案件 {c.id}" for c in (emergency, complaint) if c is not None),
                 f"回电任务 {callback.id}" if callback else ""]  # fmt: skip
         note = Message(
             conversation_id=conversation.id,

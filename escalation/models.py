@@ -89,6 +89,13 @@ class Case(Base):
     # 安全隐患: the kind of danger (an emergency category) a resident described as past, chronic
     # or possible. Not an emergency (nobody is paged), but an urgent case.
     hazard: Mapped[str | None] = mapped_column(String(16))
+    # Where the case came from: the resident's channel (web, wechat, app, phone) or "staff" when an
+    # agent opened it; and for an emergency its kind (火灾, 电梯困人…). Columns, not text to parse.
+    channel: Mapped[str | None] = mapped_column(String(16))
+    emergency_kind: Mapped[str | None] = mapped_column(String(16))
+    # An emergency raised while another case of the conversation was open is its own case, with its
+    # own SLA and survey, linked to the case it interrupted.
+    linked_case_id: Mapped[int | None] = mapped_column(ForeignKey("escalation_case.id", ondelete="SET NULL"))
 
     @property
     def active(self) -> bool:

@@ -37,6 +37,8 @@ class CaseRead(BaseModel):
     resolve_breached: bool
     needs_supervisor: bool
     hazard: str | None  # 安全隐患: the kind of danger described (not happening now)
+    emergency_kind: str | None = None  # an emergency's kind (火灾, 电梯困人…)
+    linked_case_id: int | None = None  # the case an emergency interrupted (its own case, linked)
     acknowledged_at: str | None
     reopen_count: int
 

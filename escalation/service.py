@@ -161,52 +161,41 @@ def open_case(
     actor: StaffUser | None = None,
     waiting: bool = True,
     hazard: str | None = None,
+    emergency_kind: str | None = None,
+    channel: str | None = None,
 ) -> Case:
-    """A case for a person to take, with its priority, skill group and SLA due times. A
-    conversation has at most one open case: handing over again adds to it (raising it to an
-    emergency if needed) and marks the resident as waiting for a reply. ``hazard`` names a
-    danger the resident described but that is not happening now (安全隐患: "电梯多次困人"): the
-    case is urgent and flagged, and nobody is paged."""
+    """A case for a person to take, with its priority, skill group and SLA due times.
+
+    A conversation's messages join its open case (a question that becomes a complaint raises it),
+    and mark the resident as waiting for a reply. An emergency is never folded into a complaint:
+    it joins an open emergency of the conversation, or opens its own case, linked to the case it
+    interrupted, with its own SLA, paging and survey. ``hazard`` names a danger the resident
+    described but that is not happening now (安全隐患: "电梯多次困人"): the case is urgent and
+    flagged, and nobody is paged. ``channel`` is where it came from (the conversation's channel
+    when there is one; "staff" for an agent's own case)."""
     now = now or utcnow()
+    linked: Case | None = None
     if conversation_id is not None:
-        existing = session.scalar(
-            select(Case).where(Case.conversation_id == conversation_id, Case.status.in_(ACTIVE_STATUSES))
+        open_cases = list(
+            session.scalars(
+                select(Case)
+                .where(Case.conversation_id == conversation_id, Case.status.in_(ACTIVE_STATUSES))
+                .order_by(Case.id.desc())
+            )
         )
+        emergency = category is CaseCategory.emergency
+        existing = next(
+            (c for c in open_cases if not emergency or c.category is CaseCategory.emergency), None
+        )
+        linked = open_cases[0] if open_cases and existing is None else None
         if existing is not None:
-            raised = SEVERITY[category] > SEVERITY[existing.category]
-            if raised:  # e.g. a question that became a complaint, a complaint that became a fire
-                existing.category = category
-                existing.priority = min(
-                    existing.priority, case_priority(category), key=PRIORITY_ORDER.__getitem__
-                )
-                existing.reason = reason[:64]
-                existing.skill = SKILL_OF.get(category, existing.skill)
-                _retime(session, settings, existing, dispute=dispute, keep_earlier=True)
-                _event(
-                    session,
-                    existing,
-                    CaseEventKind.priority,
-                    f"升级为{category.value}（{existing.priority.value}）",
-                )
-            flagged = bool(hazard and not existing.hazard)
-            if flagged:
-                existing.hazard = (hazard or "")[:16]
-                raised_by_hazard = existing.priority is not Priority.urgent
-                existing.priority = Priority.urgent
-                _event(session, existing, CaseEventKind.priority,
-                       f"安全隐患（{hazard}）" + ("：升为紧急" if raised_by_hazard else ""))  # fmt: skip
-                if raised_by_hazard:
-                    _retime(session, settings, existing, dispute=dispute, keep_earlier=True)
-            existing.summary = f"{existing.summary}\n{summary}"[-4000:]  # the newest lines matter most
-            if waiting:  # a question; a "谢谢" does not leave anyone waiting
-                existing.waiting_since = existing.waiting_since or now
-            _event(session, existing, CaseEventKind.message, summary[-500:])
-            session.flush()
-            _changed(session, settings, existing, "priority" if flagged else "message",
-                     summary=list_summary(existing.summary))  # fmt: skip
-            if raised and category is CaseCategory.emergency:
-                _start_paging(session, settings, existing)
-            return existing
+            return _join(
+                session, settings, existing, category=category, reason=reason, summary=summary,
+                dispute=dispute, now=now, waiting=waiting, hazard=hazard,
+            )  # fmt: skip
+        if channel is None:
+            conversation = session.get(Conversation, conversation_id)
+            channel = conversation.channel.value if conversation is not None else None
     priority = Priority.urgent if hazard else case_priority(category)
     sla = policy(
         session=session, company_id=company_id, category=category, priority=priority, dispute=dispute
@@ -232,9 +221,16 @@ def open_case(
         reopen_count=0,
         needs_supervisor=False,
         hazard=hazard[:16] if hazard else None,
+        channel=channel,
+        emergency_kind=emergency_kind[:16] if emergency_kind else None,
+        linked_case_id=linked.id if linked is not None else None,
     )
     session.add(case)
     session.flush()
+    if linked is not None:
+        told = f"住户在此会话中报告了紧急情况，已另开案件 {case.id}（{emergency_kind or reason}）"
+        _event(session, linked, CaseEventKind.note, told)
+        _changed(session, settings, linked, "message")
     flag = f"，安全隐患（{hazard}）" if hazard else ""
     _event(
         session,
@@ -256,6 +252,49 @@ def open_case(
         community_id,
     )
     return case
+
+
+def _join(
+    session: Session,
+    settings: Settings,
+    existing: Case,
+    *,
+    category: CaseCategory,
+    reason: str,
+    summary: str,
+    dispute: bool,
+    now: datetime,
+    waiting: bool,
+    hazard: str | None,
+) -> Case:
+    """A message added to the conversation's open case: a question that became a complaint raises
+    it (an emergency never joins a lesser case: see open_case)."""
+    raised = SEVERITY[category] > SEVERITY[existing.category]
+    if raised:
+        existing.category = category
+        existing.priority = min(existing.priority, case_priority(category), key=PRIORITY_ORDER.__getitem__)
+        existing.reason = reason[:64]
+        existing.skill = SKILL_OF.get(category, existing.skill)
+        _retime(session, settings, existing, dispute=dispute, keep_earlier=True)
+        raised_to = f"升级为{category.value}（{existing.priority.value}）"
+        _event(session, existing, CaseEventKind.priority, raised_to)
+    flagged = bool(hazard and not existing.hazard)
+    if flagged:
+        existing.hazard = (hazard or "")[:16]
+        raised_by_hazard = existing.priority is not Priority.urgent
+        existing.priority = Priority.urgent
+        _event(session, existing, CaseEventKind.priority,
+               f"安全隐患（{hazard}）" + ("：升为紧急" if raised_by_hazard else ""))  # fmt: skip
+        if raised_by_hazard:
+            _retime(session, settings, existing, dispute=dispute, keep_earlier=True)
+    existing.summary = f"{existing.summary}\n{summary}"[-4000:]  # the newest lines matter most
+    if waiting:  # a question; a "谢谢" does not leave anyone waiting
+        existing.waiting_since = existing.waiting_since or now
+    _event(session, existing, CaseEventKind.message, summary[-500:])
+    session.flush()
+    _changed(session, settings, existing, "priority" if flagged else "message",
+             summary=list_summary(existing.summary))  # fmt: skip
+    return existing
 
 
 def open_case_by_staff(
@@ -296,6 +335,7 @@ def open_case_by_staff(
         category=category,
         reason="opened by agent",
         summary=summary,
+        channel="staff",
         conversation_id=conversation.id if conversation else None,
         resident_id=resident.id if resident else (conversation.resident_id if conversation else None),
         actor=user,
@@ -586,7 +626,7 @@ def page_step(*, session: Session, settings: Settings, case_id: int, level: int)
 
     place = session.get(Community, case.community_id)
     where = place.name if place else ""
-    title = f"【紧急】{where} {case.reason.removeprefix('emergency:')}（案件 {case.id}）"
+    title = f"【紧急】{where} {case.emergency_kind or case.category.value}（案件 {case.id}）"
     link = f"{settings.base_url}/ack/{ack_token(settings, case.id)}"
     head = f"### {title}\n\n{_masked_summary(case.summary)}\n\n"
     if contact is not None:
@@ -969,9 +1009,11 @@ def set_priority(
 
 
 SURVEY_TEXT = (
-    "【满意度回访】您反映的问题（案件编号 {case_id}）已处理完毕。请您为本次服务打分：回复 1–5 的数字"
+    "【满意度回访】{what}（案件编号 {case_id}）已处理完毕。请您为本次服务打分：回复 1–5 的数字"
     "（5 分非常满意，1 分非常不满意），也可以在数字后写下您的意见。"
 )
+# What the survey names, so that a resident with two cases knows which one it asks about.
+SURVEY_SUBJECT = {CaseCategory.emergency: "您报告的紧急情况", CaseCategory.complaint: "您的投诉"}
 
 
 def resolve(*, session: Session, settings: Settings, user: StaffUser, case_id: int, note: str = "") -> Case:
@@ -996,7 +1038,13 @@ def resolve(*, session: Session, settings: Settings, user: StaffUser, case_id: i
     )
     conversation = session.get(Conversation, case.conversation_id) if case.conversation_id else None
     if conversation is not None:
-        conversation.state = ConversationState.assistant
+        others = session.scalar(
+            select(func.count(Case.id)).where(
+                Case.conversation_id == conversation.id, Case.id != case.id, Case.status.in_(ACTIVE_STATUSES)
+            )
+        )
+        if not others:  # another case of the conversation (a complaint beside an emergency) still holds it
+            conversation.state = ConversationState.assistant
         _send_survey(session, settings, case, conversation)
     _changed(session, settings, case, "resolved")
     return case
@@ -1032,7 +1080,7 @@ def _send_survey(
         session=session,
         settings=settings,
         conversation=conversation,
-        text=SURVEY_TEXT.format(case_id=case.id),
+        text=SURVEY_TEXT.format(case_id=case.id, what=SURVEY_SUBJECT.get(case.category, "您反映的问题")),
         sender=Sender.system,
         action="survey",
         case_id=case.id,
@@ -1120,22 +1168,54 @@ class SurveyReply:
 def answer_survey(
     *, session: Session, settings: Settings, conversation: Conversation, text: str
 ) -> SurveyReply | None:
-    """The message right after the survey: a score (with a comment) is stored, and a low one
-    reopens the case for a supervisor. Anything else is an ordinary message (None) and the survey
-    is no longer awaited, so a later "5" meant as a building number is not taken for a score."""
+    """The messages around a survey. Right after it, a score (with a comment) is stored and a low
+    one reopens the case for a supervisor; a low score without a comment asks for one, and the
+    next message is kept as the survey's comment; a score sent again once the survey is answered
+    (a second tap) is thanked, not routed. Anything else is an ordinary message (None), and the
+    survey is no longer awaited, so a later "5" meant as a building number is not taken for a score."""
     context = dict(conversation.context or {})
-    survey_id = context.pop("awaiting_survey", None)
+    awaiting = context.pop("awaiting_survey", None)
+    commenting = context.pop("survey_comment", None)
+    answered = context.pop("survey_answered", None)
     conversation.context = context
     parsed = parse_survey_answer(text)
-    if survey_id is None or parsed is None:
-        return None
-    survey = session.get(Survey, survey_id)
-    if survey is None or survey.answered_at is not None:
-        return None
-    reply = record_survey(
-        session=session, settings=settings, survey=survey, score=parsed[0], comment=parsed[1]
-    )
-    return SurveyReply(reply, parsed[0] <= settings.survey_low_score, survey.case_id)
+    if awaiting is not None and parsed is not None:
+        survey = session.get(Survey, awaiting)
+        if survey is not None and survey.answered_at is None:
+            score, comment = parsed
+            reply = record_survey(
+                session=session, settings=settings, survey=survey, score=score, comment=comment
+            )
+            low = score <= settings.survey_low_score
+            context = dict(conversation.context or {})
+            if low and not comment:
+                context["survey_comment"] = survey.id
+                reply += "您也可以直接写下哪里不满意，我们会一并转给主管。"
+            else:
+                context["survey_answered"] = survey.id
+            conversation.context = context
+            return SurveyReply(reply, low, survey.case_id)
+    if commenting is not None and parsed is None and text.strip():
+        survey = session.get(Survey, commenting)
+        if survey is not None and survey.answered_at is not None and not survey.comment:
+            survey.comment = text.strip()[:1000]
+            case = session.get(Case, survey.case_id)
+            assert case is not None
+            if case.active:
+                case.waiting_since = case.waiting_since or utcnow()
+            _event(session, case, CaseEventKind.survey_answered, f"回访意见：{survey.comment}",
+                   data={"score": survey.score, "comment": True})  # fmt: skip
+            _changed(session, settings, case, "survey")
+            conversation.context = {**context, "survey_answered": survey.id}  # a second tap is thanked
+            return SurveyReply("已记下您的意见，主管会一并跟进并联系您。", True, survey.case_id)
+    earlier = answered or commenting
+    if earlier is not None and parsed is not None:
+        survey = session.get(Survey, earlier)
+        if survey is not None and survey.answered_at is not None:
+            return SurveyReply(
+                f"您已经为这次服务评过分了（{survey.score} 分），感谢您的评价！", False, survey.case_id
+            )
+    return None
 
 
 def record_survey(
@@ -1181,6 +1261,51 @@ def record_survey(
         _event(session, case, CaseEventKind.closed, "回访完成，案件关闭")
     _changed(session, settings, case, "survey")
     return "感谢您的评价！如果还有其他问题，随时在这里告诉我。"
+
+
+@dataclass(frozen=True)
+class ChatMark:
+    """What a resident's chat page shows beside a message that names a case: is the case still
+    open (the emergency banner stays while it is), an emergency's kind, and for a survey message
+    whether it was answered (its buttons are gone) and with what score."""
+
+    case_active: bool
+    emergency_kind: str | None = None
+    survey_score: int | None = None
+    survey_answered: bool = False
+
+
+def chat_marks(
+    *, session: Session, conversation_id: int, messages: list[tuple[int, int, datetime, bool]]
+) -> dict[int, ChatMark]:
+    """Marks for the messages (id, case id, sent at, is a survey) of one conversation, by message id."""
+    case_ids = {case_id for _, case_id, _, _ in messages}
+    if not case_ids:
+        return {}
+    cases = {
+        c.id: c
+        for c in session.scalars(
+            select(Case).where(Case.id.in_(case_ids), Case.conversation_id == conversation_id)
+        )
+    }
+    surveys = list(
+        session.scalars(
+            select(Survey).where(Survey.conversation_id == conversation_id, Survey.case_id.in_(case_ids))
+            .order_by(Survey.id)
+        )
+    )  # fmt: skip
+    marks = {}
+    for message_id, case_id, sent_at, is_survey in messages:
+        case = cases.get(case_id)
+        if case is None:
+            continue
+        score, answered = None, False
+        if is_survey:  # the survey this message carried: the case's last one sent before it
+            sent = [s for s in surveys if s.case_id == case_id and s.sent_at <= sent_at]
+            if sent:
+                score, answered = sent[-1].score, sent[-1].answered_at is not None
+        marks[message_id] = ChatMark(case.active, case.emergency_kind, score, answered)
+    return marks
 
 
 def close_unanswered(*, session: Session, settings: Settings, now: datetime | None = None) -> list[int]:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 from accounts.deps import CurrentUser, get_current_user
 from accounts.models import Role, StaffUser
 from accounts.service import accessible_community_ids, require_community
-from channels.models import Conversation, Message
+from channels.models import Channel, Conversation, Message
 from core.db import utcnow
 from core.deps import SessionDep, SettingsDep
 from core.errors import Conflict, Gone, InvalidInput, NotFound
@@ -97,6 +97,8 @@ def case_reads(session: SessionDep, cases: Sequence[Case]) -> list[schemas.CaseR
     out = []
     for case in cases:
         channel = channels.get(case.conversation_id) if case.conversation_id else None
+        if channel is None and case.channel and case.channel != "staff":
+            channel = Channel(case.channel)
         out.append(
             schemas.CaseRead(
                 id=case.id,
@@ -124,6 +126,8 @@ def case_reads(session: SessionDep, cases: Sequence[Case]) -> list[schemas.CaseR
                 resolve_breached=case.resolve_breached_at is not None,
                 needs_supervisor=case.needs_supervisor,
                 hazard=case.hazard,
+                emergency_kind=case.emergency_kind,
+                linked_case_id=case.linked_case_id,
                 acknowledged_at=_iso(case.acknowledged_at),
                 reopen_count=case.reopen_count,
             )
@@ -821,7 +825,7 @@ def _ack_html(case: Case, *, done: bool) -> str:
     from html import escape
 
     summary = escape(mask_text(case.summary[-400:]))
-    what = escape(case.reason.removeprefix("emergency:"))
+    what = escape(case.emergency_kind or case.category.value)
     body = (
         f"<p class='ok'>已确认（{escape(case.acknowledged_by or '')}），请立即前往处置。</p>"
         if done

@@ -197,9 +197,14 @@ def test_calls_become_conversations_with_work_orders_cases_and_call_backs(
         assert lift.resident_id is None
         lines = lines_of(lift.id)
         assert lines[0].sender is Sender.agent and "电梯困人" in lines[1].text  # tracks interleaved by time
-        case = session.scalars(select(Case).where(Case.conversation_id == lift.id)).one()
-        assert case.category is CaseCategory.emergency and case.reason == "emergency:电梯困人"
-        assert "我要投诉" in case.summary  # the complaint joined the call's one case
+        complaint, case = session.scalars(
+            select(Case).where(Case.conversation_id == lift.id).order_by(Case.id)
+        ).all()
+        assert case.category is CaseCategory.emergency and case.emergency_kind == "电梯困人"
+        assert case.channel == "phone"
+        # the complaint in the same call is a case of its own, the emergency linked to it
+        assert complaint.category is CaseCategory.complaint and "我要投诉" in complaint.summary
+        assert case.linked_case_id == complaint.id
         lift_back = callback_of(lift.id)
         assert lift_back.case_id == case.id and lift_back.due_at == case.first_response_due
         assert lift_back.phone == "0571-88001234"
