@@ -2,6 +2,7 @@
 
 from accounts import models as accounts_models
 from channels import models as channels_models
+from conversations import models as conversations_models
 from core import models as core_models
 from core.db import Base
 from crawlers import models as crawlers_models
@@ -14,6 +15,7 @@ __all__ = [
     "Base",
     "accounts_models",
     "channels_models",
+    "conversations_models",
     "core_models",
     "crawlers_models",
     "escalation_models",

@@ -120,7 +120,7 @@ def compose_answer(
     """A reply written by the configured LLM from ``results`` only, or None to answer extractively.
 
     ``history`` is the conversation so far as (sender, text), oldest first, sender being
-    "resident" or "assistant" (channels.models.Sender values); other senders are left out.
+    "resident" or "assistant" (conversations.models.Sender values); other senders are left out.
     """
     if not settings.llm_base_url:
         return None

@@ -28,8 +28,8 @@ from assistant.routing import (
     route,
     work_order_category,
 )
-from channels.models import Channel, Conversation, ConversationState, Message, Sender
 from channels.service import resolve_resident
+from conversations.models import Channel, Conversation, ConversationState, Message, Sender
 from core.db import get_database, utcnow
 from core.errors import InvalidInput, NotFound
 from core.masking import mask_text

@@ -19,7 +19,7 @@ from assistant import limits
 from assistant.schemas import ChatRequest, ChatResponse, CitationOut, HistoryMessage
 from channels import batching
 from channels import service as intake
-from channels.models import Channel, Conversation, Message
+from conversations.models import Channel, Conversation, Message
 from core.db import get_database
 from core.deps import RedisDep, SessionDep, SettingsDep
 from core.errors import NotFound

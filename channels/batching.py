@@ -23,8 +23,9 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy import and_, or_, select
 
-from channels.models import Channel, InboundMessage, InboundStatus
+from channels.models import InboundMessage, InboundStatus
 from channels.service import masked_sender
+from conversations.models import Channel
 from core.db import utcnow
 from core.masking import mask_text
 from core.settings import Settings

@@ -1,8 +1,5 @@
-"""The conversation store: one conversation per resident session on a channel, every turn once.
-
-The web chat page is the first channel; WeChat, the resident app and phone transcripts arrive
-through the intake issue and land in the same tables.
-"""
+"""The intake's own tables: every inbound message stored once before it is acknowledged, and every
+reply on its way out through the channel it answers. The conversation itself is conversations'."""
 
 from __future__ import annotations
 
@@ -10,84 +7,12 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
 
+from conversations.models import Channel
 from core.db import Base, UTCDateTime, utcnow
 from core.tenancy import Tenant
-
-
-class Channel(enum.StrEnum):
-    web = "web"
-    wechat = "wechat"
-    app = "app"
-    phone = "phone"
-
-
-class ConversationState(enum.StrEnum):
-    assistant = "assistant"  # the assistant answers
-    human = "human"  # handed to a person: the assistant only acknowledges
-    closed = "closed"
-
-
-class Conversation(Base):
-    __tablename__ = "conversation"
-    __tenant__ = Tenant.community()
-    __table_args__ = (UniqueConstraint("community_id", "channel", "external_id"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="CASCADE"), index=True)
-    community_id: Mapped[int] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), index=True)
-    channel: Mapped[Channel] = mapped_column(Enum(Channel, native_enum=False, length=16))
-    external_id: Mapped[str] = mapped_column(String(128))  # the channel's session: web session id, openid…
-    resident_id: Mapped[int | None] = mapped_column(ForeignKey("resident.id", ondelete="SET NULL"))
-    state: Mapped[ConversationState] = mapped_column(
-        Enum(ConversationState, native_enum=False, length=16), default=ConversationState.assistant
-    )
-    # What the assistant is waiting for (e.g. the location of a work order) and the recent topic.
-    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    last_message_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-    messages: Mapped[list[Message]] = relationship(
-        back_populates="conversation",
-        order_by="Message.id",
-        cascade="all, delete-orphan",
-        passive_deletes=True,
-    )
-
-
-class Sender(enum.StrEnum):
-    resident = "resident"
-    assistant = "assistant"
-    agent = "agent"
-    system = "system"
-
-
-class Message(Base):
-    __tablename__ = "message"
-    __tenant__ = Tenant.via("conversation_id", "conversation")
-    __table_args__ = (
-        # A resent message (same client id) is stored once.
-        UniqueConstraint("conversation_id", "client_id"),
-        Index("ix_message_conversation_id_id", "conversation_id", "id"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversation.id", ondelete="CASCADE"))
-    sender: Mapped[Sender] = mapped_column(Enum(Sender, native_enum=False, length=16))
-    text: Mapped[str] = mapped_column(Text)
-    client_id: Mapped[str | None] = mapped_column(String(128))  # the channel's message id, for dedup
-    # Assistant turns: the action taken, its citations and confidence, what it raised.
-    action: Mapped[str | None] = mapped_column(String(16))
-    citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    confidence: Mapped[float | None] = mapped_column(Float)
-    case_id: Mapped[int | None] = mapped_column(ForeignKey("escalation_case.id", ondelete="SET NULL"))
-    work_order_id: Mapped[int | None] = mapped_column(ForeignKey("work_order.id", ondelete="SET NULL"))
-    reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("message.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-    conversation: Mapped[Conversation] = relationship(back_populates="messages")
 
 
 class InboundStatus(enum.StrEnum):

@@ -23,17 +23,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from channels.models import (
-    Channel,
-    Conversation,
-    ConversationState,
-    DeliveryStatus,
-    InboundMessage,
-    InboundStatus,
-    Message,
-    OutboundDelivery,
-    Sender,
-)
+from channels.models import DeliveryStatus, InboundMessage, InboundStatus, OutboundDelivery
+from conversations.models import Channel, Conversation, ConversationState, Message, Sender
 from core.db import get_database, utcnow
 from core.errors import AnjuError, InvalidInput, NotFound
 from core.masking import mask_mobile, mask_text

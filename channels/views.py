@@ -20,15 +20,7 @@ from accounts.models import Role, StaffUser
 from accounts.service import accessible_community_ids, require_community
 from accounts.views import client_address
 from channels import batching, service
-from channels.models import (
-    Channel,
-    Conversation,
-    InboundMessage,
-    InboundStatus,
-    Message,
-    OutboundDelivery,
-    Sender,
-)
+from channels.models import InboundMessage, InboundStatus, OutboundDelivery
 from channels.schemas import (
     Accepted,
     AppMessageIn,
@@ -39,6 +31,7 @@ from channels.schemas import (
     IntakeProblems,
 )
 from channels.signing import BadSignature, check
+from conversations.models import Channel, Conversation, Message, Sender
 from core.db import get_database, utcnow
 from core.deps import SessionDep, SettingsDep
 from core.errors import AnjuError, Forbidden, InvalidInput, NotFound

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Row, func, literal, select
 from sqlalchemy.orm import Session
 
-from channels.models import Message, Sender
+from conversations.models import Message, Sender
 from core.db import UTCDateTime
 from escalation.models import Case, CaseCategory, WorkOrder
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from accounts.models import Role, StaffUser
 from accounts.service import accessible_community_ids, require_community, works_in
-from channels.models import Channel, Conversation, ConversationState, Message, Sender
+from conversations.models import Channel, Conversation, ConversationState, Message, Sender
 from core import links
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge

@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 from accounts.deps import CurrentUser, get_current_user
 from accounts.models import Role, StaffUser
 from accounts.service import accessible_community_ids, require_community
-from channels.models import Channel, Conversation, Message
+from conversations.models import Channel, Conversation, Message
 from core.db import utcnow
 from core.deps import SessionDep, SettingsDep
 from core.errors import Conflict, Gone, InvalidInput, NotFound

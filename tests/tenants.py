@@ -17,17 +17,8 @@ from sqlalchemy.orm import Session
 
 from accounts import service as accounts_service
 from accounts.models import Role
-from channels.models import (
-    Channel,
-    Conversation,
-    ConversationState,
-    DeliveryStatus,
-    InboundMessage,
-    InboundStatus,
-    Message,
-    OutboundDelivery,
-    Sender,
-)
+from channels.models import DeliveryStatus, InboundMessage, InboundStatus, OutboundDelivery
+from conversations.models import Channel, Conversation, ConversationState, Message, Sender
 from core.db import utcnow
 from crawlers.models import CrawlRun, Source, SourceKind
 from escalation.models import (

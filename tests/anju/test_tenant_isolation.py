@@ -585,7 +585,7 @@ def test_an_agent_cannot_take_over_another_communitys_emergency_through_a_case_b
 def test_a_residents_history_shows_only_the_callers_communities(demo: Settings) -> None:
     """The same owner (one phone) in 翠湖 and 滨江: the history is one person's, but an agent of
     翠湖 sees only what was said in 翠湖."""
-    from channels.models import Channel, Conversation, Message, Sender
+    from conversations.models import Channel, Conversation, Message, Sender
     from org.models import IdentityKind, Resident, ResidentIdentity
 
     with get_database(demo).session() as session:
@@ -622,7 +622,7 @@ def test_a_residents_history_shows_only_the_callers_communities(demo: Settings) 
 def test_a_scoped_session_refuses_to_write_a_reference_it_did_not_look_up(demo: Settings) -> None:
     """The data layer's own guard: a service that copies an id from a request into a new row,
     without looking it up, still cannot link another tenant's row."""
-    from channels.models import Channel, Conversation
+    from conversations.models import Channel, Conversation
     from core.errors import NotFound
     from core.tenancy import Scope, set_scope
     from escalation.models import Case, CaseCategory, Priority

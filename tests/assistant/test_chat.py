@@ -13,16 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from channels.models import (
-    Channel,
-    Conversation,
-    ConversationState,
-    InboundMessage,
-    InboundStatus,
-    Message,
-    OutboundDelivery,
-    Sender,
-)
+from channels.models import InboundMessage, InboundStatus, OutboundDelivery
+from conversations.models import Channel, Conversation, ConversationState, Message, Sender
 from core.db import get_database
 from core.settings import Settings
 from escalation.models import Case, CaseCategory, Priority, WorkOrder

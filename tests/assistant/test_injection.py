@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from channels.models import Message
+from conversations.models import Message
 from core.db import get_database
 from core.settings import Settings
 from knowledge.models import KnowledgeSource

@@ -17,9 +17,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from channels.models import DeliveryStatus, InboundMessage, InboundStatus, Message, OutboundDelivery
+from channels.models import DeliveryStatus, InboundMessage, InboundStatus, OutboundDelivery
 from channels.service import sweep_inbound
 from channels.signing import NONCE, SIGNATURE, TIMESTAMP, sign, signed_headers
+from conversations.models import Message
 from core.db import get_database
 from core.settings import Settings
 from tests import services

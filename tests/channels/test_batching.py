@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from channels import batching
-from channels.models import Channel, InboundMessage, InboundStatus
+from channels.models import InboundMessage, InboundStatus
+from conversations.models import Channel
 from core.db import get_database
 from core.redis import get_redis
 from core.settings import Settings

@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 
-from channels.models import Channel, DeliveryStatus, InboundMessage, OutboundDelivery
+from channels.models import DeliveryStatus, InboundMessage, OutboundDelivery
 from channels.signing import NONCE, SIGNATURE, TIMESTAMP, sign, signed_headers
+from conversations.models import Channel
 from core.db import get_database
 from core.settings import AppChannel, PhoneChannel, Settings
 from tests import services

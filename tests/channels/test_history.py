@@ -10,8 +10,9 @@ import json
 
 from sqlalchemy import select
 
-from channels.models import Conversation, InboundMessage
+from channels.models import InboundMessage
 from channels.service import process_inbound
+from conversations.models import Conversation
 from core.db import get_database
 from core.settings import Settings
 from org import service as org

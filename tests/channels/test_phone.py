@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import select
 
 from channels import phone
-from channels.models import Channel, Conversation, InboundMessage, InboundStatus, Message, Sender
+from channels.models import InboundMessage, InboundStatus
 from channels.schemas import CallTranscriptIn
 from channels.signing import signed_headers
+from conversations.models import Channel, Conversation, Message, Sender
 from core.db import get_database
 from core.settings import Settings
 from escalation.models import CallbackTask, Case, CaseCategory, WorkOrder

@@ -18,7 +18,8 @@ import pytest
 import xmltodict
 from sqlalchemy import func, select
 
-from channels.models import DeliveryStatus, InboundMessage, Message, OutboundDelivery
+from channels.models import DeliveryStatus, InboundMessage, OutboundDelivery
+from conversations.models import Message
 from core.db import get_database
 from core.settings import Settings, WechatAccount
 from tests import services

@@ -13,8 +13,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from channels.models import Channel, InboundMessage
+from channels.models import InboundMessage
 from channels.service import process_inbound
+from conversations.models import Channel
 from core.db import get_database, utcnow
 from core.settings import Settings
 from escalation import service

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from channels.models import Channel, Conversation, Message, Sender
+from conversations.models import Channel, Conversation, Message, Sender
 from core.db import get_database
 from core.settings import Settings
 from escalation.models import CaseCategory, WorkOrderCategory
