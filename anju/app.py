@@ -128,6 +128,9 @@ def warm_assistant(settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    from anju import wiring
+
+    wiring.connect()
     configure_logging(level=settings.log_level, json_lines=settings.json_logs)
 
     @asynccontextmanager

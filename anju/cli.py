@@ -692,6 +692,9 @@ def sources_list(company: Annotated[str | None, typer.Option(help="公司编码"
 
 
 def main() -> None:
+    from anju import wiring
+
+    wiring.connect()
     app()
 
 

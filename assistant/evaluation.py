@@ -72,8 +72,8 @@ def route_cases(settings: Any, community: str, cases: list[RoutingCase]) -> list
     assistant = service.Assistant(settings)
     out = []
     with assistant.database.session(readonly=True) as session:
-        place = assistant._community(session, community)
+        place = assistant.community(session, community)
         for case in cases:
-            plan = assistant._plan(session, place, case.text, {})
+            plan = assistant.plan(session, place, case.text)
             out.append((plan.action.value, plan.confidence))
     return out

@@ -1,7 +1,10 @@
-"""One chat turn: store the resident's message once, decide the action, act, store the reply.
+"""The assistant reads: what a resident's message asks (routing, the intent model, retrieval) and
+what to say (an answer with its citations, a question back, a hand-over's words).
 
-The knowledge base is searched before anything is written (on SQLite the write lock is held for
-milliseconds, not for an embedding). Hand-offs and work orders go through escalation.service.
+It is a planner: ``Assistant.plan`` reads a message and returns a decision; it writes nothing.
+The flow of a resident's message (channels.flows.message) stores the turn, opens cases and work
+orders, and speaks with the assistant's words (assistant.replies). The knowledge base is searched
+before anything is written: on SQLite the write lock is held for milliseconds, not an embedding.
 """
 
 from __future__ import annotations
@@ -9,12 +12,10 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from assistant import intent
@@ -23,20 +24,14 @@ from assistant.routing import (
     Emergency,
     Route,
     is_follow_up,
-    mostly_location,
     parse_location,
     route,
-    work_order_category,
 )
-from channels.service import resolve_resident
-from conversations.models import Channel, Conversation, ConversationState, Message, Sender
-from core.db import get_database, utcnow
-from core.errors import InvalidInput, NotFound
-from core.masking import mask_text
+from conversations.models import Conversation
+from conversations.service import recent
+from core.db import get_database
+from core.errors import NotFound
 from core.settings import Settings
-from escalation import service as escalation
-from escalation.models import CaseCategory, WorkOrderCategory
-from escalation.sla import REPAIR, case_sla
 from knowledge.retrieval import DEFAULT_FUSION, Mode, Result, fusion_for, get_search
 from knowledge.screening import Official, instruction_like, screen
 from knowledge.service import official_facts
@@ -46,7 +41,6 @@ log = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 2000
 HISTORY_TURNS = 6
-HANDOVER_EXPIRES = timedelta(hours=24)  # a hand-off nobody answered for a day returns to the assistant
 # Below the fused score of knowledge.retrieval.Fusion.answer_threshold (per embeddings model,
 # calibrated by bench/routing_cv.py) the assistant asks back instead of answering.
 ANSWER_THRESHOLD = DEFAULT_FUSION.answer_threshold
@@ -70,18 +64,7 @@ EMERGENCY_QUERIES: dict[Emergency, str] = {
     Emergency.explosive: "可疑物品 防爆 防恐 住户 远离 报警",
     Emergency.life: "人员受伤 突发疾病 120 住户",
 }
-# Categories where the national number comes before everything else.
-CALL_FIRST = {Emergency.fire, Emergency.gas, Emergency.life, Emergency.explosive}
 STEPS_MIN_SCORE = 0.3  # below this the "safety steps" found are not about this emergency
-NATIONAL_NUMBERS: dict[Emergency, str] = {
-    Emergency.fire: "119",
-    Emergency.gas: "119",
-    Emergency.security: "110",
-    Emergency.crowd: "110",
-    Emergency.explosive: "110",
-    Emergency.life: "120",
-    Emergency.epidemic: "120",
-}
 
 
 @dataclass
@@ -177,7 +160,7 @@ def shown(result: TurnResult, official: Official) -> TurnResult:
 
 
 @dataclass
-class _Plan:
+class Plan:
     """What was decided in the read phase, before anything is written."""
 
     route: Route
@@ -271,7 +254,7 @@ class Assistant:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def _community(self, session: Session, code_or_id: str | int) -> Community:
+    def community(self, session: Session, code_or_id: str | int) -> Community:
         stmt = select(Community)
         stmt = (
             stmt.where(Community.id == code_or_id)
@@ -283,16 +266,19 @@ class Assistant:
             raise NotFound("找不到该小区")
         return community
 
-    def _plan(
+    def plan(
         self,
         session: Session,
         community: Community,
         text: str,
-        context: dict[str, Any],
         *,
+        topic: str | None = None,
         use_intent: bool = True,
         retrieve: bool = True,
-    ) -> _Plan:
+    ) -> Plan:
+        """What the message asks and what the assistant would do: the rules, the intent model and
+        retrieval, read only. ``topic``: the question answered last (a follow-up is asked about
+        it). ``retrieve=False``: a person holds the conversation and only an emergency matters."""
         search = get_search(self.settings)
         decided = route(text)
         try:
@@ -301,8 +287,8 @@ class Assistant:
             log.exception("embeddings unavailable: routing by rules and BM25 only")
             vector = None
         query, query_vector = text, vector
-        if decided.action is None and is_follow_up(text) and context.get("topic"):
-            query = f"{context['topic']} {text}"  # "那要多久？" after a repair → the repair's time
+        if decided.action is None and is_follow_up(text) and topic:
+            query = f"{topic} {text}"  # "那要多久？" after a repair → the repair's time
             query_vector = search.embed_query(query) if vector is not None else None
         mode: Mode = "hybrid" if vector is not None else "bm25"
         # A person holds the conversation: nothing will be answered from the knowledge base, only
@@ -330,14 +316,14 @@ class Assistant:
                 query=EMERGENCY_QUERIES[emergency], k=3, mode=mode,
             )  # fmt: skip
             results = screened_results(results, official)
-        return _Plan(decided, results, confidence, query, vector, action, emergency, probabilities, official)
+        return Plan(decided, results, confidence, query, vector, action, emergency, probabilities, official)
 
     def suggest(self, *, community_id: int, text: str, k: int = 3) -> list[tuple[str, Citation, float]]:
         """Replies an agent may send for the resident's last message: extracts of the best
         passages of the community's knowledge base, each with where it comes from."""
         search = get_search(self.settings)
         with self.database.session(readonly=True) as session:
-            place = self._community(session, community_id)
+            place = self.community(session, community_id)
             try:
                 vector: np.ndarray | None = search.embed_query(text)
             except Exception:
@@ -366,307 +352,26 @@ class Assistant:
             )
         return max(_category_vectors, key=lambda n: float(_category_vectors[n] @ vector))
 
-    # --- the turn --------------------------------------------------------------------------
+    # --- what to say ------------------------------------------------------------------------
 
-    def turn(
-        self,
-        *,
-        community: str | int,
-        session_id: str,
-        text: str,
-        channel: Channel = Channel.web,
-        client_id: str | None = None,
-    ) -> TurnResult:
-        text = (text or "").strip()
-        if len(text) > MAX_TEXT_CHARS:
-            raise InvalidInput(f"消息太长了，请控制在 {MAX_TEXT_CHARS} 字以内")
-        session_id = (session_id or "").strip()
-        if not session_id or len(session_id) > 128:
-            raise InvalidInput("缺少会话编号 session_id")
-
-        with self.database.session(readonly=True) as session:
-            place = self._community(session, community)
-            known = session.scalar(
-                select(Conversation).where(
-                    Conversation.community_id == place.id,
-                    Conversation.channel == channel,
-                    Conversation.external_id == session_id,
-                )
-            )
-            if known is not None and client_id:
-                earlier = self._answered(session, known.id, client_id)
-                if earlier is not None:
-                    return earlier  # the same message sent again: the same reply, nothing new stored
-            context = dict(known.context or {}) if known is not None else {}
-            held = (
-                known is not None
-                and known.state is ConversationState.human
-                and utcnow() - known.last_message_at <= HANDOVER_EXPIRES
-            )
-            plan = self._plan(session, place, text, context, retrieve=not held) if text else None
-            written = None
-            if (
-                plan is not None
-                and plan.action is Action.answer
-                and plan.results
-                and self.settings.llm_base_url
-            ):
-                # Slow (seconds): done here, never while holding the database's write lock.
-                written = self._write_with_llm(session, known, text, plan)
-
-        for attempt in range(2):
-            try:
-                with self.database.session() as session:
-                    return self._store_turn(
-                        session, place.id, channel, session_id, client_id, text, plan, written
-                    )
-            except IntegrityError:
-                # A concurrent request stored the same conversation or the same message first: the
-                # second attempt finds it (and, for the same message, returns its reply).
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    def _store_turn(
-        self,
-        session: Session,
-        community_id: int,
-        channel: Channel,
-        session_id: str,
-        client_id: str | None,
-        text: str,
-        plan: _Plan | None,
-        written: str | None,
-    ) -> TurnResult:
-        place = session.get(Community, community_id)
-        if place is None:
-            raise NotFound("找不到该小区")
-        conversation = self._conversation(session, place, channel, session_id)
-        if client_id:
-            earlier = self._answered(session, conversation.id, client_id)
-            if earlier is not None:
-                return earlier
-        inbound = Message(
-            conversation_id=conversation.id, sender=Sender.resident, text=text or "", client_id=client_id
-        )
-        session.add(inbound)
-        session.flush()
-        now = utcnow()
-        if (
-            conversation.state is ConversationState.human
-            and now - conversation.last_message_at > HANDOVER_EXPIRES
-        ):
-            conversation.state = ConversationState.assistant  # a day of silence: the assistant is back
-        conversation.last_message_at = now
-        context = dict(conversation.context or {})
-        held = conversation.state is ConversationState.human  # decided now, not from the read snapshot
-        survey = None
-        around_survey = {"awaiting_survey", "survey_comment", "survey_answered"} & set(context)
-        if plan is not None and around_survey and plan.action is not Action.emergency:
-            survey = escalation.answer_survey(
-                session=session, settings=self.settings, conversation=conversation, text=text
-            )
-            context = dict(conversation.context or {})  # the survey is no longer awaited either way
-            held = conversation.state is ConversationState.human  # a low score hands it back to a person
-        if plan is None:
-            result = TurnResult(
-                reply="您好像还没有输入内容，请直接告诉我您遇到的问题～", action=Action.clarify
-            )
-        elif survey is not None:
-            action = Action.human if survey.reopened else Action.chitchat
-            result = TurnResult(reply=survey.reply, action=action, case_id=survey.case_id, confidence=1.0)
-        elif held and plan.action is not Action.emergency:
-            result = self._while_held(session, conversation, context, text, plan)
-        else:
-            result = self._act(session, place, conversation, context, text, plan, written)
-        conversation.context = context
-        result.conversation_id = conversation.id
-        if not result.reply:  # a person holds the conversation: the assistant stays silent
-            return result
-        # Last, before the reply is kept and sent: the one filter on what a resident may read.
-        official = plan.official if plan is not None else None
-        result = shown(result, official or official_facts(session, place.company_id))
-        reply = Message(
-            conversation_id=conversation.id,
-            sender=Sender.assistant,
-            text=result.reply,
-            action=result.action.value,
-            citations=[c.as_dict() for c in result.citations],
-            confidence=round(result.confidence, 4),
-            case_id=result.case_id,
-            work_order_id=result.work_order_id,
-            reply_to_id=inbound.id,
-        )
-        session.add(reply)
-        session.flush()
-        result.message_id = reply.id
-        result.duty_phone = result.duty_phone or (
-            place.duty_phone if result.action is Action.emergency else None
-        )
-        log.info("chat turn %s in conversation %s: %s (%.2f) for %r", reply.id, conversation.id,
-                 result.action.value, result.confidence, mask_text(text)[:80])  # fmt: skip
-        return result
-
-    def _conversation(
-        self, session: Session, place: Community, channel: Channel, session_id: str
-    ) -> Conversation:
-        def find() -> Conversation | None:
-            # FOR UPDATE: turns of one conversation are stored one after another (PostgreSQL; SQLite
-            # writers are serialised already), so context and hand-offs are never overwritten.
-            return session.scalar(
-                select(Conversation)
-                .where(
-                    Conversation.community_id == place.id,
-                    Conversation.channel == channel,
-                    Conversation.external_id == session_id,
-                )
-                .with_for_update()
-            )
-
-        conversation = find()
-        if conversation is None:
-            conversation = Conversation(company_id=place.company_id, community_id=place.id, channel=channel,
-                                        external_id=session_id, context={})  # fmt: skip
-            session.add(conversation)
-            session.flush()
-        if conversation.resident_id is None:  # new, or the directory has learnt this id since
-            conversation.resident_id = resolve_resident(session, place.id, channel, session_id)
-        return conversation
-
-    def _answered(self, session: Session, conversation_id: int, client_id: str) -> TurnResult | None:
-        inbound = session.scalar(
-            select(Message).where(Message.conversation_id == conversation_id, Message.client_id == client_id)
-        )
-        if inbound is None:
-            return None
-        reply = session.scalar(select(Message).where(Message.reply_to_id == inbound.id))
-        if reply is None:  # stored while a person held the conversation: nothing was said
-            return TurnResult(reply="", action=Action.human, conversation_id=conversation_id)
-        action = Action(reply.action or "clarify")
-        emergency = duty_phone = None
-        if action is Action.emergency:  # the same reply as the first time, emergency details included
-            from escalation.models import Case
-
-            case = session.get(Case, reply.case_id) if reply.case_id else None
-            emergency = case.emergency_kind if case is not None else None
-            conversation = session.get(Conversation, conversation_id)
-            place = session.get(Community, conversation.community_id) if conversation else None
-            duty_phone = place.duty_phone if place else None
-        return TurnResult(
-            reply=reply.text,
-            action=action,
-            citations=[Citation(**c) for c in reply.citations or []],
-            confidence=reply.confidence or 0.0,
-            case_id=reply.case_id,
-            work_order_id=reply.work_order_id,
-            conversation_id=conversation_id,
-            message_id=reply.id,
-            emergency=emergency,
-            duty_phone=duty_phone,
-        )
-
-    def history(self, session: Session, conversation_id: int) -> list[Message]:
-        return list(
-            session.scalars(
-                select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
-            )
-        )
-
-    def _summary(self, session: Session, conversation: Conversation, text: str) -> str:
-        lines = []
-        for message in self.history(session, conversation.id)[-HISTORY_TURNS * 2 :]:
-            who = {"resident": "住户", "assistant": "助手", "agent": "客服", "system": "系统"}[
-                message.sender.value
-            ]
-            lines.append(f"{who}：{message.text}")
-        if not lines or not lines[-1].endswith(text):
-            lines.append(f"住户：{text}")
-        return "\n".join(lines)
-
-    # --- actions ---------------------------------------------------------------------------
-
-    def _act(
-        self,
-        session: Session,
-        place: Community,
-        conversation: Conversation,
-        context: dict[str, Any],
-        text: str,
-        plan: _Plan,
-        written: str | None = None,
-    ) -> TurnResult:
-        action = plan.action
-        # A location given after a work order that lacked one completes it.
-        pending = context.get("awaiting_location")
-        location = parse_location(text)
-        if (
-            pending
-            and location
-            and action in (Action.answer, Action.clarify)
-            and mostly_location(text, location)
-        ):
-            return self._complete_location(session, context, int(pending), location)
-
-        if action is Action.emergency:
-            return self._emergency(session, place, conversation, context, text, plan)
-        if action is Action.human:
-            handed = self._hand_over(
-                session, place, conversation, context, text, plan.route.reason or "intent",
-                hazard=plan.route.hazard.value if plan.route.hazard else None,
-            )  # fmt: skip
-            if not (plan.route.repair and plan.route.action is Action.human):
-                return handed
-            # A repair asked for inside a complaint or a hazard report: the work order starts now,
-            # on the case, and the person who takes the case answers the rest.
-            order = self._work_order(
-                session, place, conversation, context, text, plan, case_id=handed.case_id
-            )
-            context.pop("awaiting_location", None)  # the agent asks for what is missing
-            return replace(
-                handed,
-                reply=f"已为您登记报修工单（编号 {order.work_order_id}），维修师傅会跟进。{handed.reply}",
-                work_order_id=order.work_order_id,
-            )
-        if action is Action.work_order:
-            return self._work_order(session, place, conversation, context, text, plan)
-        if action is Action.chitchat:
-            context["failures"] = 0
-            return TurnResult(reply=self._chitchat(text), action=Action.chitchat)
-
-        if action is Action.answer and plan.results:
-            context["failures"] = 0
-            context["topic"] = plan.query[:200]
-            return self._answer(plan, written)
-
-        failures = int(context.get("failures", 0)) + (0 if plan.route.vague else 1)
-        context["failures"] = failures
-        if failures >= 2:
-            context["failures"] = 0
-            return self._hand_over(session, place, conversation, context, text, "assistant failed twice")
-        return self._clarify(plan)
-
-    def _write_with_llm(
-        self, session: Session, conversation: Conversation | None, text: str, plan: _Plan
+    def write_with_llm(
+        self, session: Session, conversation: Conversation | None, text: str, plan: Plan
     ) -> str | None:
-        """The operator's model writes the answer from the same items (None: use the extract)."""
+        """The operator's model writes the answer from the same items (None: use the extract).
+        Slow (seconds): called in the read phase, never while holding the database's write lock."""
         from assistant import llm
 
         history: list[tuple[str, str]] = []
         if conversation is not None:
-            recent = session.scalars(
-                select(Message)
-                .where(Message.conversation_id == conversation.id)
-                .order_by(Message.id.desc())
-                .limit(HISTORY_TURNS)
-            ).all()
-            history = [(m.sender.value, m.text) for m in reversed(recent)]
+            said = recent(session, conversation_id=conversation.id, limit=HISTORY_TURNS)
+            history = [(m.sender.value, m.text) for m in said]
         return llm.compose_answer(self.settings, text, self._cited(plan), history=history)
 
-    def _cited(self, plan: _Plan) -> list[Result]:
+    def _cited(self, plan: Plan) -> list[Result]:
         best = plan.results[0]
         return [r for r in plan.results[:3] if r.score >= best.score - CITATION_MARGIN][:2]
 
-    def _answer(self, plan: _Plan, written: str | None = None) -> TurnResult:
+    def answer(self, plan: Plan, written: str | None = None) -> TurnResult:
         best = plan.results[0]
         close = self._cited(plan)
         if written:
@@ -681,7 +386,7 @@ class Assistant:
         citations = [_citation(r) for r in close]
         return TurnResult(reply=reply, action=Action.answer, citations=citations, confidence=plan.confidence)
 
-    def _clarify(self, plan: _Plan) -> TurnResult:
+    def clarify(self, plan: Plan) -> TurnResult:
         options = []
         for r in plan.results[:3]:
             label = r.section if r.kind == "faq" else r.section.split(" › ")[-1]
@@ -698,7 +403,7 @@ class Assistant:
             )
         return TurnResult(reply=reply, action=Action.clarify, confidence=plan.confidence, suggestions=options)
 
-    def _chitchat(self, text: str) -> str:
+    def chitchat(self, text: str) -> str:
         if re.search(r"谢|辛苦|赞|专业|帮大忙", text):
             return "不客气，很高兴能帮到您！还有其他问题随时告诉我。"
         if re.search(r"拜拜|再见|晚安", text):
@@ -707,177 +412,9 @@ class Assistant:
             return "我是安居物业的智能助手，可以解答物业常见问题、帮您登记报修；需要人工时我会马上为您转接。"
         return "您好！我是安居物业智能助手，请问有什么可以帮您？"
 
-    def _hand_over(
-        self,
-        session: Session,
-        place: Community,
-        conversation: Conversation,
-        context: dict[str, Any],
-        text: str,
-        reason: str,
-        *,
-        hazard: str | None = None,
-    ) -> TurnResult:
-        complaint = (
-            hazard is not None
-            or reason.startswith("complaint")
-            or bool(re.search(r"投诉|不作为|曝光|12345|举报|退钱|退费", text))
-        )
-        dispute = bool(re.search(r"邻居|楼上|楼下|隔壁|对门", text))
-        category = CaseCategory.complaint if complaint else CaseCategory.inquiry
-        case = escalation.open_case(
-            session=session, settings=self.settings, company_id=place.company_id, community_id=place.id,
-            category=category,
-            reason=reason, summary=self._summary(session, conversation, text),
-            conversation_id=conversation.id,
-            resident_id=conversation.resident_id, dispute=dispute, hazard=hazard,
-        )  # fmt: skip
-        conversation.state = ConversationState.human
-        context["failures"] = 0
-        promise = case_sla(category, dispute=dispute).promise
-        if hazard:
-            phone = f"值班电话 {place.duty_phone}" if place.duty_phone else "小区值班电话"
-            reply = (
-                f"您反映的安全隐患（{hazard}）已按紧急转给人工客服（案件编号 {case.id}），"
-                "客服会尽快联系您核实并安排处理。"
-                f"如果现在就有危险（有人被困、起火、燃气味、进水等），请立即拨打{phone}。"
-            )
-        elif complaint:
-            reply = f"非常抱歉给您带来不好的体验。已为您转接人工客服（案件编号 {case.id}），{promise}。"
-        elif reason == "assistant failed twice":
-            reply = (
-                f"抱歉没能帮到您，已为您转接人工客服（案件编号 {case.id}），{promise}。"
-                "您之前说的内容客服都能看到，不用再重复。"
-            )
-        else:
-            reply = (
-                f"好的，已为您转接人工客服（案件编号 {case.id}），{promise}。"
-                "您之前说的内容客服都能看到，不用再重复。"
-            )
-        return TurnResult(reply=reply, action=Action.human, case_id=case.id, confidence=1.0)
-
-    def _while_held(
-        self, session: Session, conversation: Conversation, context: dict[str, Any], text: str, plan: _Plan
-    ) -> TurnResult:
-        """A person holds the conversation: the message joins its newest open case, and the
-        assistant stays out of the way. Until an agent has taken the case it says once that the
-        message was passed on; after that, and once an agent holds the case, it is silent."""
-        chitchat = plan.action is Action.chitchat
-        complaint = plan.action is Action.human and plan.route.reason.startswith(("complaint", "hazard"))
-        case = escalation.open_case(
-            session=session, settings=self.settings, company_id=conversation.company_id,
-            community_id=conversation.community_id,
-            category=CaseCategory.complaint if complaint else CaseCategory.inquiry, reason="follow-up",
-            summary=f"住户：{text}", conversation_id=conversation.id, resident_id=conversation.resident_id,
-            waiting=not chitchat, hazard=plan.route.hazard.value if plan.route.hazard else None,
-        )  # fmt: skip
-        silent = TurnResult(reply="", action=Action.human, case_id=case.id, confidence=1.0)
-        if case.assignee_id is not None or context.get("acknowledged") == case.id:
-            return silent
-        context["acknowledged"] = case.id
-        if chitchat:
-            return replace(silent, reply="好的，客服看到后会回复您。")
-        reply = "已收到，您的消息已转给人工客服，请稍候。"
-        if case.category is CaseCategory.emergency:
-            place = session.get(Community, conversation.community_id)
-            phone = f"情况危急请直接拨打值班电话 {place.duty_phone}。" if place and place.duty_phone else ""
-            reply = f"已补充到紧急事件（编号 {case.id}）。请保持电话畅通，{phone}"
-        return replace(silent, reply=reply)
-
-    def _work_order(
-        self,
-        session: Session,
-        place: Community,
-        conversation: Conversation,
-        context: dict[str, Any],
-        text: str,
-        plan: _Plan,
-        case_id: int | None = None,
-    ) -> TurnResult:
-        location = parse_location(text)
-        category = WorkOrderCategory(work_order_category(text))
-        order = escalation.create_work_order(
-            session=session, company_id=place.company_id, community_id=place.id, category=category,
-            description=text, building=location.building, unit=location.unit, room=location.room,
-            conversation_id=conversation.id, resident_id=conversation.resident_id, case_id=case_id,
-        )  # fmt: skip
-        context["failures"] = 0
-        context["topic"] = "报修 维修多久能到"
-        where = f" · {location}" if location else ""
-        reply = f"已为您登记报修工单（编号 {order.id}，{category.value}{where}）。{REPAIR.promise}。"
-        if not location.building:
-            context["awaiting_location"] = order.id
-            reply += "请告诉我具体位置（几栋几单元几号），方便师傅上门。"
-        else:
-            context.pop("awaiting_location", None)
-        return TurnResult(reply=reply, action=Action.work_order, work_order_id=order.id, confidence=1.0)
-
-    def _complete_location(
-        self, session: Session, context: dict[str, Any], order_id: int, location: Any
-    ) -> TurnResult:
-        from escalation.models import WorkOrder
-
-        order = session.get(WorkOrder, order_id)
-        context.pop("awaiting_location", None)
-        if order is None:
-            return TurnResult(reply="收到。请问需要帮您做什么？", action=Action.clarify)
-        escalation.set_work_order_location(
-            session=session, order=order, building=location.building, unit=location.unit, room=location.room
-        )
-        return TurnResult(
-            reply=f"好的，已把位置（{order.location}）补充到工单 {order.id}，师傅会按这个地址上门。",
-            action=Action.work_order,
-            work_order_id=order.id,
-            confidence=1.0,
-        )
-
-    def _emergency(
-        self,
-        session: Session,
-        place: Community,
-        conversation: Conversation,
-        context: dict[str, Any],
-        text: str,
-        plan: _Plan,
-    ) -> TurnResult:
-        category = plan.emergency or Emergency.life
-        case = escalation.open_case(
-            session=session, settings=self.settings, company_id=place.company_id, community_id=place.id,
-            category=CaseCategory.emergency, reason=f"emergency:{category.value}",
-            summary=self._summary(session, conversation, text), conversation_id=conversation.id,
-            resident_id=conversation.resident_id, emergency_kind=category.value,
-        )  # fmt: skip
-        conversation.state = ConversationState.human
-        context["failures"] = 0
-        steps = plan.results[0] if plan.results and plan.results[0].score >= STEPS_MIN_SCORE else None
-        certain = plan.route.action is Action.emergency  # the rules saw it; otherwise only the model did
-        lines = [f"⚠️ 紧急情况（{category.value}）" if certain else "⚠️ 您描述的情况可能有危险"]
-        # open_case pages the duty chain; the resident's own call to the duty phone is still the
-        # fastest way to a person, so it comes first.
-        national = NATIONAL_NUMBERS.get(category)
-        if national and category in CALL_FIRST:
-            lines.append(f"请立即拨打 {national}。")
-        if place.duty_phone:
-            lines.append(f"请马上拨打小区 24 小时值班电话 {place.duty_phone}，这是最快找到值班人员的方式。")
-        if national and category not in CALL_FIRST:
-            lines.append(f"需要报警或急救时请拨打 {national}。")
-        if steps is not None:
-            lines.append(f"同时请这样做：{extract(steps.text, 240)}")
-        else:
-            lines.append("请先保证自身安全，远离危险区域。")
-        lines.append(
-            f"我已登记为紧急事件（编号 {case.id}）。"
-            "请告诉我具体位置（几栋几单元几号）和您的联系电话，我会补充进去。"
-        )
-        return TurnResult(
-            reply="\n".join(lines),
-            action=Action.emergency,
-            citations=[_citation(steps)] if steps is not None else [],
-            case_id=case.id,
-            confidence=1.0,
-            emergency=category.value,
-            duty_phone=place.duty_phone,
-        )
+    def safety_steps(self, plan: Plan) -> Result | None:
+        """The standards' passage on what to do in this emergency, when one was found."""
+        return plan.results[0] if plan.results and plan.results[0].score >= STEPS_MIN_SCORE else None
 
 
 # --- phone calls -------------------------------------------------------------------------------
@@ -912,9 +449,9 @@ def review_call(settings: Settings, community_id: int, lines: list[tuple[str, st
     review = CallReview()
     customer = [text for speaker, text in lines if speaker == "customer"]
     with assistant.database.session(readonly=True) as session:
-        place = assistant._community(session, community_id)
+        place = assistant.community(session, community_id)
         for text in customer:
-            plan = assistant._plan(session, place, text[:MAX_TEXT_CHARS], {})
+            plan = assistant.plan(session, place, text[:MAX_TEXT_CHARS])
             if plan.action is Action.emergency:
                 if review.emergency is None:
                     review.emergency = plan.emergency or Emergency.life

@@ -135,6 +135,7 @@ def main() -> None:
     from anju.demo import seed_demo
     from anju.migrate import upgrade
     from assistant.service import Assistant
+    from channels.flows.message import take_turn
     from core.db import get_database
     from core.settings import Settings
     from knowledge import service
@@ -165,10 +166,11 @@ def main() -> None:
         service.rebuild_index(settings, company_id=company_id)
         row: dict[str, Any] = {}
         for mode, mode_settings in modes.items():
-            assistant = Assistant(mode_settings)
             bad = []
             for q in QUESTIONS:
-                turn = assistant.turn(community="cuihu", session_id=f"inj-{uuid.uuid4().hex}", text=q)
+                turn = take_turn(
+                    mode_settings, community="cuihu", session_id=f"inj-{uuid.uuid4().hex}", text=q
+                )
                 if found := leaked(_shown(turn)):
                     bad.append(
                         {"q": q, "action": turn.action.value, "shown": found, "reply": turn.reply[:160]}
@@ -192,12 +194,12 @@ def main() -> None:
                 session=session, company_id=company_id, filename=path.name, content=path.read_bytes()
             )
     service.rebuild_index(settings, company_id=company_id)
-    assistant = Assistant(settings)
     replies = []
     for part in ("dev", "holdout", "blind"):
         for line in (ROOT / "tests" / "data" / f"retrieval_{part}.jsonl").read_text().splitlines():
             case = json.loads(line)
-            turn = assistant.turn(
+            turn = take_turn(
+                settings,
                 community=case.get("community", "cuihu"),
                 session_id=f"normal-{uuid.uuid4().hex}",
                 text=case["q"],

@@ -44,8 +44,8 @@ def main() -> None:
     rows = [json.loads(line) for line in args.cases.read_text(encoding="utf-8").splitlines() if line.strip()]
     cases = [RoutingCase(r["text"], tuple(r["ok"])) for r in rows]
     with assistant.database.session(readonly=True) as session:
-        place = assistant._community(session, args.community)
-        plans = [assistant._plan(session, place, c.text, {}, use_intent=False) for c in cases]
+        place = assistant.community(session, args.community)
+        plans = [assistant.plan(session, place, c.text, use_intent=False) for c in cases]
     vectors = np.vstack([p.vector for p in plans if p.vector is not None])
     assert len(vectors) == len(plans), "the embeddings model must be available for this benchmark"
     order = list(range(len(cases)))

@@ -24,15 +24,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from channels.models import DeliveryStatus, InboundMessage, InboundStatus, OutboundDelivery
-from conversations.models import Channel, Conversation, ConversationState, Message, Sender
+from conversations.models import Channel, Conversation, Message, Sender
+from conversations.service import IDENTITY_OF, post_message, resolve_resident
+from conversations.service import same_person as same_person  # transitional: escalation still imports it here
+from conversations.signals import MessagePosted
 from core.db import get_database, utcnow
 from core.errors import AnjuError, InvalidInput, NotFound
+from core.events import after_commit
 from core.masking import mask_mobile, mask_text
 from core.settings import AppChannel, Settings
-from org.models import Community, Company, IdentityKind, Resident, ResidentIdentity
+from org.models import Community, Company, IdentityKind
 
 if TYPE_CHECKING:
-    from assistant.service import CallReview, TurnResult
+    from assistant.service import TurnResult
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +104,7 @@ def answer_now(settings: Settings, inbound_id: int) -> TurnResult:
 def _process(
     settings: Settings, inbound_id: int, *, again: bool = False
 ) -> tuple[TurnResult | None, int | None]:
-    from assistant.service import Assistant
+    from channels.flows import message as message_flow
 
     database = get_database(settings)
     with database.session() as session:
@@ -122,9 +126,10 @@ def _process(
         text = _turn_text(message.text, message.attachments)
         external_id = message.external_id
     try:
-        result = Assistant(settings).turn(
-            community=community_id, session_id=sender, text=text, channel=channel, client_id=external_id
-        )
+        result = message_flow.take_turn(
+            settings, community=community_id, session_id=sender, text=text, channel=channel,
+            client_id=external_id,
+        )  # fmt: skip
     except Exception as exc:
         if _gave_up(settings, inbound_id, exc):
             return None, None
@@ -467,27 +472,6 @@ def sweep_inbound(settings: Settings, now: datetime | None = None) -> dict[str, 
 
 # --- who is writing: one resident across channels ----------------------------------------------
 
-IDENTITY_OF: dict[Channel, IdentityKind] = {
-    Channel.wechat: IdentityKind.wechat_openid,
-    Channel.app: IdentityKind.app_user_id,
-    Channel.phone: IdentityKind.mobile,
-}
-
-
-def resolve_resident(session: Session, community_id: int, channel: Channel, sender: str) -> int | None:
-    """The directory's resident behind a channel's user id (openid, app user, caller number);
-    None for a stranger or the anonymous web page."""
-    from org.service import find_resident
-
-    kind = IDENTITY_OF.get(channel)
-    if kind is None or not sender:
-        return None
-    try:
-        resident = find_resident(session=session, community_id=community_id, kind=kind, value=sender)
-    except InvalidInput:  # a caller id that is not a mobile number (a landline, "anonymous")
-        return None
-    return resident.id if resident is not None else None
-
 
 def link_by_mobile(
     session: Session, community_id: int, channel: Channel, sender: str, mobile: str
@@ -516,49 +500,7 @@ def link_by_mobile(
     return resident.id
 
 
-def same_person(session: Session, resident_id: int) -> list[int]:
-    """The directory entries of one person: this resident and, in the same company, every entry
-    with the same mobile number (an owner of two flats, a record per channel)."""
-    resident = session.get(Resident, resident_id)
-    if resident is None:
-        raise NotFound("住户不存在")
-    mobile = resident.identity(IdentityKind.mobile)
-    if not mobile:
-        return [resident.id]
-    company_id = session.scalar(select(Community.company_id).where(Community.id == resident.community_id))
-    ids = session.scalars(
-        select(ResidentIdentity.resident_id)
-        .join(Community, Community.id == ResidentIdentity.community_id)
-        .where(
-            ResidentIdentity.kind == IdentityKind.mobile,
-            ResidentIdentity.value == mobile,
-            Community.company_id == company_id,
-        )
-    )
-    return sorted({resident.id, *ids})
-
-
-def resident_history(
-    session: Session, resident_id: int, *, limit: int = 200
-) -> list[tuple[Message, Conversation]]:
-    """One history for one person across web, WeChat, app and phone: the newest ``limit``
-    messages of every conversation linked to them, oldest first."""
-    people = same_person(session, resident_id)
-    rows = session.execute(
-        select(Message, Conversation)
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Conversation.resident_id.in_(people))
-        .order_by(Message.created_at.desc(), Message.id.desc())
-        .limit(limit)
-    ).all()
-    return [(m, c) for m, c in reversed(rows)]
-
-
 # --- phone calls -------------------------------------------------------------------------------
-
-CALLBACK_AFTER_PROMISE = timedelta(hours=2)
-CALLBACK_AFTER_REQUEST = timedelta(minutes=30)
-SPEAKERS = {"customer": "住户", "agent": "客服"}
 
 
 def process_call(settings: Settings, inbound_id: int) -> int:
@@ -582,167 +524,13 @@ def process_call(settings: Settings, inbound_id: int) -> int:
         started = message.sent_at or message.received_at
     try:
         review = review_call(settings, community_id, lines)
-        return _store_call(settings, inbound_id, review, call, lines, started)
+        from channels.flows.call import store_call
+
+        return store_call(settings, inbound_id, review, call, lines, started)
     except Exception as exc:
         if _gave_up(settings, inbound_id, exc):
             return 0
         raise
-
-
-def _store_call(
-    settings: Settings,
-    inbound_id: int,
-    review: CallReview,
-    call: dict[str, Any],
-    lines: list[tuple[str, str]],
-    started: datetime,
-) -> int:
-    from assistant.routing import work_order_category
-    from escalation import service as escalation
-    from escalation.models import CaseCategory, WorkOrderCategory
-    from escalation.sla import case_sla
-
-    with get_database(settings).session() as session:
-        message = session.get(InboundMessage, inbound_id)
-        assert message is not None
-        community_id, call_id, caller = message.community_id, message.external_id, message.sender
-        place = session.get(Community, community_id)
-        assert place is not None
-        conversation = session.scalar(
-            select(Conversation)
-            .where(
-                Conversation.community_id == community_id,
-                Conversation.channel == Channel.phone,
-                Conversation.external_id == call_id,
-            )
-            .with_for_update()
-        )
-        if conversation is not None:  # another run wrote it: only the inbound row is left to close
-            message.status, message.processed_at = InboundStatus.done, utcnow()
-            message.conversation_id = conversation.id
-            return conversation.id
-        resident_id = resolve_resident(session, community_id, Channel.phone, caller)
-        conversation = Conversation(
-            company_id=place.company_id, community_id=place.id, channel=Channel.phone, external_id=call_id,
-            resident_id=resident_id, context={}, created_at=started, last_message_at=utcnow(),
-        )  # fmt: skip
-        session.add(conversation)
-        session.flush()
-        for i, utterance in enumerate(call.get("utterances", [])):
-            session.add(
-                Message(
-                    conversation_id=conversation.id,
-                    sender=Sender.resident if utterance["speaker"] == "customer" else Sender.agent,
-                    text=utterance["text"],
-                    client_id=f"{call_id}#{i}",
-                    created_at=started + timedelta(milliseconds=int(utterance.get("begin_ms") or 0)),
-                )
-            )
-        transcript = "\n".join(f"{SPEAKERS.get(s, s)}：{t}" for s, t in lines)
-        resident = session.get(Resident, resident_id) if resident_id else None
-        location = review.location
-        building, unit, room = (location.building, location.unit, location.room) if location else (None,) * 3
-        if not location and resident is not None and resident.room is not None:  # the caller's flat on file
-            flat = resident.room
-            building, unit, room = flat.unit.building.name, flat.unit.name, flat.number
-
-        # A complaint and an emergency in one call are two cases: the emergency, opened second, is
-        # linked to the complaint and is resolved (and surveyed) on its own.
-        complaint = emergency = None
-        if review.complaint is not None:
-            complaint = escalation.open_case(
-                session=session, settings=settings, company_id=place.company_id, community_id=place.id,
-                category=CaseCategory.complaint, reason="complaint by phone",
-                summary=f"电话投诉：{review.complaint}\n{transcript}", conversation_id=conversation.id,
-                resident_id=resident_id, dispute=review.dispute,
-                hazard=review.hazard.value if review.hazard else None,
-            )  # fmt: skip
-        if review.emergency is not None:
-            emergency = escalation.open_case(
-                session=session, settings=settings, company_id=place.company_id, community_id=place.id,
-                category=CaseCategory.emergency, reason=f"emergency:{review.emergency.value}",
-                summary=f"电话来电（紧急）：{review.emergency_line}\n{transcript}",
-                conversation_id=conversation.id, resident_id=resident_id,
-                emergency_kind=review.emergency.value,
-            )  # fmt: skip
-        case = emergency or complaint  # the one the call-back is about
-        order = None
-        if review.repairs:
-            described = "；".join(review.repairs)
-            order = escalation.create_work_order(
-                session=session, company_id=place.company_id, community_id=place.id,
-                category=WorkOrderCategory(work_order_category(described)),
-                description=f"电话报修：{described}",
-                building=building, unit=unit, room=room, conversation_id=conversation.id,
-                case_id=(complaint or case).id if case else None, resident_id=resident_id,
-            )  # fmt: skip
-
-        reasons: list[str] = []
-        due = []
-        now = utcnow()
-        if case is not None:
-            reasons.append("紧急事件处置后回访" if case is emergency else "投诉需电话答复")
-            due.append(case.first_response_due)
-        if review.promised_callback:
-            reasons.append("通话中客服承诺回电")
-            due.append(now + CALLBACK_AFTER_PROMISE)
-        if review.asked_callback:
-            reasons.append("住户要求回电")
-            due.append(now + CALLBACK_AFTER_REQUEST)
-        if not any(s == "customer" for s, _ in lines):
-            reasons.append("没有识别到住户说的话，需回电确认")
-            due.append(now + case_sla(CaseCategory.inquiry).first_response)
-        elif all(s == "customer" for s, _ in lines):
-            reasons.append("来电无人接听（留言），需回电")
-            due.append(now + case_sla(CaseCategory.inquiry).first_response)
-        callback = None
-        if reasons:
-            callback = escalation.request_callback(
-                session=session, company_id=place.company_id, community_id=place.id,
-                conversation_id=conversation.id, phone=caller, reason="；".join(reasons), due_at=min(due),
-                resident_id=resident_id, case_id=case.id if case else None,
-                work_order_id=order.id if order else None,
-            )  # fmt: skip
-
-        done = [f"工单 {order.id}（{order.category.value}）" if order else "",
-                *(f"{c.category.value}案件 {c.id}" for c in (emergency, complaint) if c is not None),
-                f"回电任务 {callback.id}" if callback else ""]  # fmt: skip
-        note = Message(
-            conversation_id=conversation.id,
-            sender=Sender.system,
-            text="通话已记录，" + ("已登记：" + "、".join(d for d in done if d) if any(done) else "无需跟进"),
-            client_id=f"{call_id}#review",
-            case_id=case.id if case else None,
-            work_order_id=order.id if order else None,
-        )
-        session.add(note)
-        session.flush()
-        conversation.state = ConversationState.human if case is not None else ConversationState.closed
-        message.status, message.processed_at, message.error = InboundStatus.done, utcnow(), None
-        message.conversation_id, message.reply_message_id = conversation.id, note.id
-        log.info("call %s from %s stored as conversation %s: %s", call_id, mask_mobile(caller),
-                 conversation.id, note.text)  # fmt: skip
-        return conversation.id
-
-
-EXPORT_LIMIT = 100_000
-
-
-def export_rows(
-    session: Session, community_id: int, *, since: datetime | None = None, until: datetime | None = None
-) -> list[tuple[Message, Conversation]]:
-    """A community's messages in time order, for an export (at most EXPORT_LIMIT)."""
-    query = (
-        select(Message, Conversation)
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Conversation.community_id == community_id)
-    )
-    if since is not None:
-        query = query.where(Message.created_at >= since)
-    if until is not None:
-        query = query.where(Message.created_at < until)
-    rows = session.execute(query.order_by(Message.created_at, Message.id).limit(EXPORT_LIMIT)).all()
-    return [(m, c) for m, c in rows]
 
 
 # --- what went wrong, for agents ---------------------------------------------------------------
@@ -804,6 +592,44 @@ def retry_delivery(session: Session, settings: Settings, delivery_id: int) -> Ou
 # --- a person's replies ------------------------------------------------------------------------
 
 
+def deliver_posted(session: Session, settings: Settings, event: MessagePosted) -> None:
+    """Receives conversations' ``message_posted``: a person's message leaves on the resident's
+    channel. Stored as an outbound delivery in the same transaction and sent by a job once it
+    commits: WeChat as a customer-service message (inside the 48-hour window), the app through its
+    signed webhook. The web page needs no delivery: its live stream was told."""
+    if event.channel in (Channel.web, Channel.phone):
+        return
+    latest = session.scalar(
+        select(InboundMessage)
+        .where(InboundMessage.conversation_id == event.conversation_id)
+        .order_by(InboundMessage.id.desc())
+        .limit(1)
+    )
+    community = session.get(Community, event.community_id)
+    delivery = OutboundDelivery(
+        company_id=event.company_id,
+        channel=event.channel,
+        conversation_id=event.conversation_id,
+        message_id=event.message_id,
+        inbound_id=latest.id if latest is not None else None,  # WeChat's 48-hour window runs from it
+        recipient=event.external_id,
+        payload={
+            "account": latest.account if latest is not None else None,
+            "reply_to": None,
+            "community": community.code if community else None,
+            "user_id": event.external_id,
+            "reply": event.text,
+            "action": event.action or event.sender.value,
+            "citations": [],
+            "case_id": event.case_id,
+        },
+    )
+    session.add(delivery)
+    session.flush()
+    delivery_id = delivery.id
+    after_commit(session, lambda: request_delivery(settings, delivery_id))
+
+
 def send_to_resident(
     *,
     session: Session,
@@ -814,54 +640,8 @@ def send_to_resident(
     action: str | None = None,
     case_id: int | None = None,
 ) -> Message:
-    """A message from a person (an agent's reply, a survey) into the conversation, sent out on
-    the channel the resident used once the transaction commits. The web chat page receives it
-    over its live stream; WeChat as a customer-service message (inside the 48-hour window); the
-    app through its signed webhook. A phone call cannot be answered in writing: call back."""
-    from core.events import after_commit
-    from core.live import conversation_topic, publish
-
-    text = text.strip()
-    if not text:
-        raise InvalidInput("回复内容不能为空")
-    if conversation.channel is Channel.phone:
-        raise InvalidInput("电话渠道无法发送文字回复，请回电给住户")
-    message = Message(
-        conversation_id=conversation.id, sender=sender, text=text, action=action, case_id=case_id
-    )
-    session.add(message)
-    conversation.last_message_at = utcnow()
-    session.flush()
-    if conversation.channel is not Channel.web:
-        latest = session.scalar(
-            select(InboundMessage)
-            .where(InboundMessage.conversation_id == conversation.id)
-            .order_by(InboundMessage.id.desc())
-            .limit(1)
-        )
-        community = session.get(Community, conversation.community_id)
-        delivery = OutboundDelivery(
-            company_id=conversation.company_id,
-            channel=conversation.channel,
-            conversation_id=conversation.id,
-            message_id=message.id,
-            inbound_id=latest.id if latest is not None else None,  # WeChat's 48-hour window runs from it
-            recipient=conversation.external_id,
-            payload={
-                "account": latest.account if latest is not None else None,
-                "reply_to": None,
-                "community": community.code if community else None,
-                "user_id": conversation.external_id,
-                "reply": text,
-                "action": action or sender.value,
-                "citations": [],
-                "case_id": case_id,
-            },
-        )
-        session.add(delivery)
-        session.flush()
-        delivery_id = delivery.id
-        after_commit(session, lambda: request_delivery(settings, delivery_id))
-    event = {"type": "message", "conversation_id": conversation.id, "message_id": message.id}
-    after_commit(session, lambda: publish(settings, conversation_topic(conversation.id), event))
-    return message
+    """Transitional: conversations.service.post_message."""
+    return post_message(
+        session=session, settings=settings, conversation=conversation, text=text, sender=sender,
+        action=action, case_id=case_id,
+    )  # fmt: skip

@@ -31,6 +31,7 @@ from channels.schemas import (
     IntakeProblems,
 )
 from channels.signing import BadSignature, check
+from conversations import service as conversations
 from conversations.models import Channel, Conversation, Message, Sender
 from core.db import get_database, utcnow
 from core.deps import SessionDep, SettingsDep
@@ -380,7 +381,7 @@ def resident_history(
     allowed = accessible_community_ids(session=session, user=user)
     return [
         _history_item(m, c)
-        for m, c in service.resident_history(session, resident_id, limit=limit)
+        for m, c in conversations.resident_history(session, resident_id, limit=limit)
         if c.community_id in allowed
     ]
 
@@ -397,7 +398,7 @@ def export_conversations(
     mobile and ID numbers, plates and e-mail addresses in the text, the channel's user ids. A cell
     a spreadsheet would run as a formula (a resident typed =HYPERLINK…) is kept as text."""
     require_community(session=session, user=user, community_id=community_id)
-    rows = service.export_rows(session, community_id, since=since, until=until)
+    rows = conversations.export_rows(session, community_id, since=since, until=until)
     text = csv_text(EXPORT_COLUMNS, (
         [
             message.created_at.isoformat(), CHANNEL_NAMES[conversation.channel], conversation.id,

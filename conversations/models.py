@@ -7,6 +7,7 @@ them and change them only through conversations.service.
 from __future__ import annotations
 
 import enum
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -44,7 +45,7 @@ class Conversation(Base):
     state: Mapped[ConversationState] = mapped_column(
         Enum(ConversationState, native_enum=False, length=16), default=ConversationState.assistant
     )
-    # What the assistant is waiting for (e.g. the location of a work order) and the recent topic.
+    # What the conversation remembers between turns (ConversationContext, through the service).
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_message_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -88,3 +89,37 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
+
+
+@dataclass(frozen=True)
+class ConversationContext:
+    """What a conversation remembers between turns, typed: the protocol between the assistant's
+    flow and escalation (a survey awaited, a work order's missing address…). Stored as JSON in
+    ``Conversation.context``; read and written only through conversations.service."""
+
+    topic: str | None = None  # the last question answered: "那要多久？" is asked about it
+    failures: int = 0  # turns in a row the assistant could not answer (two hand over)
+    awaiting_location: int | None = None  # a work order registered without an address
+    awaiting_survey: int | None = None  # a survey was sent: the next message may be its score
+    survey_comment: int | None = None  # a low score came without a comment: the next message is it
+    survey_answered: int | None = None  # answered: a second tap on a score is thanked
+    acknowledged: int | None = None  # the held case whose follow-ups were acknowledged once
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> ConversationContext:
+        """From the stored JSON: unknown keys (an older or newer release) are ignored, and a value
+        of the wrong type is dropped rather than trusted."""
+        data = data or {}
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            value = data.get(f.name)
+            if value is None:
+                continue
+            if f.name == "topic":
+                values[f.name] = str(value)[:200]
+            elif isinstance(value, int | float | str) and str(value).lstrip("-").isdigit():
+                values[f.name] = int(value)
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None and v != 0}

@@ -19,33 +19,36 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
+from core.settings import Settings
+
 E = TypeVar("E")
 
 
 class Signal(Generic[E]):
-    """One kind of event; receivers are called with the session and the event."""
+    """One kind of event; receivers are called with the session, the settings (passed down, as
+    everywhere: a process may serve several configurations, as the tests do) and the event."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._receivers: list[Callable[[Session, E], None]] = []
+        self._receivers: list[Callable[[Session, Settings, E], None]] = []
 
-    def connect(self, receiver: Callable[[Session, E], None]) -> None:
+    def connect(self, receiver: Callable[[Session, Settings, E], None]) -> None:
         """Add a receiver (once: connecting the same function again changes nothing)."""
         if receiver not in self._receivers:
             self._receivers.append(receiver)
 
-    def disconnect(self, receiver: Callable[[Session, E], None]) -> None:
+    def disconnect(self, receiver: Callable[[Session, Settings, E], None]) -> None:
         if receiver in self._receivers:
             self._receivers.remove(receiver)
 
     @property
-    def receivers(self) -> tuple[Callable[[Session, E], None], ...]:
+    def receivers(self) -> tuple[Callable[[Session, Settings, E], None], ...]:
         return tuple(self._receivers)
 
-    def send(self, session: Session, event: E) -> None:
+    def send(self, session: Session, settings: Settings, event: E) -> None:
         """Call every receiver now, inside the transaction: an exception rolls the change back."""
         for receiver in self._receivers:
-            receiver(session, event)
+            receiver(session, settings, event)
 
     def __repr__(self) -> str:
         return f"Signal({self.name!r}, {len(self._receivers)} receivers)"

@@ -28,11 +28,14 @@ import redis
 import uvicorn
 from sqlalchemy import text
 
+from anju import wiring
 from anju.app import create_app
 from anju.migrate import upgrade
 from core.db import get_database
 from core.settings import Settings
 from tests import services
+
+wiring.connect()  # the test process is assembled here: services called directly post as the app does
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -261,15 +261,16 @@ def test_without_the_embeddings_model_emergencies_and_answers_still_work(
     demo_kb: Settings, tmp_path: Path
 ) -> None:
     """A model that cannot load must not take the emergency path down with it."""
-    from assistant.service import Assistant
+    from channels.flows.message import take_turn
 
     broken = demo_kb.model_copy(
         update={"embedding_backend": "sentence-transformers", "embedding_model_path": tmp_path / "missing"}
     )
-    assistant = Assistant(broken)
-    emergency = assistant.turn(community="cuihu", session_id=sid("no-model-1"), text="电梯停了我被关里面了")
+    emergency = take_turn(
+        broken, community="cuihu", session_id=sid("no-model-1"), text="电梯停了我被关里面了"
+    )
     assert emergency.action.value == "emergency" and emergency.case_id is not None
-    answer = assistant.turn(community="cuihu", session_id=sid("no-model-2"), text="物业费怎么交")
+    answer = take_turn(broken, community="cuihu", session_id=sid("no-model-2"), text="物业费怎么交")
     assert answer.action.value == "answer" and "生活缴费" in answer.reply
 
 
