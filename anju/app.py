@@ -161,7 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from accounts.views import router as accounts_router
     from anju import health, pages
-    from assistant.views import router as assistant_router
+    from channels.chat_views import router as chat_router
     from channels.views import api as conversations_router
     from channels.views import router as channels_router
     from crawlers.views import router as crawl_router
@@ -177,7 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts_router)
     app.include_router(org_router)
     app.include_router(knowledge_router)
-    app.include_router(assistant_router)
+    app.include_router(chat_router)
     app.include_router(conversations_router)
     app.include_router(escalation_router)
     app.include_router(opinion_router)

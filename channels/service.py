@@ -24,9 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from channels.models import DeliveryStatus, InboundMessage, InboundStatus, OutboundDelivery
-from conversations.models import Channel, Conversation, Message, Sender
-from conversations.service import IDENTITY_OF, post_message, resolve_resident
-from conversations.service import same_person as same_person  # transitional: escalation still imports it here
+from conversations.models import Channel, Conversation
+from conversations.service import IDENTITY_OF, resolve_resident
 from conversations.signals import MessagePosted
 from core.db import get_database, utcnow
 from core.errors import AnjuError, InvalidInput, NotFound
@@ -628,20 +627,3 @@ def deliver_posted(session: Session, settings: Settings, event: MessagePosted) -
     session.flush()
     delivery_id = delivery.id
     after_commit(session, lambda: request_delivery(settings, delivery_id))
-
-
-def send_to_resident(
-    *,
-    session: Session,
-    settings: Settings,
-    conversation: Conversation,
-    text: str,
-    sender: Sender = Sender.agent,
-    action: str | None = None,
-    case_id: int | None = None,
-) -> Message:
-    """Transitional: conversations.service.post_message."""
-    return post_message(
-        session=session, settings=settings, conversation=conversation, text=text, sender=sender,
-        action=action, case_id=case_id,
-    )  # fmt: skip

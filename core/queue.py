@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +25,7 @@ from rq.executions import Execution
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.types import FunctionReferenceType
 from rq.worker import WorkerStatus
 from sqlalchemy.orm import Session
 
@@ -53,7 +54,7 @@ def get_queue(name: str = "default", *, settings: Settings | None = None) -> Que
 
 
 def enqueue(
-    func: Callable[..., Any],
+    func: FunctionReferenceType,
     *,
     queue: str = "default",
     job_id: str | None = None,
@@ -63,7 +64,9 @@ def enqueue(
     delay: timedelta | None = None,
     **kwargs: Any,
 ) -> Job:
-    """Enqueue ``func(**kwargs)`` with an explicit retry policy and timeout.
+    """Enqueue ``func(**kwargs)`` with an explicit retry policy and timeout. ``func`` is the job
+    function or its dotted path ("escalation.tasks.check_sla"): a service names its jobs by path
+    and never imports its own tasks module.
 
     ``job_id`` makes enqueueing idempotent: the same id is not queued twice while it is pending.
     """

@@ -8,7 +8,7 @@ import logging
 
 from core.queue import enqueue, job_session
 from core.settings import get_settings
-from escalation import service
+from escalation import paging, queue, surveys, timers
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 def check_sla(*, case_id: int, version: int, kind: str) -> str:
     settings = get_settings()
     with job_session() as session:
-        return service.check_sla(
+        return timers.check_sla(
             session=session, settings=settings, case_id=case_id, version=version, kind=kind
         ).outcome
 
@@ -32,7 +32,7 @@ def notify_supervisors(*, case_id: int, kind: str) -> int:
 
     settings = get_settings()
     with job_session() as session:
-        notice = service.supervisor_notice(session=session, settings=settings, case_id=case_id, kind=kind)
+        notice = paging.supervisor_notice(session=session, settings=settings, case_id=case_id, kind=kind)
     if notice is None or not settings.supervisor_robots:
         return 0
     job = get_current_job()
@@ -67,7 +67,7 @@ def page_duty(*, case_id: int, level: int) -> str:
 
     settings = get_settings()
     with job_session() as session:
-        page = service.page_step(session=session, settings=settings, case_id=case_id, level=level)
+        page = paging.page_step(session=session, settings=settings, case_id=case_id, level=level)
         contact = None
         if page is not None and page.contact is not None:
             c = page.contact
@@ -105,7 +105,7 @@ def page_duty(*, case_id: int, level: int) -> str:
     )
     if failures:
         with job_session() as session:
-            service.note_page_failure(
+            paging.note_page_failure(
                 session=session, settings=settings, case_id=case_id, level=level, errors=failures
             )
     return "paged" if not failures else "page_failed"
@@ -116,9 +116,9 @@ def sweep() -> dict[str, list[int]]:
     surveys closed."""
     settings = get_settings()
     with job_session() as session:
-        breached = service.sweep_sla(session=session, settings=settings)
+        breached = timers.sweep_sla(session=session, settings=settings)
     with job_session() as session:
-        released = service.release_idle(session=session, settings=settings)
+        released = queue.release_idle(session=session, settings=settings)
     with job_session() as session:
-        closed = service.close_unanswered(session=session, settings=settings)
+        closed = surveys.close_unanswered(session=session, settings=settings)
     return {"breached": breached, "released": released, "closed": closed}

@@ -24,7 +24,7 @@ from conversations.models import Channel, Sender
 from core.db import get_database, utcnow
 from core.masking import mask_mobile
 from core.settings import Settings
-from escalation import service as escalation
+from escalation import callbacks, cases, work_orders
 from escalation.models import CaseCategory, WorkOrderCategory
 from escalation.sla import case_sla
 from org.models import Community, Resident
@@ -84,7 +84,7 @@ def store_call(
         # linked to the complaint and is resolved (and surveyed) on its own.
         complaint = emergency = None
         if review.complaint is not None:
-            complaint = escalation.open_case(
+            complaint = cases.open_case(
                 session=session, settings=settings, company_id=place.company_id, community_id=place.id,
                 category=CaseCategory.complaint, reason="complaint by phone",
                 summary=f"电话投诉：{review.complaint}\n{transcript}", conversation_id=conversation.id,
@@ -92,7 +92,7 @@ def store_call(
                 hazard=review.hazard.value if review.hazard else None,
             )  # fmt: skip
         if review.emergency is not None:
-            emergency = escalation.open_case(
+            emergency = cases.open_case(
                 session=session, settings=settings, company_id=place.company_id, community_id=place.id,
                 category=CaseCategory.emergency, reason=f"emergency:{review.emergency.value}",
                 summary=f"电话来电（紧急）：{review.emergency_line}\n{transcript}",
@@ -103,7 +103,7 @@ def store_call(
         order = None
         if review.repairs:
             described = "；".join(review.repairs)
-            order = escalation.create_work_order(
+            order = work_orders.create_work_order(
                 session=session, company_id=place.company_id, community_id=place.id,
                 category=WorkOrderCategory(work_order_category(described)),
                 description=f"电话报修：{described}",
@@ -131,7 +131,7 @@ def store_call(
             due.append(now + case_sla(CaseCategory.inquiry).first_response)
         callback = None
         if reasons:
-            callback = escalation.request_callback(
+            callback = callbacks.request_callback(
                 session=session, company_id=place.company_id, community_id=place.id,
                 conversation_id=conversation.id, phone=caller, reason="；".join(reasons), due_at=min(due),
                 resident_id=resident_id, case_id=case.id if case else None,

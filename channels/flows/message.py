@@ -45,7 +45,7 @@ from core.db import get_database
 from core.errors import InvalidInput, NotFound
 from core.masking import mask_text
 from core.settings import Settings
-from escalation import service as escalation
+from escalation import cases, work_orders
 from escalation.models import Case, CaseCategory, WorkOrder, WorkOrderCategory
 from escalation.sla import REPAIR, case_sla
 from knowledge.service import official_facts
@@ -273,7 +273,7 @@ class _Turn:
         complaint = replies.is_complaint(self.text, reason, hazard)
         dispute = replies.is_dispute(self.text)
         category = CaseCategory.complaint if complaint else CaseCategory.inquiry
-        case = escalation.open_case(
+        case = cases.open_case(
             session=self.session, settings=self.settings, company_id=self.place.company_id,
             community_id=self.place.id, category=category, reason=reason, summary=self.summary(),
             conversation_id=self.conversation.id, resident_id=self.conversation.resident_id,
@@ -295,7 +295,7 @@ class _Turn:
         assert plan is not None
         chitchat = plan.action is Action.chitchat
         complaint = plan.action is Action.human and plan.route.reason.startswith(("complaint", "hazard"))
-        case = escalation.open_case(
+        case = cases.open_case(
             session=self.session, settings=self.settings, company_id=self.conversation.company_id,
             community_id=self.conversation.community_id,
             category=CaseCategory.complaint if complaint else CaseCategory.inquiry, reason="follow-up",
@@ -316,7 +316,7 @@ class _Turn:
     def work_order(self, case_id: int | None = None) -> TurnResult:
         location = parse_location(self.text)
         category = WorkOrderCategory(work_order_category(self.text))
-        order = escalation.create_work_order(
+        order = work_orders.create_work_order(
             session=self.session, company_id=self.place.company_id, community_id=self.place.id,
             category=category, description=self.text, building=location.building, unit=location.unit,
             room=location.room, conversation_id=self.conversation.id,
@@ -337,7 +337,7 @@ class _Turn:
         order = self.session.get(WorkOrder, order_id)
         if order is None:
             return TurnResult(reply="收到。请问需要帮您做什么？", action=Action.clarify)
-        escalation.set_work_order_location(
+        work_orders.set_work_order_location(
             session=self.session, order=order, building=location.building, unit=location.unit,
             room=location.room,
         )  # fmt: skip
@@ -352,7 +352,7 @@ class _Turn:
         plan = self.plan
         assert plan is not None
         category = plan.emergency or Emergency.life
-        case = escalation.open_case(
+        case = cases.open_case(
             session=self.session, settings=self.settings, company_id=self.place.company_id,
             community_id=self.place.id, category=CaseCategory.emergency,
             reason=f"emergency:{category.value}", summary=self.summary(),

@@ -11,7 +11,7 @@ from assistant.routing import Action
 from assistant.service import TurnResult
 from conversations.models import Conversation, ConversationContext
 from core.settings import Settings
-from escalation import service as escalation
+from escalation import surveys
 
 
 def around_survey(context: ConversationContext) -> bool:
@@ -24,9 +24,7 @@ def answer(
 ) -> TurnResult | None:
     """The survey's answer and what the resident is told; None when the message is not one (it is
     then an ordinary message, and the survey is no longer awaited)."""
-    survey = escalation.answer_survey(
-        session=session, settings=settings, conversation=conversation, text=text
-    )
+    survey = surveys.answer_survey(session=session, settings=settings, conversation=conversation, text=text)
     if survey is None:
         return None
     action = Action.human if survey.reopened else Action.chitchat

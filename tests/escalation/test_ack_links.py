@@ -13,7 +13,7 @@ import pytest
 
 from core.db import utcnow
 from core.settings import Settings
-from escalation.service import ack_token
+from escalation.paging import ack_token
 from tests.conftest import LiveServer
 from tests.escalation.test_console_flow import say
 from tests.escalation.test_sla_and_paging import load

@@ -18,7 +18,7 @@ from channels.service import process_inbound
 from conversations.models import Channel
 from core.db import get_database, utcnow
 from core.settings import Settings
-from escalation import service
+from escalation import queue, timers
 from escalation.models import Case, CaseEvent, CaseEventKind, CaseStatus
 from escalation.sla import BusinessHours
 from tests.channels import test_app_channel as app
@@ -194,11 +194,11 @@ def test_the_sweep_fires_a_lost_breach_and_returns_idle_cases_to_the_queue(demo:
         agent.post(f"/api/cases/{idle}/claim").raise_for_status()
         later = utcnow() + timedelta(minutes=45)  # past the 咨询 first response (30 min) and the idle limit
         with get_database(settings).session() as session:
-            breached = service.sweep_sla(session=session, settings=settings, now=later)
+            breached = timers.sweep_sla(session=session, settings=settings, now=later)
         assert set(breached) == {idle, lost}  # without any timer job having run
         with get_database(settings).session() as session:
-            assert service.sweep_sla(session=session, settings=settings, now=later) == []  # once only
-            released = service.release_idle(session=session, settings=settings, now=later)
+            assert timers.sweep_sla(session=session, settings=settings, now=later) == []  # once only
+            released = queue.release_idle(session=session, settings=settings, now=later)
         assert released == [idle]
         with get_database(settings).session(readonly=True) as session:
             case = session.get(Case, idle)

@@ -173,7 +173,7 @@ def test_roles_and_communities_are_checked(demo_kb: Settings) -> None:
 
 @pytest.mark.parametrize("text", ["5", "５", "4分 师傅很准时", "二分，太慢了"])
 def test_survey_answers_people_write(text: str) -> None:
-    from escalation.service import parse_survey_answer
+    from escalation.surveys import parse_survey_answer
 
     parsed = parse_survey_answer(text)
     assert parsed is not None and 1 <= parsed[0] <= 5
@@ -181,7 +181,7 @@ def test_survey_answers_people_write(text: str) -> None:
 
 @pytest.mark.parametrize("text", ["5栋2单元", "谢谢", "", "10"])
 def test_what_is_not_a_survey_answer(text: str) -> None:
-    from escalation.service import parse_survey_answer
+    from escalation.surveys import parse_survey_answer
 
     assert parse_survey_answer(text) is None
 

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from conversations.models import Channel, Conversation, Message, Sender
 from core.db import get_database
 from core.settings import Settings
+from escalation.cases import open_case
 from escalation.models import CaseCategory, WorkOrderCategory
-from escalation.service import create_work_order, open_case
+from escalation.work_orders import create_work_order
 from sentiment.events import (
     NEAR_DUPLICATE_BITS,
     building_of,

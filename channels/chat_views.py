@@ -1,4 +1,5 @@
-"""The chat API and the resident's web chat page (/chat/<community>)."""
+"""The web chat channel: its API (/api/chat, the history, the live stream) and the resident's chat
+page (/chat/<community>). A message goes through the same intake as every channel."""
 
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ from core.errors import NotFound
 from core.live import conversation_topic, stream
 from core.routing import CommittingRoute
 from core.settings import Settings
-from escalation import service as escalation
+from escalation import surveys
 from org.models import Community
 
-router = APIRouter(tags=["assistant"], route_class=CommittingRoute)
+router = APIRouter(tags=["assistant"], route_class=CommittingRoute)  # the tag the API docs know it by
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "anju" / "templates")
 
 QUICK_QUESTIONS = (
@@ -125,7 +126,7 @@ def chat_history(
         .limit(100)
     ).all()
     messages = list(reversed(messages))
-    marks = escalation.chat_marks(
+    marks = surveys.chat_marks(
         session=session,
         conversation_id=conversation.id,
         messages=[(m.id, m.case_id, m.created_at, m.action == "survey") for m in messages if m.case_id],
