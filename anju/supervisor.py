@@ -25,7 +25,10 @@ from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_SECONDS = 30  # a worker gets this long to finish the job it holds
+# A stop finishes within this bound: a job still running then is killed with its worker. Jobs are
+# idempotent and the database is the source of truth, so the sweeper runs it again at the next start
+# (a 30 s grace let one stop hang on a crawl retrying the already stopped API).
+STOP_GRACE_SECONDS = 4
 MAX_RESTART_DELAY = 30.0
 
 
@@ -121,25 +124,32 @@ class Supervisor:
         self.stop()
 
     def stop(self) -> None:
+        """Every child gets SIGTERM at once (a warm stop: the API drains, a worker finishes its job
+        if it can); after STOP_GRACE_SECONDS, or as soon as all have exited, each child's whole
+        process group is killed, so nothing they forked (rq's scheduler, a work-horse) outlives
+        ``anju up``. Then the embedded Redis, which saves on SIGTERM."""
         self.stopping = True
-        order = ["api", "scheduler", "worker"]
-        procs = [(c.name, c.proc) for name in order for c in self.children if c.name == name and c.proc]
+        procs = [(c.name, c.proc) for c in self.children if c.proc is not None]
         for name, proc in procs:
             if proc.poll() is None:
                 log.info("stopping %s", name)
-                proc.send_signal(signal.SIGTERM)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for name, proc in procs:
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                proc.wait(timeout=max(0.05, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in time; killing it", name)
+                log.warning("%s did not stop within %d s; killing it", name, STOP_GRACE_SECONDS)
+        for _, proc in procs:  # the group outlives its leader while anything it forked lives
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            proc.wait()
         if self.redis_proc is not None and self.redis_proc.poll() is None:
             self.redis_proc.send_signal(signal.SIGTERM)  # redis-server saves and exits on SIGTERM
             try:
-                self.redis_proc.wait(timeout=15)
+                self.redis_proc.wait(timeout=STOP_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
                 self.redis_proc.kill()
+                self.redis_proc.wait()
         log.info("all stopped")
