@@ -2,7 +2,8 @@
 
 A child that dies is restarted (with a pause that grows if it keeps dying). Ctrl-C, SIGTERM or
 SIGHUP (a closed terminal) stops the group: the API, scheduler and worker are asked to stop at
-once (the worker finishes the job it holds first), Redis last, after they have gone. If the
+once, and whatever is still running after a few seconds is killed with everything it forked;
+Redis last, after they have gone. If the
 supervisor itself is killed, its children get SIGTERM from the kernel and stop too (Linux).
 """
 
@@ -36,6 +37,7 @@ MAX_RESTART_DELAY = 30.0
 class Child:
     name: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # on top of the supervisor's environment
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -44,7 +46,7 @@ class Child:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            self.argv, start_new_session=True, env=os.environ.copy(), preexec_fn=die_with_parent()
+            self.argv, start_new_session=True, env={**os.environ, **self.env}, preexec_fn=die_with_parent()
         )
         self.started_at = time.monotonic()
         log.info("started %s (pid %s)", self.name, self.proc.pid)
@@ -57,7 +59,8 @@ class Supervisor:
         python = sys.executable
         self.children = [
             Child("api", [python, "-m", "anju.cli", "serve"]),
-            Child("worker", [python, "-m", "anju.cli", "worker"]),
+            # rq's scheduler runs in the scheduler process, not as a fork of the worker (core.queue)
+            Child("worker", [python, "-m", "anju.cli", "worker"], {"ANJU_WORKER_SCHEDULER": "false"}),
             Child("scheduler", [python, "-m", "anju.cli", "scheduler"]),
         ]
         self.stopping = False

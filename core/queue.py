@@ -206,7 +206,11 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     while True:
         worker = build_worker(settings, name=name)
         try:
-            return bool(worker.work(burst=burst, with_scheduler=True, logging_level=settings.rq_log_level))
+            return bool(
+                worker.work(
+                    burst=burst, with_scheduler=settings.worker_scheduler, logging_level=settings.rq_log_level
+                )
+            )
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if worker._stop_requested:
                 return False
@@ -330,8 +334,22 @@ def run_scheduler(settings: Settings, *, stop_after: float | None = None) -> Non
     signal.signal(signal.SIGINT, _stop)
     started = time.monotonic()
     log.info("scheduler started with %s", periodic_jobs(settings))
+    # rq's own scheduler (delayed jobs, retries with back-off), in this small process rather than as
+    # a fork of a worker that holds the models. rq's per-queue locks keep it single cluster-wide: a
+    # worker's scheduler, where one runs, and this one never both move the same queue's jobs.
+    from rq.scheduler import RQScheduler
+
+    delayed = RQScheduler(QUEUE_NAMES, connection=connection, serializer=JSONSerializer, interval=1)
+    registered = False
     while not stopping:
         try:
+            if not registered:
+                delayed.register_birth()
+                registered = True
+            if delayed.should_reacquire_locks:
+                delayed.acquire_locks()
+            delayed.heartbeat()
+            delayed.enqueue_scheduled_jobs()
             for func_path, interval in periodic_jobs(settings):
                 slot = int(time.time() // interval)
                 if connection.set(f"anju:periodic:{func_path}:{slot}", 1, nx=True, ex=interval * 2):
@@ -347,4 +365,6 @@ def run_scheduler(settings: Settings, *, stop_after: float | None = None) -> Non
         if stop_after is not None and time.monotonic() - started > stop_after:
             break
         time.sleep(1)
+    with contextlib.suppress(redis.ConnectionError, redis.TimeoutError, OSError):
+        delayed.stop()  # releases its locks at once: a worker's scheduler may take over
     log.info("scheduler stopped")

@@ -157,6 +157,10 @@ class Settings(BaseSettings):
     # Queue: a job running longer than this is stopped (rq job_timeout), per queue default.
     job_timeout_seconds: int = 120
     worker_queues: list[str] = Field(default_factory=lambda: ["high", "default", "low"])
+    # rq's scheduler (delayed jobs, retries with back-off) runs in each worker as a fork of it, a
+    # copy of a process that holds the models (~300 MB RSS). `anju up` turns it off in its worker:
+    # its `anju scheduler` process runs rq's scheduler instead. Workers started on their own keep it.
+    worker_scheduler: bool = True
     # rq workers run at a lower CPU priority than the API (os.nice): on a shared machine a
     # channel's acknowledgement (WeChat waits 5 s, then retries) comes before answering the backlog.
     # 5 gives the workers about a quarter of a busy CPU against the API's three quarters; 0 turns it off.

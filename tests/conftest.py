@@ -231,6 +231,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env["ANJU_DELIVERY_BACKOFF_SECONDS"] = json.dumps(settings.delivery_backoff_seconds)
     env["ANJU_DELIVERY_MAX_ATTEMPTS"] = str(settings.delivery_max_attempts)
     env["ANJU_INBOUND_STALE_SECONDS"] = str(settings.inbound_stale_seconds)
+    env["ANJU_WORKER_SCHEDULER"] = str(settings.worker_scheduler).lower()
     if settings.supervisor_robots:
         env["ANJU_SUPERVISOR_ROBOTS"] = json.dumps([r.model_dump() for r in settings.supervisor_robots])
     for name in ("case_idle_minutes", "survey_low_score", "agent_max_open_cases", "business_hours",

@@ -256,3 +256,30 @@ def test_a_dead_schedulers_lock_is_released_and_a_live_ones_kept(redis_url: str)
     assert connection.get("rq:scheduler-lock:default") is None
     assert connection.get("rq:scheduler-lock:high") == b"live-one"
     connection.flushdb()
+
+
+def test_the_scheduler_process_moves_delayed_jobs_so_workers_need_not_fork_one(
+    settings: Settings,
+    start_worker,  # type: ignore[no-untyped-def]
+) -> None:
+    """Under `anju up` the worker runs without rq's scheduler fork (a copy of a process holding
+    the models): `anju scheduler` moves delayed jobs and back-off retries onto their queues."""
+    from datetime import timedelta
+
+    without = settings.model_copy(update={"worker_scheduler": False})
+    start_worker(without)
+    job = enqueue(ping, queue="high", settings=settings, delay=timedelta(seconds=1), token="later")
+    assert job.get_status(refresh=True) == "scheduled"
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "anju.cli", "scheduler"], cwd=ROOT, env=settings_env(settings),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert wait_for(lambda: job.get_status(refresh=True) == "finished", timeout=30,
+                        message="the delayed job moved by the scheduler process and run")  # fmt: skip
+        assert job.return_value() == "pong:later"
+    finally:
+        scheduler.send_signal(signal.SIGTERM)
+        assert scheduler.wait(timeout=10) == 0
+    # it let go of rq's scheduler locks on its way out: a worker's scheduler may take over at once
+    assert not get_redis(settings).keys("rq:scheduler-lock:*")
