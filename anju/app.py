@@ -135,17 +135,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.database = get_database(settings)
-        app.state.redis = get_redis(settings)
-        settings.signing_key()  # demo mode: generate the key before the first login needs it
-        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
-        app.state.llm_limiter = anyio.CapacityLimiter(settings.llm_threads)
-        if settings.warm_assistant:
-            threading.Thread(
-                target=warm_assistant, args=(settings,), name="warm-assistant", daemon=True
-            ).start()
-        log.info("anju API ready on %s", settings.base_url)
-        yield
+        from anju.backup import in_use
+
+        with in_use(settings):  # `anju restore` refuses while the API runs on this data folder
+            app.state.database = get_database(settings)
+            app.state.redis = get_redis(settings)
+            settings.signing_key()  # demo mode: generate the key before the first login needs it
+            anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+            app.state.llm_limiter = anyio.CapacityLimiter(settings.llm_threads)
+            if settings.warm_assistant:
+                threading.Thread(
+                    target=warm_assistant, args=(settings,), name="warm-assistant", daemon=True
+                ).start()
+            log.info("anju API ready on %s", settings.base_url)
+            yield
 
     app = FastAPI(
         title="安居 anju",

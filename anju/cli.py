@@ -6,6 +6,8 @@ import faulthandler
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -49,7 +51,8 @@ def migrate() -> None:
     from anju.migrate import upgrade
 
     settings = _settings()
-    upgrade(settings)
+    with _in_use(settings):
+        upgrade(settings)
     typer.echo("数据库已是最新结构")
 
 
@@ -57,6 +60,7 @@ def migrate() -> None:
 def seed_demo_cmd(
     force: bool = typer.Option(False, help="seed even when the database is not empty"),
     knowledge: bool = typer.Option(True, help="also the demo FAQ and service standard"),
+    index: bool = typer.Option(True, help="build the search index here (--no-index: a worker builds it)"),
 ) -> None:
     """Load the demo company, communities, residents and accounts (if the database is empty)."""
     from anju.demo import is_seeded, seed_demo
@@ -71,7 +75,7 @@ def seed_demo_cmd(
             return
         company = seed_demo(session, knowledge=knowledge, opinion_base_url=settings.base_url)
         typer.echo(f"已创建演示数据：{company.name}")
-    if knowledge:
+    if knowledge and index:
         from knowledge.service import rebuild_index
 
         built = rebuild_index(settings, company_id=company.id).index
@@ -113,7 +117,6 @@ def serve(
 @app.command()
 def worker(burst: bool = typer.Option(False, help="exit when the queues are empty")) -> None:
     """Run one rq worker (with rq's scheduler for retries and delayed jobs)."""
-    from core.queue import run_worker
     from core.redis import ensure_embedded_redis
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -124,6 +127,13 @@ def worker(burst: bool = typer.Option(False, help="exit when the queues are empt
     if settings.worker_nice:
         os.nice(settings.worker_nice)  # inherited by every work-horse rq forks
     ensure_embedded_redis(settings)
+    with _in_use(settings):
+        _run_worker(settings, burst=burst)
+
+
+def _run_worker(settings: Settings, *, burst: bool) -> None:
+    from core.queue import run_worker
+
     if settings.warm_assistant:
         from anju.app import warm_assistant
         from core.db import get_database
@@ -149,7 +159,22 @@ def scheduler() -> None:
 
     settings = _settings()
     ensure_embedded_redis(settings)
-    run_scheduler(settings)
+    with _in_use(settings):
+        run_scheduler(settings)
+
+
+@contextmanager
+def _in_use(settings: Settings) -> Iterator[None]:
+    """Hold the data folder's running lock (``anju restore`` refuses while it is held)."""
+    from anju.backup import BackupError, in_use
+
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(in_use(settings))
+        except BackupError as exc:
+            typer.echo(exc.message, err=True)
+            raise typer.Exit(1) from None
+        yield
 
 
 def _migrated_database(settings: Settings) -> Database:
@@ -191,6 +216,14 @@ def _request_index_builds(settings: Settings) -> None:
         request_index_build(settings, company_id=company_id)
 
 
+@app.command("wait-for-indexes", hidden=True)
+def wait_for_indexes() -> None:
+    """Ask a worker to build every company's search index, and wait until each has one (anju up)."""
+    settings = _settings()
+    _request_index_builds(settings)
+    _wait_for_indexes(settings)
+
+
 def _wait_for_indexes(settings: Settings, timeout: float = 120) -> None:
     """Hold the banner until every company with a knowledge base has a search index, so the first
     question asked after "anju is up" is answered (the worker builds it: ~2 s for the demo)."""
@@ -230,12 +263,6 @@ def up(
     seed: bool = typer.Option(True, help="seed demo data when the database is empty (demo mode only)"),
 ) -> None:
     """Migrate, seed demo data, and run the API, a worker and the scheduler until Ctrl-C."""
-    from anju.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, is_seeded, seed_demo
-    from anju.migrate import upgrade
-    from anju.supervisor import Supervisor
-    from core.db import get_database
-    from core.redis import EmbeddedRedisBusy
-
     settings = _settings()
     if not _port_free(settings.host, settings.port):
         typer.echo(
@@ -244,11 +271,30 @@ def up(
             err=True,
         )
         raise typer.Exit(1)
-    upgrade(settings)
+    with _in_use(settings):
+        _up(settings, seed=seed)
+
+
+def _step(*args: str) -> None:
+    """One preparation step of `anju up` as its own `anju` process: migrating, seeding and waiting for
+    the search indexes import every domain (~100 MB), and the supervisor, which lives as long as
+    the service, need not keep them. What the step prints is shown only when it fails."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "anju.cli", *args], stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        typer.echo(done.stdout, err=True)
+        raise typer.Exit(done.returncode)
+
+
+def _up(settings: Settings, *, seed: bool) -> None:
+    from anju.demo_accounts import DEMO_ACCOUNTS, DEMO_PASSWORD
+    from anju.supervisor import Supervisor
+    from core.redis import EmbeddedRedisBusy
+
+    _step("migrate")
     if seed and settings.mode is Mode.demo:
-        with get_database(settings).session() as session:
-            if not is_seeded(session):
-                seed_demo(session, opinion_base_url=settings.base_url)
+        _step("seed-demo", "--no-index")  # the worker builds the index once it runs
     supervisor = Supervisor(settings)
     try:
         supervisor.start()
@@ -259,8 +305,7 @@ def up(
         typer.echo("服务未能在规定时间内就绪，请查看上面的日志", err=True)
         supervisor.stop()
         raise typer.Exit(1)
-    _request_index_builds(settings)
-    _wait_for_indexes(settings)
+    _step("wait-for-indexes")
     base = settings.base_url
     redis_where = f"内嵌 {settings.redis_socket}" if settings.embedded_redis else settings.redis_url
     lines = [
@@ -689,6 +734,67 @@ def sources_list(company: Annotated[str | None, typer.Option(help="公司编码"
                 f"{item.key:<20} {item.kind.value:<8} {item.name}{state}"
                 f"  每 {item.interval_minutes} 分钟  {last}"
             )
+
+
+@app.command()
+def backup(
+    directory: Annotated[Path, typer.Argument(help="写入备份的新目录（不存在或为空），不要与数据同盘")],
+) -> None:
+    """Back up the embedded installation while it runs: the SQLite database (online backup API),
+    the generated secret key and the uploaded files, with a manifest of checksums."""
+    from anju.backup import BackupError, create_backup, describe_error
+
+    settings = _settings()
+    try:
+        manifest = create_backup(settings=settings, target=directory)
+    except BackupError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"备份失败，已删除不完整的备份：{describe_error(exc)}", err=True)
+        raise typer.Exit(1) from None
+    size = sum(f["size"] for f in manifest["files"])
+    typer.echo(
+        f"备份完成：{directory.resolve()}（{len(manifest['files'])} 个文件，{size / 1024 / 1024:.1f} MB，"
+        f"数据库结构 {manifest['alembic_revision']}）"
+    )
+    if manifest["secret_key"] == "environment":
+        typer.echo("密钥来自 ANJU_SECRET_KEY，不在备份里：请与其他密钥一起妥善保管")
+    elif manifest["secret_key"] == "none":
+        typer.echo("数据目录里还没有生成密钥（API 还没启动过），备份里没有密钥")
+    typer.echo("请把备份复制到别的机器或离线介质上（含住户个人信息，应加密保存）")
+
+
+@app.command()
+def restore(
+    directory: Annotated[Path, typer.Argument(help="anju backup 写出的目录")],
+) -> None:
+    """Restore a backup onto this installation's data folder; the service must be stopped. The
+    database it replaces is kept beside it as *.before-restore."""
+    from anju.backup import BackupError, describe_error, restore_backup
+
+    settings = _settings()
+    try:
+        restored = restore_backup(settings=settings, source=directory)
+    except BackupError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"恢复失败：{describe_error(exc)}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"已恢复备份 {directory.resolve()} 到 {settings.data_dir.resolve()}")
+    for path in restored.kept:
+        typer.echo(f"  原有数据保留为 {path.name}（恢复有误时可改回原名）")
+    if restored.backup_revision != restored.head_revision:
+        typer.echo("备份的数据库结构较旧：anju up 启动时会自动升级（或先运行 anju migrate）")
+    if restored.secret_from_environment:
+        typer.echo("备份时密钥来自 ANJU_SECRET_KEY：请确认现在设置的仍是同一个密钥")
+    if not settings.embedded_redis:
+        typer.echo(
+            "使用外部 Redis（ANJU_REDIS_URL）：启动前请清空安居使用的那个 Redis 数据库（FLUSHDB），"
+            "队列会由数据库重新生成"
+        )
+    typer.echo("队列不在备份中：服务启动后，未处理的消息和未送达的回复会自动重新排队")
 
 
 def main() -> None:

@@ -6,34 +6,17 @@ All names, addresses and numbers are invented; mobile numbers use the 1380000xxx
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from accounts import service as accounts_service
 from accounts.models import Role
+from anju.demo_accounts import DEMO_ACCOUNTS, DEMO_PASSWORD, DemoAccount
 from org import service as org_service
 from org.models import Community, Company, IdentityKind, ResidentRole
 
-DEMO_PASSWORD = "anju-demo-2026"  # documented in the README; demo mode only
-
-
-@dataclass(frozen=True)
-class DemoAccount:
-    username: str
-    display_name: str
-    role: Role
-    communities: tuple[str, ...]  # community codes; empty with all_communities
-
-
-DEMO_ACCOUNTS = (
-    DemoAccount("agent", "客服小林", Role.agent, ("cuihu", "jinjiang")),
-    DemoAccount("agent2", "客服小周", Role.agent, ("cuihu", "jinjiang")),
-    DemoAccount("supervisor", "客服主管王敏", Role.supervisor, ("cuihu", "jinjiang", "binjiang")),
-    DemoAccount("pr", "品牌专员陈晨", Role.pr, ("cuihu", "jinjiang", "binjiang")),
-    DemoAccount("admin", "系统管理员", Role.admin, ()),
-)
+__all__ = ["DEMO_ACCOUNTS", "DEMO_PASSWORD", "DemoAccount", "is_seeded", "seed_demo"]
 
 DEMO_COMMUNITIES = (
     # code, name, city, address, duty phone, buildings, units per building, floors, rooms per floor
@@ -125,7 +108,7 @@ def seed_demo(
             company_id=company.id,
             username=account.username,
             password=DEMO_PASSWORD,
-            role=account.role,
+            role=Role(account.role),
             display_name=account.display_name,
             community_ids=[codes[c].id for c in account.communities],
         )
