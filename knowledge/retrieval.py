@@ -18,10 +18,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict
+from langchain_core.runnables.config import run_in_executor
+from pydantic import ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -399,7 +400,8 @@ class KnowledgeRetriever(BaseRetriever):
     """LangChain's retriever interface over the hybrid search, for one community.
 
     Each document's metadata carries the citation (document, section), the kind (faq / passage),
-    the item id and the scores.
+    the item id and the scores. ``k`` is the number of results; one call may ask for another
+    number, as LangChain's retrievers allow: ``retriever.invoke(query, k=3)``.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -407,13 +409,22 @@ class KnowledgeRetriever(BaseRetriever):
     settings: Settings
     company_id: int
     community_id: int
-    k: int = 5
+    k: int = Field(default=5, ge=1)
     fusion: Fusion | None = None  # None: the settings tuned for the index's model
     mode: Mode = "hybrid"
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None, **kwargs: Any
     ) -> list[Document]:
+        # Declaring keyword arguments makes BaseRetriever.invoke pass its own on to this method;
+        # without them it dropped k silently. It passes ``verbose`` too (read for the callbacks).
+        unknown = sorted(set(kwargs) - {"verbose"})
+        if unknown:
+            raise TypeError(f"KnowledgeRetriever got unexpected keyword arguments: {', '.join(unknown)}")
+        if k is None:
+            k = self.k
+        elif isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive integer, not {k!r}")
         search = get_search(self.settings)
         with get_database(self.settings).session(readonly=True) as session:
             results = search.search(
@@ -421,7 +432,7 @@ class KnowledgeRetriever(BaseRetriever):
                 company_id=self.company_id,
                 community_id=self.community_id,
                 query=query,
-                k=self.k,
+                k=k,
                 fusion=self.fusion,
                 mode=self.mode,
             )
@@ -443,3 +454,17 @@ class KnowledgeRetriever(BaseRetriever):
             )
             for r in results
         ]
+
+    async def _aget_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        k: int | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        # BaseRetriever's default forwards no keyword arguments to the thread: ainvoke(query, k=3)
+        # would fail. The search is synchronous (SQLAlchemy sessions, numpy): run it in a thread.
+        return await run_in_executor(
+            None, self._get_relevant_documents, query, run_manager=run_manager.get_sync(), k=k, **kwargs
+        )
