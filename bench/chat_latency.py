@@ -2,14 +2,18 @@
 API process's memory.
 
     .venv/bin/python bench/chat_latency.py [--passages 10000] [--turns 300] [--data-dir DIR]
+    .venv/bin/python -m bench.chat_latency --smoke    # a fresh temporary folder, one standard, one
+                                                      # padding document, 5 turns: checks it runs
 
 Builds (or reuses) a data folder with the demo company, the demo FAQ and service standard, the
-five standards documents of ../shared/corpus when present, and generated documents that pad the
-knowledge base to the target passage count (sentences of the real passages recombined, so the
-vocabulary is the domain's). The index is built in this process (the build rate is recorded),
-then `anju serve` runs as its own process and answers POST /api/chat one turn at a time with
-questions from tests/data/retrieval_dev.jsonl (retrieval-only turns: questions, not repairs or
-emergencies). Prints one JSON object.
+five standards documents of shared/corpus (bench/corpus.py says where it is looked for; the run
+stops when it is not found), and generated documents that pad the knowledge base to the target
+passage count (sentences of the real passages recombined, so the vocabulary is the domain's). The
+index is built in this process (the build rate is recorded), then `anju serve` runs as its own
+process and answers POST /api/chat one turn at a time with questions from
+tests/data/retrieval_dev.jsonl (retrieval-only turns: questions, not repairs or
+emergencies). Prints one JSON object (``BENCH_CHAT_LATENCY {...}`` with --smoke: one line the
+test suite reads).
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ import json
 import os
 import random
 import re
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -33,15 +40,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-
-def _corpus() -> Path | None:
-    for candidate in (ROOT.parent / "shared" / "corpus", Path("/work/shared/corpus")):
-        if candidate.is_dir():
-            return candidate
-    return None
+from bench.corpus import corpus_files  # noqa: E402  (after sys.path: run as a script too)
 
 
-def prepare(data_dir: Path, redis_url: str, target: int) -> dict[str, object]:
+def prepare(
+    data_dir: Path, redis_url: str, target: int, *, standards: int | None = None
+) -> dict[str, object]:
+    """``target``: passages to pad to (at least one padding document when ``standards`` is set:
+    the smoke run ingests only that many of the standards)."""
     os.environ["ANJU_DATA_DIR"] = str(data_dir)
     os.environ["ANJU_REDIS_URL"] = redis_url
     from sqlalchemy import func, select
@@ -61,16 +67,19 @@ def prepare(data_dir: Path, redis_url: str, target: int) -> dict[str, object]:
         if not is_seeded(session):
             seed_demo(session, residents_per_community=8)
         company_id = session.scalars(select(Company.id)).one()
-    corpus = _corpus()
-    if corpus is not None:
-        for path in sorted(corpus.glob("*.txt")):
-            with database.session() as session:
-                service.ingest(
-                    session=session, company_id=company_id, filename=path.name, content=path.read_bytes()
-                )
+    files = corpus_files()  # by name, as before; the smoke run takes the smallest
+    if standards is not None:
+        files = sorted(files, key=lambda p: p.stat().st_size)[:standards]
+    for path in files:
+        with database.session() as session:
+            service.ingest(
+                session=session, company_id=company_id, filename=path.name, content=path.read_bytes()
+            )
     with database.session() as session:
         texts = list(session.scalars(select(Passage.text)))
         have = session.scalar(select(func.count()).select_from(Passage)) or 0
+    if standards is not None:
+        target = have + 1
     sentences = [s for t in texts for s in re.findall(r"[^。；;！!？?\n]+[。；;！!？?]", t) if len(s) > 8]
     rng = random.Random(20261123)
     number = 0
@@ -105,7 +114,7 @@ def prepare(data_dir: Path, redis_url: str, target: int) -> dict[str, object]:
     }
 
 
-def run(data_dir: Path, redis_url: str, turns: int, port: int) -> dict[str, object]:
+def run(data_dir: Path, redis_url: str, turns: int, port: int, *, warm: int = 10) -> dict[str, object]:
     env = {**os.environ, "ANJU_DATA_DIR": str(data_dir), "ANJU_REDIS_URL": redis_url, "ANJU_PORT": str(port),
            "ANJU_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": "1",
            "ANJU_CHAT_PER_ADDRESS_PER_MINUTE": "100000"}  # one client sends every turn  # fmt: skip
@@ -129,7 +138,7 @@ def run(data_dir: Path, redis_url: str, turns: int, port: int) -> dict[str, obje
         latencies: list[float] = []
         actions: dict[str, int] = {}
         with httpx.Client(base_url=base, timeout=30) as client:
-            for n in range(turns + 10):
+            for n in range(turns + warm):
                 body = {
                     "community": "cuihu",
                     "session_id": uuid.uuid4().hex,
@@ -139,7 +148,7 @@ def run(data_dir: Path, redis_url: str, turns: int, port: int) -> dict[str, obje
                 response = client.post("/api/chat", json=body)
                 elapsed = (time.perf_counter() - started) * 1000
                 response.raise_for_status()
-                if n >= 10:  # the first turns load the model and the index
+                if n >= warm:  # the first turns load the model and the index
                     latencies.append(elapsed)
                     action = response.json()["action"]
                     actions[action] = actions.get(action, 0) + 1
@@ -170,10 +179,26 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/anju-bench-chat"))
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--smoke", action="store_true", help="fresh temporary folder, one standard, 5 turns on a free port"
+    )
     args = parser.parse_args()
-    build = prepare(args.data_dir, args.redis_url, args.passages)
-    latency = run(args.data_dir, args.redis_url, args.turns, args.port)
-    print(json.dumps({"index": build, "http": latency, "cpu": os.cpu_count()}, ensure_ascii=False))
+    if not args.smoke:
+        build = prepare(args.data_dir, args.redis_url, args.passages)
+        latency = run(args.data_dir, args.redis_url, args.turns, args.port)
+        print(json.dumps({"index": build, "http": latency, "cpu": os.cpu_count()}, ensure_ascii=False))
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="anju-bench-chat-smoke-"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    try:
+        build = prepare(data_dir, args.redis_url, 0, standards=1)
+        latency = run(data_dir, args.redis_url, 5, port, warm=1)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    result = {"index": build, "http": latency, "cpu": os.cpu_count()}
+    print("BENCH_CHAT_LATENCY " + json.dumps(result, ensure_ascii=False))
 
 
 if __name__ == "__main__":

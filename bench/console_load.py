@@ -2,7 +2,8 @@
 ``--agents`` (20) agents working ``--cases`` (200) open cases on this machine.
 
     .venv/bin/python -m bench.console_load            # full run: 20 agents, 200 cases, 60 s measured (~3 min)
-    .venv/bin/python -m bench.console_load --quick    # smoke run: the same, 20 s measured
+    .venv/bin/python -m bench.console_load --quick    # short run: the same, 20 s measured
+    .venv/bin/python -m bench.console_load --smoke    # 2 agents, 4 cases, 3 s measured: checks it runs
     .venv/bin/python -m bench.console_load --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 What runs (bench/intake_common.py, as bench/intake_load.py runs it): a private redis-server on a
@@ -872,7 +873,7 @@ def run(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
         workers = [group.anju(f"worker-{i}", ["worker"], env) for i in range(args.rq_workers)]
         others = [group.anju("scheduler", ["scheduler"], env)] if args.scheduler else []
         wait_ready(port, workers=args.rq_workers, procs=[api, *workers, *others])
-        result["warmup_wait_s"] = wait_quiet(group)
+        result["warmup_wait_s"] = wait_quiet(group, limit=3 if args.smoke else 60)
         print(f"service ready on 127.0.0.1:{port} ({args.api_workers} API, {args.rq_workers} rq)", flush=True)
         load = Load(args, port, api.log_path)
         result.update(asyncio.run(load.run(usernames, group)))
@@ -981,7 +982,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="smoke run: 20 s measured")
+    parser.add_argument("--quick", action="store_true", help="short run: 20 s measured")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="2 agents, 4 cases (1 emergency), 3 s measured, short think times: checks the script runs",
+    )
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--cases", type=int, default=200, help="open cases seeded through the web chat")
     parser.add_argument("--emergencies", type=int, default=4, help="of the cases, emergencies (fire, lift)")
@@ -1011,6 +1017,10 @@ def main() -> int:
     parser.add_argument("--out", help="JSON result file (default /tmp/anju-console-load-<UTC time>.json)")
     parser.add_argument("--keep", action="store_true", help="keep the /tmp/bench-intake-* folder and logs")
     args = parser.parse_args()
+    if args.smoke:
+        args.agents, args.cases, args.emergencies, args.duration = 2, 4, 1, args.duration or 3.0
+        args.rate, args.think, args.list_interval, args.event_timeout = 2.0, "0.2,0.5", 0.5, 5.0
+        args.seed_concurrency = 4
     args.duration = args.duration or (20.0 if args.quick else 60.0)
 
     install_sigterm()

@@ -1,13 +1,15 @@
 """The opinion pipeline end to end (issue 6): crawl → judge → score → store → group → grade → alert.
 
     .venv/bin/python -m bench.crawl_pipeline                 # 3,000 pages, SQLite
-    .venv/bin/python -m bench.crawl_pipeline --pages 600     # smoke run
+    .venv/bin/python -m bench.crawl_pipeline --pages 600     # a shorter run
+    .venv/bin/python -m bench.crawl_pipeline --smoke         # 60 pages, 4 stories: checks it runs
     .venv/bin/python -m bench.crawl_pipeline --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 What runs: a private redis-server; a fresh migrated database with the demo company (SQLite by
 default, or a database ``anju_bench_*`` of our own on the given PostgreSQL server, dropped at the
-end); a synthetic news/forum site in this process (list pages of 50 links, then ``--pages``
-article pages of generated Chinese posts: about a third about the demo communities, grouped into
+end); a synthetic news/forum site in this process (list pages of 50 links, or more when
+``--pages`` would need more than the 50 list pages a source may follow, then ``--pages`` article
+pages of generated Chinese posts: about a third about the demo communities, grouped into
 ``--stories`` stories with a few severe ones, the rest other cities, other companies and general
 news); a group-robot receiver in this process (WeCom protocol, records when each message
 arrived); an alert route to it for every grade; and ``--workers`` real ``anju worker`` processes
@@ -155,13 +157,18 @@ def generate(pages: int, stories: int, seed: int) -> list[tuple[str, str]]:
     return articles
 
 
-class Site:
-    """The synthetic site: /list/<n>.html (50 links each, then a next link) and /a/<i>.html."""
+MAX_LIST_PAGES = 50  # what crawlers.service.check_config accepts as a source's max_pages
 
-    PER_LIST = 50
+
+class Site:
+    """The synthetic site: /list/<n>.html (``per_list`` links each, then a next link) and /a/<i>.html."""
 
     def __init__(self, articles: list[tuple[str, str]]) -> None:
         self.articles = articles
+        # 50 links a list page; more when the articles would need more list pages than a source
+        # may follow (3,000 pages: 60 a page over 50 list pages).
+        self.per_list = max(50, -(-len(articles) // MAX_LIST_PAGES))
+        self.list_pages = -(-len(articles) // self.per_list)
         self.served: dict[str, float] = {}
         self.lock = threading.Lock()
         site = self
@@ -193,15 +200,15 @@ class Site:
     def page(self, path: str) -> str | None:
         if path.startswith("/list/"):
             n = int(path[6:].removesuffix(".html"))
-            first = n * self.PER_LIST
+            first = n * self.per_list
             if first >= len(self.articles):
                 return None
             rows = "".join(
                 f'<li class="item"><a class="t" href="/a/{i}.html">{self.articles[i][0]}</a>'
                 f'<span class="d">{time.strftime("%Y-%m-%d")}</span></li>'
-                for i in range(first, min(first + self.PER_LIST, len(self.articles)))
+                for i in range(first, min(first + self.per_list, len(self.articles)))
             )
-            more = first + self.PER_LIST < len(self.articles)
+            more = first + self.per_list < len(self.articles)
             nxt = f'<a class="next" href="/list/{n + 1}.html">下一页</a>' if more else ""
             return f"<html><body><ul>{rows}</ul><div class='pager'>{nxt}</div></body></html>"
         if path.startswith("/a/"):
@@ -255,7 +262,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="rq workers delivering the alerts")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="60 pages, 4 stories: checks the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.pages, args.stories, args.workers = 60, 4, 1
     install_sigterm()
 
     import re
@@ -305,7 +315,7 @@ def main() -> int:
             session.add(AlertRoute(company_id=company.id, name="品牌部", channel=AlertChannel.wecom,
                                    target=robot.url, worst_grade=4))  # fmt: skip
             config = {
-                "start_urls": ["/list/0.html"], "max_pages": 10_000,
+                "start_urls": ["/list/0.html"], "max_pages": site.list_pages,
                 "list": {"item": "li.item", "link": "a.t::attr(href)", "date": "span.d::text",
                          "next": "div.pager a.next::attr(href)"},
                 "detail": {"title": "h1::text", "published": "span.time::text", "content": "div.c p::text",
@@ -323,7 +333,15 @@ def main() -> int:
             env["ANJU_DATABASE_URL"] = database_url
         for n in range(args.workers):
             group.anju(f"worker-{n}", ["worker"], env)
-        time.sleep(3)  # workers up
+        import redis as redis_client
+        from rq import Worker
+
+        connection = redis_client.Redis.from_url(redis_server.url)
+        up_by = time.time() + 60
+        while Worker.count(connection=connection) < args.workers:  # workers up
+            if time.time() > up_by:
+                raise RuntimeError(f"{args.workers} rq workers did not register within 60 s")
+            time.sleep(0.2)
         started = time.time()
         run = service.run_source(settings=settings, source_id=source_id,
                                  overrides={"LOG_LEVEL": "WARNING", "CONCURRENT_REQUESTS": 32,

@@ -379,8 +379,16 @@ class Databases:
         return self.pg_url.rsplit("/", 1)[0] + f"/{name}"
 
     def prepare(self, env: dict[str, str]) -> None:
-        """Migrate and seed the demo (company, residents, knowledge base, index) once."""
+        """Migrate and seed the demo (company, residents, knowledge base, index) once.
+
+        With SQLite and ``ANJU_BENCH_TEMPLATE`` naming a folder that this method prepared before
+        (the smoke tests prepare one for all the benchmarks that need it), that folder is copied
+        instead: the same database, without seeding it again."""
         template_dir = self.workdir / "template"
+        reuse = os.environ.get("ANJU_BENCH_TEMPLATE")
+        if reuse and not self.pg_url and (Path(reuse) / "anju.db").is_file():
+            shutil.copytree(reuse, template_dir, dirs_exist_ok=True)
+            return
         template_dir.mkdir(parents=True, exist_ok=True)
         env = dict(env, ANJU_DATA_DIR=str(template_dir))
         if self.pg_url:

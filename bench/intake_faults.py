@@ -2,7 +2,9 @@
 SIGKILLed mid-job and Redis restarts empty.
 
     .venv/bin/python -m bench.intake_faults                    # 10,000 messages (~50 min on 2 vCPUs)
-    .venv/bin/python -m bench.intake_faults --messages 500     # smoke run (~4 min)
+    .venv/bin/python -m bench.intake_faults --messages 500     # a shorter run (~4 min)
+    .venv/bin/python -m bench.intake_faults --smoke            # 15 messages, both faults, 2 s sweeps,
+                                                               # 10 s job timeout: checks it runs
     .venv/bin/python -m bench.intake_faults --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 What runs (bench/intake_common.py): a private redis-server on a fixed free port with no
@@ -14,8 +16,8 @@ as ``anju up`` runs them and, like ``anju up``'s supervisor, restarted when they
 bench/fakes.py as the resident app's webhook receiver, which checks each reply's signature and
 records every receipt (delivery_id, reply_to, body). No LLM is configured (extractive answers).
 Settings for quick recovery: ANJU_INBOUND_STALE_SECONDS=5, ANJU_SWEEP_INTERVAL_SECONDS=5,
-ANJU_WORKER_HEARTBEAT_SECONDS=2, ANJU_JOB_TIMEOUT_SECONDS=30 (also when a claimed message or a
-delivery stuck in "sending" counts as abandoned), delivery back-off 1, 2, 4, 8, 15 s.
+ANJU_WORKER_HEARTBEAT_SECONDS=2, ANJU_JOB_TIMEOUT_SECONDS=30 (``--job-timeout``; also when a claimed
+message or a delivery stuck in "sending" counts as abandoned), delivery back-off 1, 2, 4, 8, 15 s.
 
 ``--senders`` (20) connections POST signed messages to /channels/app/messages (questions the demo
 knowledge base answers, 500 distinct app users) at ``--rate`` messages/s in total; a request
@@ -191,7 +193,7 @@ class Run:
                 "ANJU_INBOUND_STALE_SECONDS": str(self.args.stale_seconds),
                 "ANJU_SWEEP_INTERVAL_SECONDS": str(self.args.sweep_interval),
                 "ANJU_WORKER_HEARTBEAT_SECONDS": "2",
-                "ANJU_JOB_TIMEOUT_SECONDS": "30",
+                "ANJU_JOB_TIMEOUT_SECONDS": str(self.args.job_timeout),
                 "ANJU_DELIVERY_BACKOFF_SECONDS": "[1, 2, 4, 8, 15]",
                 "ANJU_DELIVERY_MAX_ATTEMPTS": "6",
                 "ANJU_LOG_LEVEL": self.args.log_level,
@@ -202,7 +204,7 @@ class Run:
             self.start_worker()
         self.scheduler = self.group.anju("scheduler-1", ["scheduler"], self.env)
         wait_ready(port, workers=2, procs=[self.api, *self.workers, self.scheduler])
-        wait_quiet(self.group)
+        wait_quiet(self.group, limit=3 if self.args.smoke else 60)
         self.url = self.dbs.sqlalchemy_url(data_dir, database_url)
         return self.url, port
 
@@ -220,8 +222,8 @@ class Run:
         )
         thread.start()
         faults = [] if self.args.no_faults else [(n // 3, "kill"), ((2 * n) // 3, "redis")]
-        while thread.is_alive():
-            if faults and self.progress >= faults[0][0]:
+        while thread.is_alive() or faults:  # a fault not reached when sending ended comes now
+            if faults and (self.progress >= faults[0][0] or not thread.is_alive()):
                 _, kind = faults.pop(0)
                 if kind == "kill":
                     self.event("SIGKILL a busy rq worker …", sent=self.progress)
@@ -464,11 +466,22 @@ def main() -> int:
     parser.add_argument("--sweep-interval", type=int, default=5, help="ANJU_SWEEP_INTERVAL_SECONDS")
     parser.add_argument("--settle-timeout", type=float, default=3600.0)
     parser.add_argument(
+        "--job-timeout", type=int, default=30, help="ANJU_JOB_TIMEOUT_SECONDS (a claimed job abandoned)"
+    )
+    parser.add_argument(
         "--no-faults", action="store_true", help="the same run without the faults (a baseline)"
     )
     parser.add_argument("--log-level", default="INFO", help="ANJU_LOG_LEVEL of the service")
     parser.add_argument("--keep", action="store_true", help="keep the /tmp/bench-intake-* folder and logs")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="15 messages, 3 senders at 10/s, Redis down 1 s, 2 s sweeps, 10 s job timeout: checks it runs",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.messages, args.senders, args.rate, args.redis_down = 15, 3, 10.0, 1.0
+        args.stale_seconds, args.sweep_interval, args.job_timeout, args.settle_timeout = 2, 2, 10, 120.0
 
     install_sigterm()
     info: dict[str, Any] = {"date": today(), "machine": machine(), "commit": git_commit()}

@@ -2,7 +2,9 @@
 messages per second the intake accepts and stores.
 
     .venv/bin/python -m bench.intake_load            # full run (~15 min on 2 vCPUs)
-    .venv/bin/python -m bench.intake_load --quick    # smoke run (~3 min): short, small counts
+    .venv/bin/python -m bench.intake_load --quick    # short run (~3 min): short, small counts
+    .venv/bin/python -m bench.intake_load --smoke    # one latency and one acceptance scenario, 1 API
+                                                     # process, seconds and tens of messages: checks it runs
     .venv/bin/python -m bench.intake_load --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 What runs (bench/intake_common.py): a private redis-server on a free port; a fresh copy of a
@@ -302,7 +304,7 @@ class Bench:
         }
         try:
             wait_ready(port, workers=rq_workers, procs=[api, *workers])
-            result["warmup_wait_s"] = wait_quiet(self.group)
+            result["warmup_wait_s"] = wait_quiet(self.group, limit=3 if self.args.smoke else 60)
             llm_before = fakes_stats(self.fakes_port).get("llm", 0)
             tag = f"b{os.getpid() % 1000}s{n}"
             mode = self.args.wechat_mode
@@ -409,7 +411,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="short smoke run: 10 s latency, 1,500 messages")
+    parser.add_argument("--quick", action="store_true", help="short run: 10 s latency, 1,500 messages")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="latency (1 API, 1 rq, 2 s, LLM 1 s) and acceptance (app, 1 API, 0 rq, 40 messages), "
+        "4 connections: checks the script runs",
+    )
     parser.add_argument("--only", choices=["latency", "acceptance"], help="run one figure only")
     parser.add_argument(
         "--database-url", help="postgresql+psycopg://… (a database anju_bench_* is created on it)"
@@ -441,6 +449,10 @@ def main() -> int:
     parser.add_argument("--log-level", default="INFO", help="ANJU_LOG_LEVEL of the service (shipped: INFO)")
     parser.add_argument("--keep", action="store_true", help="keep the /tmp/bench-intake-* folder and logs")
     args = parser.parse_args()
+    if args.smoke:
+        args.duration, args.messages, args.connections = args.duration or 2.0, args.messages or 40, 4
+        args.api_workers, args.rq_workers, args.channels, args.latency_rq_workers = "1", "0", "app", 1
+        args.warmup, args.llm_delay, args.latency_rates = 0.5, 1.0, ""
     duration = args.duration or (10.0 if args.quick else 60.0)
     messages = args.messages or (1500 if args.quick else 20000)
     api_counts = [int(x) for x in args.api_workers.split(",") if x]

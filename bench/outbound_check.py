@@ -5,12 +5,16 @@ refused request takes (no connection is opened).
 
     .venv/bin/python -m bench.outbound_check            # 300 requests each
     .venv/bin/python -m bench.outbound_check --requests 1000
+    .venv/bin/python -m bench.outbound_check --smoke     # 20 requests each: checks the script runs
+
+Prints a line per way of sending and, last, one JSON line ``BENCH_OUTBOUND_CHECK {...}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -41,7 +45,10 @@ def refused_send() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300)
-    n = parser.parse_args().requests
+    parser.add_argument("--smoke", action="store_true", help="20 requests each: checks the script runs")
+    args = parser.parse_args()
+    n = 20 if args.smoke else args.requests
+    result: dict[str, dict[str, float]] = {}
     with FakeRobot() as robots:
         url = robots.url("wecom", "bench")
         policy = outbound.OutboundPolicy.parse([f"127.0.0.1:{robots.port}"])
@@ -54,7 +61,10 @@ def main() -> None:
             call()  # warm: imports, first connection
         for name, call in calls.items():
             times = sorted(timed(call, n))
-            print(f"{name:<28} median {statistics.median(times):7.3f} ms  p95 {times[int(n * 0.95)]:7.3f} ms")
+            median, p95 = statistics.median(times), times[int(n * 0.95)]
+            result[name] = {"median_ms": round(median, 3), "p95_ms": round(p95, 3)}
+            print(f"{name:<28} median {median:7.3f} ms  p95 {p95:7.3f} ms")
+    print("BENCH_OUTBOUND_CHECK " + json.dumps({"requests": n, "ms": result}, ensure_ascii=False))
 
 
 if __name__ == "__main__":

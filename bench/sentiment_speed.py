@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.sentiment_speed            # 20,000 posts, 3 rounds
     .venv/bin/python -m bench.sentiment_speed --posts 5000 --rounds 1
+    .venv/bin/python -m bench.sentiment_speed --smoke    # 200 posts, 1 round, snownlp on 20: checks it runs
 
 One process, one thread (OMP/MKL/OpenBLAS limited to 1, pinned to one CPU when the OS allows):
 the posts are the dev and holdout sets' texts cycled to --posts (realistic lengths: group-chat
@@ -62,7 +63,10 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline-posts", type=int, default=2_000, help="snownlp on this many (0: skip)")
+    parser.add_argument("--smoke", action="store_true", help="200 posts, one round: checks the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.posts, args.rounds, args.baseline_posts = 200, 1, 20
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 

@@ -15,6 +15,7 @@ and looks for anything left running that belongs to the run's data dir.
 
     .venv/bin/python bench/up_ready.py            # 3 rounds = 3 cold + 3 warm runs
     .venv/bin/python bench/up_ready.py --runs 5 --settle 5
+    .venv/bin/python -m bench.up_ready --smoke     # one cold run, 0.5 s settle: checks it runs
 
 Prints a table and, last, one JSON line (``BENCH_UP_READY {...}``).
 """
@@ -289,7 +290,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="rounds; each is one cold and one warm start")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait after ready before RSS")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dirs and logs")
+    parser.add_argument("--smoke", action="store_true", help="one cold run, 0.5 s settle: checks it runs")
     args = parser.parse_args()
+    kinds: tuple[str, ...] = ("cold", "warm")
+    if args.smoke:  # the cold start is the longer one and the one that seeds
+        args.runs, args.settle, kinds = 1, 0.5, ("cold",)
 
     if not ANJU.exists():
         print(f"no anju console script at {ANJU}", file=sys.stderr)
@@ -303,7 +308,7 @@ def main() -> int:
         for i in range(1, args.runs + 1):
             data_dir = root / f"data-{i}"
             data_dir.mkdir()
-            for kind in ("cold", "warm"):
+            for kind in kinds:
                 r = one_run(data_dir, kind, args.settle, log_dir, i)
                 runs.append(r)
                 mem = r.get("memory", {})
@@ -376,7 +381,8 @@ def main() -> int:
     report["wall_s"] = round(time.monotonic() - started, 1)
 
     print()
-    print(f"anju up: {args.runs} cold + {args.runs} warm runs, RSS after {args.settle:g} s settle")
+    warm_runs = args.runs if "warm" in kinds else 0
+    print(f"anju up: {args.runs} cold + {warm_runs} warm runs, RSS after {args.settle:g} s settle")
     print(f"{'metric':<34}{'cold median':>12}{'min':>8}{'max':>8}{'warm median':>13}{'min':>8}{'max':>8}")
 
     def row(label: str, c: dict[str, Any], w: dict[str, Any]) -> None:

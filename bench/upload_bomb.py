@@ -1,6 +1,12 @@
 """Chat latency while an admin uploads bombs and a large real document (issue 19, finding 3).
 
     .venv/bin/python bench/upload_bomb.py [--phase-seconds 20] [--data-dir DIR] [--redis-url URL]
+    .venv/bin/python -m bench.upload_bomb --smoke --redis-url URL   # checks it runs (~30 s)
+
+--smoke: a temporary data folder and a free port; 1 s phases; the upload limits lowered (4 MB
+unzipped, 5 MB a PDF stream, a 2 s parse budget) so that bombs of 8-12 MB are refused by the same
+checks and the slow PDF, one page of it, is stopped by the same budget; the large document 10,000
+characters and 2 PDF pages.
 
 Builds a data folder with the demo company and the demo knowledge base (indexed in this process),
 then starts the real service as its own processes — `anju serve` (the API) and `anju worker` (rq,
@@ -33,9 +39,11 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -47,8 +55,10 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from bench.corpus import corpus_files  # noqa: E402  (after sys.path: run as a script too)
 from tests import bombs  # noqa: E402  (after the path: the bombs are the tests' own)
 
 QUESTIONS = [
@@ -61,11 +71,11 @@ QUESTIONS = [
 EMERGENCY = "电梯里有人被困住了，快来人"
 
 
-def _corpus() -> Path | None:
-    for candidate in (ROOT.parent / "shared" / "corpus", Path("/work/shared/corpus")):
-        if candidate.is_dir() and any(candidate.glob("*.txt")):
-            return candidate
-    return None
+SMOKE_LIMITS = {  # the service's upload limits in a smoke run; its bombs are larger
+    "ANJU_UPLOAD_MAX_UNZIPPED_BYTES": str(4 * 1024 * 1024),
+    "ANJU_UPLOAD_MAX_PDF_STREAM_BYTES": str(5 * 1024 * 1024),  # above the slow PDF's 4 MB
+    "ANJU_UPLOAD_PARSE_TIMEOUT_SECONDS": "2",
+}
 
 
 def prepare(data_dir: Path, redis_url: str) -> None:
@@ -90,15 +100,12 @@ def prepare(data_dir: Path, redis_url: str) -> None:
     get_database(settings).dispose()
 
 
-def large_documents() -> tuple[bytes, bytes, int]:
+def large_documents(chars: int = 600_000, pdf_pages: int = 150) -> tuple[bytes, bytes, int]:
     """(docx, pdf, characters) of the real standards, repeated into a large book."""
-    corpus = _corpus()
-    if corpus is None:
-        raise SystemExit("the standards corpus (../shared/corpus) is not on this machine")
-    texts = [p.read_text(encoding="utf-8") for p in sorted(corpus.glob("*.txt"))]
+    texts = [p.read_text(encoding="utf-8") for p in corpus_files()]
     lines: list[str] = []
     volume = 0
-    while sum(map(len, lines)) < 600_000:
+    while sum(map(len, lines)) < chars:
         volume += 1
         lines.append(f"# 物业服务标准汇编 第 {volume} 册")
         for text in texts:
@@ -106,7 +113,7 @@ def large_documents() -> tuple[bytes, bytes, int]:
     document = bombs.docx(lines, title="物业服务标准汇编")
     # 150 pages of 45 lines; long lines wrapped at 40 characters
     wrapped = [line[i : i + 40] for line in lines[:4000] for i in range(0, max(len(line), 1), 40)]
-    pages = [wrapped[i : i + 45] for i in range(0, min(len(wrapped), 150 * 45), 45)]
+    pages = [wrapped[i : i + 45] for i in range(0, min(len(wrapped), pdf_pages * 45), 45)]
     return document, bombs.pdf(pages), sum(map(len, lines))
 
 
@@ -192,17 +199,18 @@ def wait_ready(base: str, timeout: float = 120) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     prepare(args.data_dir, args.redis_url)
-    docx_large, pdf_large, large_chars = large_documents()
+    scale = 25 if args.smoke else 1  # the smoke run's bombs: 8, 12 and 8 MB against its lower limits
+    docx_large, pdf_large, large_chars = large_documents(10_000, 2) if args.smoke else large_documents()
     bomb_docx = bombs.zero_bomb(
-        bombs.docx(["# 装修管理规定", "押金 3000 元。"]), "word/document.xml", 200 * bombs.MB
+        bombs.docx(["# 装修管理规定", "押金 3000 元。"]), "word/document.xml", 200 * bombs.MB // scale
     )
-    bomb_xlsx = bombs.shared_strings_bomb(300 * bombs.MB)
-    bomb_pdf = bombs.pdf_bomb()
-    slow_pdf = bombs.slow_pdf(pages=20)
+    bomb_xlsx = bombs.shared_strings_bomb(300 * bombs.MB // scale)
+    bomb_pdf = bombs.pdf_bomb(200 * bombs.MB // scale)
+    slow_pdf = bombs.slow_pdf(pages=1 if args.smoke else 20)
     env = {**os.environ, "ANJU_DATA_DIR": str(args.data_dir), "ANJU_REDIS_URL": args.redis_url,
            "ANJU_PORT": str(args.port), "ANJU_LOG_LEVEL": "ERROR", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT), "ANJU_CHAT_PER_ADDRESS_PER_MINUTE": "1000000",
-           "ANJU_WARM_ASSISTANT": "true"}  # fmt: skip
+           "ANJU_WARM_ASSISTANT": "true", **(SMOKE_LIMITS if args.smoke else {})}  # fmt: skip
     base = f"http://127.0.0.1:{args.port}"
     api = subprocess.Popen([sys.executable, "-m", "anju.cli", "serve"], env=env, cwd=ROOT)
     worker = subprocess.Popen([sys.executable, "-m", "anju.cli", "worker"], env=env, cwd=ROOT)
@@ -215,11 +223,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         token = admin.post("/api/auth/token", json={"username": "admin", "password": "anju-demo-2026"})
         admin.headers["Authorization"] = f"Bearer {token.raise_for_status().json()['access_token']}"
         with httpx.Client(base_url=base, timeout=60) as warm:  # models and index loaded
-            for text in QUESTIONS * 6:
+            for text in QUESTIONS * (1 if args.smoke else 6):
                 warm.post(
                     "/api/chat", json={"community": "cuihu", "session_id": uuid.uuid4().hex, "text": text}
                 )
-        time.sleep(2)
+        time.sleep(0.2 if args.smoke else 2)
         rss_before = psutil.Process(api.pid).memory_info().rss / 2**20
         chatter.start()
         watch.start()
@@ -350,8 +358,20 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/anju-bench-upload"))
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/2")
     parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--smoke", action="store_true", help="small and short: checks the script runs")
     args = parser.parse_args()
-    result = {"machine": machine(), **run(args)}
+    scratch = None
+    if args.smoke:
+        scratch = Path(tempfile.mkdtemp(prefix="anju-bench-upload-smoke-"))
+        args.data_dir, args.phase_seconds, args.phase_timeout = scratch / "data", 1.0, 60.0
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            args.port = int(s.getsockname()[1])
+    try:
+        result = {"machine": machine(), **run(args)}
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     print()
     print(f"{'phase':<16}{'turns':>7}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'non-200':>9}")
     for p in result["phases"]:
