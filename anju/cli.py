@@ -6,7 +6,7 @@ import faulthandler
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -275,16 +275,26 @@ def up(
         _up(settings, seed=seed)
 
 
-def _step(*args: str) -> None:
+def _step(*args: str, stopping: Callable[[], bool] = lambda: False) -> None:
     """One preparation step of `anju up` as its own `anju` process: migrating, seeding and waiting for
     the search indexes import every domain (~100 MB), and the supervisor, which lives as long as
-    the service, need not keep them. What the step prints is shown only when it fails."""
+    the service, need not keep them. What the step prints is shown only when it fails. A Ctrl-C
+    while it runs (``stopping``) ends it at once."""
     import subprocess
 
-    done = subprocess.run([sys.executable, "-m", "anju.cli", *args], stdout=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        typer.echo(done.stdout, err=True)
-        raise typer.Exit(done.returncode)
+    proc = subprocess.Popen([sys.executable, "-m", "anju.cli", *args], stdout=subprocess.PIPE, text=True)
+    while True:
+        try:
+            out, _ = proc.communicate(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if stopping():
+                proc.terminate()
+                proc.communicate()
+                return
+    if proc.returncode != 0:
+        typer.echo(out, err=True)
+        raise typer.Exit(proc.returncode)
 
 
 def _up(settings: Settings, *, seed: bool) -> None:
@@ -305,7 +315,10 @@ def _up(settings: Settings, *, seed: bool) -> None:
         typer.echo("服务未能在规定时间内就绪，请查看上面的日志", err=True)
         supervisor.stop()
         raise typer.Exit(1)
-    _step("wait-for-indexes")
+    _step("wait-for-indexes", stopping=lambda: supervisor.stopping)
+    if supervisor.stopping:  # Ctrl-C before the service was all up: no banner, just stop
+        supervisor.run_until_stopped()
+        return
     base = settings.base_url
     redis_where = f"内嵌 {settings.redis_socket}" if settings.embedded_redis else settings.redis_url
     lines = [
