@@ -312,13 +312,7 @@ def timeline(*, session: Session, case: Case) -> list[CaseEvent]:
 def conversation_messages(*, session: Session, case: Case, limit: int = 500) -> list[Message]:
     if case.conversation_id is None:
         return []
-    rows = session.scalars(
-        select(Message)
-        .where(Message.conversation_id == case.conversation_id)
-        .order_by(Message.id.desc())
-        .limit(limit)
-    ).all()
-    return list(reversed(rows))
+    return conversations.recent(session, conversation_id=case.conversation_id, limit=limit)
 
 
 def past_cases(*, session: Session, case: Case, limit: int = 20) -> list[Case]:

@@ -211,7 +211,7 @@ class _Turn:
         self.settings, self.session, self.place, self.conversation = settings, session, place, conversation
         self.text, self.plan, self.written = text, plan, written
         self.context = conversations.context_of(conversation)
-        self.assistant = Assistant(settings)
+        self.assistant = Assistant(settings)  # cheap: the models are the process's, not the instance's
 
     def act(self) -> TurnResult:
         plan = self.plan
